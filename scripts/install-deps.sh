@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Installs every Debian package cellgate needs to build, run and test.
+# Idempotent; used by the README, .ci/run and the Dockerfile alike.
+# Usage: scripts/install-deps.sh [--runtime-only]
+set -euo pipefail
+
+build_packages=(
+  build-essential cmake ninja-build pkg-config git ca-certificates
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
+  libabsl-dev libzmq3-dev cppzmq-dev nlohmann-json3-dev prometheus-cpp-dev
+  libgtest-dev libgmock-dev libssl-dev
+)
+runtime_packages=(
+  python3 python3-ipykernel python3-jupyter-client python3-zmq
+  python3-matplotlib python3-pil
+  bubblewrap procps
+)
+test_packages=(
+  python3-grpcio python3-pytest
+  clang libclang-rt-14-dev  # the libFuzzer smoke run
+)
+
+packages=("${runtime_packages[@]}")
+if [[ "${1:-}" != "--runtime-only" ]]; then
+  packages+=("${build_packages[@]}" "${test_packages[@]}")
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]} == 0)); then
+  echo "install-deps: all ${#packages[@]} packages present"
+  exit 0
+fi
+
+SUDO=""
+if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
+export DEBIAN_FRONTEND=noninteractive
+echo "install-deps: installing ${missing[*]}"
+$SUDO apt-get update -q
+$SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
