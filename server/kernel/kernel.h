@@ -1,0 +1,147 @@
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/functional/any_invocable.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "server/kernel/child_process.h"
+#include "server/kernel/io_loop.h"
+#include "server/kernel/kernel_spec.h"
+#include "server/kernel/sandbox_policy.h"
+#include "server/protocol/message.h"
+
+namespace cellgate::kernel {
+
+class KernelCore;
+
+struct KernelOptions {
+  KernelSpec spec;
+  // The kernel's private directory: created (mode 0700, owned by the kernel's uid) and used as
+  // its working dir, HOME and IPYTHONDIR root. Its path must be short: the ipc sockets live in
+  // it and unix socket paths are limited to 107 bytes.
+  std::string kernel_dir;
+  bool remove_kernel_dir_on_close = true;
+  SandboxPolicy policy;
+  std::string bwrap_path = "/usr/bin/bwrap";
+  std::map<std::string, std::string> env;  // added to the allow-listed environment
+  std::string transport = "ipc";           // "ipc" or "tcp" (loopback)
+  absl::Duration startup_timeout = absl::Seconds(30);
+  absl::Duration nudge_interval = absl::Milliseconds(100);
+  absl::Duration heartbeat_interval = absl::Seconds(1);
+  // After a shutdown_request: how long to wait before SIGTERM, then before SIGKILL.
+  absl::Duration shutdown_grace = absl::Seconds(2);
+  absl::Duration terminate_grace = absl::Seconds(2);
+};
+
+// What the kernel said about itself in kernel_info_reply.
+struct KernelInfo {
+  std::string protocol_version;
+  std::string implementation;
+  std::string language;
+  std::string language_version;
+  std::string banner;
+  nlohmann::json raw;  // the whole reply content
+};
+
+// How a request ended.
+struct RequestCompletion {
+  enum class Kind {
+    kReplied,     // the reply arrived (and, for execute, IOPub went idle)
+    kKernelDied,  // the process ended first; `reason` says how
+    kClosed,      // the kernel was shut down or closed first
+    kSendFailed,  // the request could not be sent
+  };
+  Kind kind = Kind::kReplied;
+  protocol::Message reply;  // when kReplied
+  std::string reason;       // otherwise
+};
+
+struct RequestCallbacks {
+  // IOPub messages whose parent is this request (status messages excluded).
+  absl::AnyInvocable<void(const protocol::Message&)> on_iopub;
+  // Exactly once.
+  absl::AnyInvocable<void(RequestCompletion)> on_done;
+};
+
+struct ExecuteRequest {
+  std::string code;
+  bool silent = false;
+  bool store_history = true;
+  bool stop_on_error = true;
+};
+
+// Events about the kernel as a whole. Called on the I/O loop thread; must not block.
+struct KernelEvents {
+  // The process ended (unexpectedly or after Shutdown). `reason` as ExitStatus::Describe(),
+  // with a hint when a resource limit was the likely cause.
+  absl::AnyInvocable<void(const ExitStatus&, const std::string& reason)> on_exit;
+  // status busy/idle/starting from IOPub, whatever its parent.
+  absl::AnyInvocable<void(const std::string& execution_state)> on_status;
+  // IOPub messages that belong to no pending request (e.g. output of a background thread).
+  absl::AnyInvocable<void(const protocol::Message&)> on_unrouted_iopub;
+  // The heartbeat stopped (false) or came back (true).
+  absl::AnyInvocable<void(bool responsive)> on_heartbeat;
+};
+
+enum class KernelPhase { kStarting, kReady, kShuttingDown, kExited };
+
+// One running Jupyter kernel: a sandboxed child process and the ZMQ connection to it.
+// Thread-safe: every method may be called from any thread; work happens on the I/O loop and
+// callbacks run there. Destroying the handle kills the process group at once and reaps it.
+class Kernel {
+ public:
+  using ReadyCallback = absl::AnyInvocable<void(absl::Status)>;
+
+  // Launches the kernel (on the loop thread) and calls `on_ready` once it answered kernel_info
+  // with IOPub live (OK), or failed to start (UNAVAILABLE with the reason and its log tail;
+  // INVALID_ARGUMENT for a spec that can't run).
+  static std::unique_ptr<Kernel> Start(KernelIoLoop& loop, KernelOptions options,
+                                       KernelEvents events, ReadyCallback on_ready);
+  ~Kernel();
+  Kernel(const Kernel&) = delete;
+  Kernel& operator=(const Kernel&) = delete;
+
+  // Sends `msg_type` with `content` on shell (or control) and routes the reply and the IOPub
+  // messages it causes. Returns the request's msg_id. A request sent before the kernel is ready
+  // is queued until it is.
+  std::string SendRequest(const std::string& msg_type, nlohmann::json content,
+                          RequestCallbacks callbacks, bool on_control = false);
+
+  // execute_request with allow_stdin=false: done when execute_reply and status idle arrived.
+  std::string Execute(const ExecuteRequest& request, RequestCallbacks callbacks);
+
+  // Interrupts the running execution per the kernelspec's interrupt_mode.
+  void Interrupt();
+
+  // Graceful: shutdown_request on control, then SIGTERM, then SIGKILL to the process group,
+  // waiting the configured graces in between. `on_exited` runs once the process is reaped.
+  void Shutdown(absl::AnyInvocable<void(const ExitStatus&)> on_exited);
+
+  // Snapshot accessors (thread-safe).
+  KernelPhase phase() const;
+  int pid() const;
+  KernelInfo info() const;
+  std::string kernel_dir() const { return kernel_dir_; }
+  std::string log_tail(size_t max_bytes = 4096) const;
+
+ private:
+  explicit Kernel(KernelIoLoop& loop, std::string kernel_dir, std::string log_path);
+
+  KernelIoLoop& loop_;
+  const std::string kernel_dir_;
+  const std::string log_path_;
+  std::string session_id_;
+  std::shared_ptr<KernelCore> core_;
+};
+
+// The last `max_bytes` of a file (for a kernel's log in error messages).
+std::string ReadFileTail(const std::string& path, size_t max_bytes);
+
+}  // namespace cellgate::kernel

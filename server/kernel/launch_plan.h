@@ -1,0 +1,51 @@
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "server/kernel/kernel_spec.h"
+#include "server/kernel/sandbox_policy.h"
+
+namespace cellgate::kernel {
+
+// Everything the child needs between fork and exec, computed in the parent: the child only
+// makes async-signal-safe calls.
+struct LaunchPlan {
+  std::vector<std::string> argv;  // argv[0] is an absolute path or looked up in PATH below
+  std::vector<std::string> env;   // "KEY=value"
+  std::string working_dir;
+  std::string log_path;           // the child's stdout and stderr go here
+  SandboxPolicy policy;
+};
+
+// Inputs of BuildLaunchPlan.
+struct LaunchRequest {
+  KernelSpec spec;
+  std::string connection_file;
+  std::string working_dir;  // private to this kernel; HOME and IPYTHONDIR live inside
+  std::string log_path;
+  std::map<std::string, std::string> extra_env;  // from the request; cannot set reserved keys
+  SandboxPolicy policy;
+  std::string bwrap_path = "/usr/bin/bwrap";
+};
+
+// Environment keys a request may not set: the gateway owns them.
+bool IsReservedEnvKey(const std::string& key);
+
+// The environment a kernel sees: a fixed allow-list (PATH, LANG, HOME, IPYTHONDIR, TMPDIR,
+// ...), then the kernelspec's env, then the request's. Nothing of the server's own
+// environment leaks in.
+std::vector<std::string> BuildKernelEnvironment(const LaunchRequest& request);
+
+// The bubblewrap argv prefix for `policy` (ends with "--"): read-only system, private /tmp,
+// /proc and /dev, the working dir the only writable place, optional empty network namespace.
+std::vector<std::string> BuildBwrapArgs(const std::string& bwrap_path,
+                                        const std::string& working_dir, bool allow_network);
+
+// Resolves argv[0] against PATH when relative, expands the kernelspec templates and wraps in
+// bwrap when the policy says so. INVALID_ARGUMENT when argv[0] can't be found.
+absl::StatusOr<LaunchPlan> BuildLaunchPlan(const LaunchRequest& request);
+
+}  // namespace cellgate::kernel
