@@ -50,6 +50,10 @@ void KernelIoLoop::Post(Task task) {
   }
 }
 
+void KernelIoLoop::PostAfter(absl::Duration delay, Task task) {
+  Post([this, delay, task = std::move(task)]() mutable { RunAfter(delay, std::move(task)); });
+}
+
 void KernelIoLoop::RunAndWait(Task task) {
   absl::Notification done;
   Post([&task, &done]() mutable {

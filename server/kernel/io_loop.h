@@ -36,7 +36,7 @@ class KernelIoLoop {
   using TimerId = uint64_t;
 
   KernelIoLoop();
-  ~KernelIoLoop();  // stops the thread; tasks not yet run are dropped
+  ~KernelIoLoop();  // stops the thread; tasks already posted still run, timers do not
   KernelIoLoop(const KernelIoLoop&) = delete;
   KernelIoLoop& operator=(const KernelIoLoop&) = delete;
 
@@ -47,6 +47,10 @@ class KernelIoLoop {
 
   // Runs `task` on the loop thread and waits for it. Must not be called on the loop thread.
   void RunAndWait(Task task);
+
+  // Runs `task` on the loop thread after `delay`. Thread-safe; there is no cancel: a task that
+  // may have become moot checks for itself (e.g. through a weak_ptr or a generation number).
+  void PostAfter(absl::Duration delay, Task task);
 
   bool IsLoopThread() const { return std::this_thread::get_id() == thread_id_; }
 

@@ -247,9 +247,14 @@ class KernelCore : public PollSource, public std::enable_shared_from_this<Kernel
  private:
   absl::Status PrepareKernelDir() {
     const std::string& dir = options_.kernel_dir;
-    if (::mkdir(dir.c_str(), 0700) != 0) {
+    // It may exist already: a restarted kernel keeps its workspace.
+    if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
       return absl::InternalError(
           absl::StrCat("cannot create kernel dir ", dir, ": ", std::strerror(errno)));
+    }
+    for (const char* stale : {"/.zmq-1", "/.zmq-2", "/.zmq-3", "/.zmq-4", "/.zmq-5",
+                              "/.connection.json"}) {
+      ::unlink(absl::StrCat(dir, stale).c_str());
     }
     const std::string tmp = absl::StrCat(dir, "/tmp");
     ::mkdir(tmp.c_str(), 0700);

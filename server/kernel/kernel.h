@@ -74,7 +74,9 @@ struct ExecuteRequest {
   std::string code;
   bool silent = false;
   bool store_history = true;
-  bool stop_on_error = true;
+  // ipykernel's stop_on_error aborts every execute_request that reaches it shortly after an
+  // error, including ones sent after the failing request finished. Off unless asked for.
+  bool stop_on_error = false;
 };
 
 // Events about the kernel as a whole. Called on the I/O loop thread; must not block.

@@ -29,6 +29,12 @@ absl::StatusOr<std::string> ResolveExecutable(const std::string& program) {
       absl::StrCat("kernel_spec: executable '", program, "' not found in ", kKernelPath));
 }
 
+// A key that a `KEY=value` entry carries unambiguously. "LD_PRELOAD=/x" as a key would become
+// the entry "LD_PRELOAD=/x=...", which sets the reserved LD_PRELOAD after all.
+bool IsWellFormedEnvKey(const std::string& key) {
+  return !key.empty() && key.find('=') == std::string::npos && key.find('\0') == std::string::npos;
+}
+
 }  // namespace
 
 const char* SandboxModeName(SandboxMode mode) {
@@ -62,9 +68,11 @@ std::vector<std::string> BuildKernelEnvironment(const LaunchRequest& request) {
       {"TMPDIR", absl::StrCat(request.working_dir, "/tmp")},
       {"PYTHONDONTWRITEBYTECODE", "1"},
   };
-  for (const auto& [key, value] : request.spec.env) env[key] = value;
+  for (const auto& [key, value] : request.spec.env) {
+    if (IsWellFormedEnvKey(key)) env[key] = value;
+  }
   for (const auto& [key, value] : request.extra_env) {
-    if (!IsReservedEnvKey(key)) env[key] = value;
+    if (IsWellFormedEnvKey(key) && !IsReservedEnvKey(key)) env[key] = value;
   }
   std::vector<std::string> entries;
   entries.reserve(env.size());
@@ -97,6 +105,10 @@ std::vector<std::string> BuildBwrapArgs(const std::string& bwrap_path,
 }
 
 absl::StatusOr<LaunchPlan> BuildLaunchPlan(const LaunchRequest& request) {
+  if (request.spec.argv.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("kernel_spec '", request.spec.name, "': empty argv"));
+  }
   std::vector<std::string> kernel_argv = request.spec.ExpandArgv(request.connection_file);
   absl::StatusOr<std::string> program = ResolveExecutable(kernel_argv[0]);
   if (!program.ok()) return program.status();

@@ -36,7 +36,7 @@ bool IsReservedEnvKey(const std::string& key);
 
 // The environment a kernel sees: a fixed allow-list (PATH, LANG, HOME, IPYTHONDIR, TMPDIR,
 // ...), then the kernelspec's env, then the request's. Nothing of the server's own
-// environment leaks in.
+// environment leaks in. Keys that are empty or contain '=' or NUL are dropped.
 std::vector<std::string> BuildKernelEnvironment(const LaunchRequest& request);
 
 // The bubblewrap argv prefix for `policy` (ends with "--"): read-only system, private /tmp,
@@ -45,7 +45,7 @@ std::vector<std::string> BuildBwrapArgs(const std::string& bwrap_path,
                                         const std::string& working_dir, bool allow_network);
 
 // Resolves argv[0] against PATH when relative, expands the kernelspec templates and wraps in
-// bwrap when the policy says so. INVALID_ARGUMENT when argv[0] can't be found.
+// bwrap when the policy says so. INVALID_ARGUMENT when argv is empty or argv[0] can't be found.
 absl::StatusOr<LaunchPlan> BuildLaunchPlan(const LaunchRequest& request);
 
 }  // namespace cellgate::kernel

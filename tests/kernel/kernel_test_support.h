@@ -62,9 +62,10 @@ struct EventRecorder {
 
 // A kernel started and waited for (up to 60 s).
 struct StartedKernel {
+  // Declared first so it is destroyed last: the kernel may call it until ~Kernel returns.
+  std::unique_ptr<EventRecorder> events;
   std::unique_ptr<Kernel> kernel;
   absl::Status ready_status;
-  std::unique_ptr<EventRecorder> events;
 };
 
 StartedKernel StartAndWait(KernelIoLoop& loop, KernelOptions options);
