@@ -16,7 +16,7 @@ runtime_packages=(
   bubblewrap procps
 )
 test_packages=(
-  python3-grpcio python3-pytest
+  python3-grpcio python3-pytest python3-nbformat
   clang libclang-rt-14-dev  # the libFuzzer smoke run
 )
 

@@ -1,0 +1,466 @@
+#include "server/notebook/ipynb.h"
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <optional>
+#include <random>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <utility>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/status/status.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "server/notebook/iopub_output.h"
+
+namespace cellgate::notebook {
+namespace {
+
+using Json = nlohmann::json;
+
+// Python's json module (and so nbformat) cannot write anything nested deeper than about its
+// recursion limit of 1000; refusing deeper input keeps every recursive walk of the DOM (dump,
+// OutputFromNbformat) far from the end of the stack.
+constexpr int kMaxNestingDepth = 1000;
+constexpr size_t kMaxCellIdLength = 64;
+// nbformat's random_cell_id(): uuid4().hex[:8].
+constexpr int kGeneratedIdHexDigits = 8;
+// How much of an offending value an error message quotes.
+constexpr size_t kMaxQuotedChars = 64;
+
+// The cell keys ParseIpynb turns into v1::Cell fields; every other key is a cell "extra".
+constexpr const char* kCellFields[] = {"id",       "cell_type", "source",
+                                       "metadata", "outputs",   "execution_count"};
+
+std::string Dump(const Json& json, int indent = -1) {
+  return json.dump(indent, ' ', /*ensure_ascii=*/false, Json::error_handler_t::replace);
+}
+
+std::string Quote(absl::string_view text) {
+  if (text.size() <= kMaxQuotedChars) return absl::StrCat("'", absl::CHexEscape(text), "'");
+  return absl::StrCat("'", absl::CHexEscape(text.substr(0, kMaxQuotedChars)), "'...");
+}
+
+absl::Status Invalid(absl::string_view where, absl::string_view problem) {
+  return absl::InvalidArgumentError(absl::StrCat(where, ": ", problem));
+}
+
+std::string CellPath(size_t index) { return absl::StrCat("cells[", index, "]"); }
+
+// The byte offset at which arrays and objects nest deeper than `limit` (strings skipped), or
+// npos. Malformed JSON is left to the parser.
+size_t FindTooDeep(absl::string_view bytes, int limit) {
+  int depth = 0;
+  bool in_string = false;
+  bool escaped = false;
+  for (size_t i = 0; i < bytes.size(); ++i) {
+    const char c = bytes[i];
+    if (in_string) {
+      if (escaped) {
+        escaped = false;
+      } else if (c == '\\') {
+        escaped = true;
+      } else if (c == '"') {
+        in_string = false;
+      }
+      continue;
+    }
+    switch (c) {
+      case '"':
+        in_string = true;
+        break;
+      case '[':
+      case '{':
+        if (++depth > limit) return i;
+        break;
+      case ']':
+      case '}':
+        --depth;
+        break;
+      default:
+        break;
+    }
+  }
+  return absl::string_view::npos;
+}
+
+// A SAX handler that accepts everything and keeps the parser's error message.
+struct ParseErrorRecorder {
+  std::string message;
+
+  bool null() { return true; }
+  bool boolean(bool) { return true; }
+  bool number_integer(Json::number_integer_t) { return true; }
+  bool number_unsigned(Json::number_unsigned_t) { return true; }
+  bool number_float(Json::number_float_t, const Json::string_t&) { return true; }
+  bool string(Json::string_t&) { return true; }
+  bool binary(Json::binary_t&) { return true; }
+  bool start_object(std::size_t) { return true; }
+  bool key(Json::string_t&) { return true; }
+  bool end_object() { return true; }
+  bool start_array(std::size_t) { return true; }
+  bool end_array() { return true; }
+  bool parse_error(std::size_t, const std::string&, const Json::exception& error) {
+    message = error.what();
+    return false;
+  }
+};
+
+absl::StatusOr<Json> ParseJson(absl::string_view bytes) {
+  if (const size_t offset = FindTooDeep(bytes, kMaxNestingDepth);
+      offset != absl::string_view::npos) {
+    return absl::InvalidArgumentError(absl::StrCat("ipynb nests arrays and objects deeper than ",
+                                                   kMaxNestingDepth, " (at byte ", offset, ")"));
+  }
+  Json json = Json::parse(bytes.begin(), bytes.end(), /*cb=*/nullptr, /*allow_exceptions=*/false);
+  if (!json.is_discarded()) return json;
+  // Parse again to learn where and why it failed ("parse error at line 3, column 5: ...").
+  ParseErrorRecorder recorder;
+  Json::sax_parse(bytes.begin(), bytes.end(), &recorder);
+  std::string message = std::move(recorder.message);
+  if (const size_t end_of_id = message.find("] ");
+      message.rfind("[json.exception.", 0) == 0 && end_of_id != std::string::npos) {
+    message.erase(0, end_of_id + 2);
+  }
+  if (message.empty()) message = "parse error";
+  return absl::InvalidArgumentError(absl::StrCat("ipynb is not valid JSON: ", message));
+}
+
+// The value of an integer JSON number that fits in int64_t; nullopt for anything else.
+std::optional<int64_t> AsInt64(const Json& json) {
+  if (json.is_number_unsigned()) {
+    const uint64_t value = json.get<uint64_t>();
+    if (value > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) return std::nullopt;
+    return static_cast<int64_t>(value);
+  }
+  if (json.is_number_integer()) return json.get<int64_t>();
+  return std::nullopt;
+}
+
+absl::StatusOr<int> ReadFormatVersion(const Json& root) {
+  const auto major = root.find("nbformat");
+  if (major == root.end()) return Invalid("nbformat", "missing (not a Jupyter notebook?)");
+  const std::optional<int64_t> major_value = AsInt64(*major);
+  if (!major_value.has_value()) return Invalid("nbformat", "must be an integer");
+  if (*major_value != 4) {
+    return Invalid(
+        "nbformat",
+        absl::StrCat("only nbformat 4 notebooks are supported, this one is nbformat ", *major_value,
+                     " (convert it with `jupyter nbconvert --to notebook`)"));
+  }
+  const auto minor = root.find("nbformat_minor");
+  if (minor == root.end()) return Invalid("nbformat_minor", "missing");
+  const std::optional<int64_t> minor_value = AsInt64(*minor);
+  if (!minor_value.has_value() || *minor_value < 0 ||
+      *minor_value > std::numeric_limits<int>::max()) {
+    return Invalid("nbformat_minor", "must be a non-negative integer");
+  }
+  return static_cast<int>(*minor_value);
+}
+
+// The `metadata` of a notebook or cell as compact JSON object text; `{}` if it has none.
+absl::StatusOr<std::string> ReadMetadata(const Json& object, absl::string_view where) {
+  const auto metadata = object.find("metadata");
+  if (metadata == object.end()) return std::string("{}");
+  if (!metadata->is_object()) return Invalid(where, "must be an object");
+  return Dump(*metadata);
+}
+
+absl::StatusOr<std::string> ReadSource(const Json& cell, const std::string& where) {
+  const auto source = cell.find("source");
+  if (source == cell.end()) return Invalid(where, "missing 'source'");
+  if (source->is_string()) return source->get<std::string>();
+  if (!source->is_array())
+    return Invalid(where + ".source", "must be a string or a list of strings");
+  std::string text;
+  for (size_t i = 0; i < source->size(); ++i) {
+    const Json& line = (*source)[i];
+    if (!line.is_string())
+      return Invalid(absl::StrCat(where, ".source[", i, "]"), "must be a string");
+    text += line.get_ref<const std::string&>();
+  }
+  return text;
+}
+
+absl::StatusOr<v1::CellType> ReadCellType(const Json& cell, const std::string& where) {
+  const auto type = cell.find("cell_type");
+  if (type == cell.end()) return Invalid(where, "missing 'cell_type'");
+  if (!type->is_string()) return Invalid(where + ".cell_type", "must be a string");
+  const std::string& name = type->get_ref<const std::string&>();
+  if (name == "code") return v1::CELL_TYPE_CODE;
+  if (name == "markdown") return v1::CELL_TYPE_MARKDOWN;
+  if (name == "raw") return v1::CELL_TYPE_RAW;
+  return Invalid(where + ".cell_type", absl::StrCat("unknown cell_type ", Quote(name),
+                                                    " (expected 'code', 'markdown' or 'raw')"));
+}
+
+absl::StatusOr<int32_t> ReadExecutionCount(const Json& cell, const std::string& where) {
+  const auto count = cell.find("execution_count");
+  if (count == cell.end() || count->is_null()) return 0;
+  const std::optional<int64_t> value = AsInt64(*count);
+  if (!value.has_value() || *value < 0 || *value > std::numeric_limits<int32_t>::max()) {
+    return Invalid(where + ".execution_count", "must be null or a non-negative 32-bit integer");
+  }
+  return static_cast<int32_t>(*value);
+}
+
+absl::Status ReadOutputs(const Json& cell, const std::string& where, v1::Cell& out) {
+  const auto outputs = cell.find("outputs");
+  if (outputs == cell.end()) return absl::OkStatus();
+  if (!outputs->is_array()) return Invalid(where + ".outputs", "must be a list");
+  for (size_t i = 0; i < outputs->size(); ++i) {
+    absl::StatusOr<v1::Output> output = OutputFromNbformat((*outputs)[i]);
+    if (!output.ok()) {
+      return Invalid(absl::StrCat(where, ".outputs[", i, "]"), output.status().message());
+    }
+    *out.add_outputs() = *std::move(output);
+  }
+  return absl::OkStatus();
+}
+
+// The cell's keys that are not v1::Cell fields, as JSON object text; empty if none. Markdown and
+// raw cells have no outputs or execution count: such keys are dropped, not kept.
+std::string ReadExtras(const Json& cell) {
+  Json extras = Json::object();
+  for (const auto& [key, value] : cell.items()) {
+    bool is_field = false;
+    for (const char* field : kCellFields) is_field = is_field || key == field;
+    if (!is_field) extras[key] = value;
+  }
+  return extras.empty() ? std::string() : Dump(extras);
+}
+
+uint64_t RandomSeed() {
+  try {
+    std::random_device device;  // getrandom(2) on Linux
+    return (uint64_t{device()} << 32) ^ device();
+  } catch (...) {
+    return static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+  }
+}
+
+// Hands out nbformat-style random cell ids (8 hex digits) not in `used`, and adds them to it.
+class CellIdGenerator {
+ public:
+  explicit CellIdGenerator(std::unordered_set<std::string>& used)
+      : used_(used), random_(RandomSeed()) {}
+
+  std::string Next() {
+    static constexpr char kHexDigits[] = "0123456789abcdef";
+    while (true) {
+      uint64_t bits = random_();
+      std::string id(kGeneratedIdHexDigits, '0');
+      for (char& c : id) {
+        c = kHexDigits[bits & 0xf];
+        bits >>= 4;
+      }
+      if (used_.insert(id).second) return id;
+    }
+  }
+
+ private:
+  std::unordered_set<std::string>& used_;
+  std::mt19937_64 random_;
+};
+
+// Takes the cell's `id` into `out.cell_id` if it is valid and unused. Otherwise leaves
+// `out.cell_id` empty for a fresh id to be generated, or, when `strict` (nbformat >= 4.5),
+// fails.
+absl::Status ReadCellId(const Json& cell, const std::string& where, bool strict,
+                        std::unordered_map<std::string, size_t>& first_use, size_t index,
+                        v1::Cell& out) {
+  const auto id = cell.find("id");
+  if (id == cell.end()) return absl::OkStatus();  // nbformat generates missing ids too
+  if (!id->is_string()) {
+    return strict ? Invalid(where + ".id", "must be a string") : absl::OkStatus();
+  }
+  const std::string& value = id->get_ref<const std::string&>();
+  if (!IsValidCellId(value)) {
+    if (!strict) return absl::OkStatus();
+    return Invalid(where + ".id", absl::StrCat("invalid cell id ", Quote(value),
+                                               ": must be 1-64 characters of [a-zA-Z0-9-_]"));
+  }
+  const auto [previous, inserted] = first_use.emplace(value, index);
+  if (!inserted) {
+    if (!strict) return absl::OkStatus();
+    return Invalid(where + ".id", absl::StrCat("duplicate cell id ", Quote(value), " (also ",
+                                               CellPath(previous->second), ".id)"));
+  }
+  out.set_cell_id(value);
+  return absl::OkStatus();
+}
+
+absl::Status ReadCell(const Json& cell, size_t index, bool strict,
+                      std::unordered_map<std::string, size_t>& first_use, v1::Cell& out,
+                      std::string& extras) {
+  const std::string where = CellPath(index);
+  if (!cell.is_object()) return Invalid(where, "must be an object");
+  out.set_index(static_cast<int32_t>(index));
+  absl::StatusOr<v1::CellType> type = ReadCellType(cell, where);
+  if (!type.ok()) return type.status();
+  out.set_cell_type(*type);
+  if (absl::Status status = ReadCellId(cell, where, strict, first_use, index, out); !status.ok()) {
+    return status;
+  }
+  absl::StatusOr<std::string> source = ReadSource(cell, where);
+  if (!source.ok()) return source.status();
+  out.set_source(*std::move(source));
+  absl::StatusOr<std::string> metadata = ReadMetadata(cell, where + ".metadata");
+  if (!metadata.ok()) return metadata.status();
+  out.set_metadata(*std::move(metadata));
+  out.set_state(v1::CELL_STATE_NEW);
+  if (*type == v1::CELL_TYPE_CODE) {
+    absl::StatusOr<int32_t> count = ReadExecutionCount(cell, where);
+    if (!count.ok()) return count.status();
+    out.set_execution_count(*count);
+    if (absl::Status status = ReadOutputs(cell, where, out); !status.ok()) return status;
+    if (out.execution_count() != 0 || out.outputs_size() != 0) out.set_state(v1::CELL_STATE_STALE);
+  }
+  extras = ReadExtras(cell);
+  return absl::OkStatus();
+}
+
+// Parses JSON object text; `{}` for empty, malformed, too deep or non-object text.
+Json ObjectOrEmpty(const std::string& text) {
+  if (text.empty() || FindTooDeep(text, kMaxNestingDepth) != absl::string_view::npos) {
+    return Json::object();
+  }
+  Json json = Json::parse(text, /*cb=*/nullptr, /*allow_exceptions=*/false);
+  if (!json.is_object()) return Json::object();  // also when discarded
+  return json;
+}
+
+// "a\nb\n" -> ["a\n", "b\n"]; "a\nb" -> ["a\n", "b"]; "" -> [].
+Json SplitLines(const std::string& text) {
+  Json lines = Json::array();
+  size_t start = 0;
+  while (start < text.size()) {
+    size_t end = text.find('\n', start);
+    end = end == std::string::npos ? text.size() : end + 1;
+    lines.push_back(text.substr(start, end - start));
+    start = end;
+  }
+  return lines;
+}
+
+const char* CellTypeName(v1::CellType type) {
+  switch (type) {
+    case v1::CELL_TYPE_MARKDOWN:
+      return "markdown";
+    case v1::CELL_TYPE_RAW:
+      return "raw";
+    default:
+      return "code";
+  }
+}
+
+Json CellToJson(const v1::Cell& cell, const std::string& extras, const std::string& id) {
+  Json json = ObjectOrEmpty(extras);
+  json["id"] = id;
+  json["cell_type"] = CellTypeName(cell.cell_type());
+  json["metadata"] = ObjectOrEmpty(cell.metadata());
+  json["source"] = SplitLines(cell.source());
+  if (cell.cell_type() == v1::CELL_TYPE_MARKDOWN || cell.cell_type() == v1::CELL_TYPE_RAW) {
+    json.erase("outputs");
+    json.erase("execution_count");
+    return json;
+  }
+  json["execution_count"] = cell.execution_count() > 0 ? Json(cell.execution_count()) : Json();
+  Json outputs = Json::array();
+  for (const v1::Output& output : cell.outputs()) outputs.push_back(OutputToNbformat(output));
+  json["outputs"] = std::move(outputs);
+  return json;
+}
+
+}  // namespace
+
+bool IsValidCellId(absl::string_view id) {
+  if (id.empty() || id.size() > kMaxCellIdLength) return false;
+  for (const char c : id) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '-' || c == '_';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+absl::StatusOr<IpynbNotebook> ParseIpynb(absl::string_view bytes, int64_t max_bytes) {
+  if (max_bytes < 0 || static_cast<uint64_t>(bytes.size()) > static_cast<uint64_t>(max_bytes)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("ipynb is ", bytes.size(), " bytes, more than the limit of ", max_bytes));
+  }
+  absl::StatusOr<Json> root = ParseJson(bytes);
+  if (!root.ok()) return root.status();
+  if (!root->is_object()) return Invalid("ipynb", "must be a JSON object (a notebook)");
+
+  IpynbNotebook notebook;
+  absl::StatusOr<int> minor = ReadFormatVersion(*root);
+  if (!minor.ok()) return minor.status();
+  notebook.nbformat_minor = *minor;
+  absl::StatusOr<std::string> metadata = ReadMetadata(*root, "metadata");
+  if (!metadata.ok()) return metadata.status();
+  notebook.metadata_json = *std::move(metadata);
+
+  const auto cells = root->find("cells");
+  if (cells == root->end()) return Invalid("cells", "missing");
+  if (!cells->is_array()) return Invalid("cells", "must be a list");
+  if (cells->size() > static_cast<size_t>(std::numeric_limits<int32_t>::max())) {
+    return Invalid("cells", "too many cells");
+  }
+  // Cell ids are checked strictly from 4.5 on, when they entered the format.
+  const bool strict_ids = notebook.nbformat_minor >= 5;
+  std::unordered_map<std::string, size_t> first_use;
+  notebook.cells.resize(cells->size());
+  notebook.cell_extras.resize(cells->size());
+  for (size_t i = 0; i < cells->size(); ++i) {
+    if (absl::Status status = ReadCell((*cells)[i], i, strict_ids, first_use, notebook.cells[i],
+                                       notebook.cell_extras[i]);
+        !status.ok()) {
+      return status;
+    }
+  }
+  // Fresh ids for cells without a (usable) one, unique among all the file's ids.
+  std::unordered_set<std::string> used;
+  for (const auto& [id, index] : first_use) used.insert(id);
+  CellIdGenerator generator(used);
+  for (v1::Cell& cell : notebook.cells) {
+    if (cell.cell_id().empty()) cell.set_cell_id(generator.Next());
+  }
+  return notebook;
+}
+
+std::string ExportIpynb(const IpynbNotebook& notebook) {
+  // Every cell id must be valid and unique in a 4.5 file. The session guarantees it; should a
+  // cell break the rule anyway, it gets a fresh id rather than make the file invalid.
+  std::unordered_set<std::string> used;
+  std::vector<bool> keep_id(notebook.cells.size(), false);
+  for (size_t i = 0; i < notebook.cells.size(); ++i) {
+    const std::string& id = notebook.cells[i].cell_id();
+    keep_id[i] = IsValidCellId(id) && used.insert(id).second;
+  }
+  CellIdGenerator generator(used);
+
+  static const std::string kNoExtras;
+  Json cells = Json::array();
+  for (size_t i = 0; i < notebook.cells.size(); ++i) {
+    const v1::Cell& cell = notebook.cells[i];
+    const std::string& extras =
+        i < notebook.cell_extras.size() ? notebook.cell_extras[i] : kNoExtras;
+    cells.push_back(CellToJson(cell, extras, keep_id[i] ? cell.cell_id() : generator.Next()));
+  }
+  Json root = Json::object();
+  root["cells"] = std::move(cells);
+  root["metadata"] = ObjectOrEmpty(notebook.metadata_json);
+  root["nbformat"] = 4;
+  root["nbformat_minor"] = 5;
+  std::string bytes = Dump(root, /*indent=*/1);
+  bytes.push_back('\n');
+  return bytes;
+}
+
+}  // namespace cellgate::notebook

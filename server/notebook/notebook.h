@@ -1,0 +1,153 @@
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <random>
+#include <string>
+#include <unordered_set>
+#include <vector>
+
+#include <google/protobuf/timestamp.pb.h>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "cellgate/v1/execution.pb.h"
+#include "cellgate/v1/notebook.pb.h"
+#include "server/notebook/output_list.h"
+
+namespace cellgate::notebook {
+
+// The notebook of one kernel: an ordered list of cells with stable ids, each with its stored
+// outputs (an OutputList capped at `Limits::max_output_bytes`).
+//
+// Errors name the request field at fault: a malformed `cell_id` (nbformat 4.5: 1-64
+// characters of [a-zA-Z0-9-_]) is INVALID_ARGUMENT, an unknown one NOT_FOUND, an `index` out
+// of range or a `source` over the cap INVALID_ARGUMENT, one cell too many RESOURCE_EXHAUSTED,
+// a change that a queued or running cell forbids FAILED_PRECONDITION.
+//
+// Cell states: markdown and raw cells are always NEW. A code cell is NEW until it runs,
+// QUEUED / RUNNING while it does (QueueRun, BeginRun), then OK, ERROR or CANCELLED
+// (FinishRun); it becomes STALE when its source is edited after it ran or while it runs, when
+// the kernel restarts (MarkAllStale), or when it is imported with outputs.
+//
+// Not thread-safe: the session guards it.
+class Notebook {
+ public:
+  // Zero or negative: no limit.
+  struct Limits {
+    int max_cells = 0;
+    int64_t max_source_bytes = 0;
+    // The cap of each cell's OutputList.
+    int64_t max_output_bytes = 0;
+  };
+
+  explicit Notebook(Limits limits);
+
+  Notebook(const Notebook&) = delete;
+  Notebook& operator=(const Notebook&) = delete;
+
+  // Adds a cell at `index` (0..size(); nullopt appends) and returns it. `type` UNSPECIFIED
+  // means CODE. An empty `cell_id` gets a generated one (8 lowercase hex characters, as
+  // nbformat generates); a taken one is ALREADY_EXISTS. `metadata_json` is a JSON object text
+  // or empty (= `{}`); it is stored re-serialized, and `{}` as "". The source may be empty.
+  absl::StatusOr<v1::Cell> AddCell(const std::string& source, v1::CellType type,
+                                   std::optional<int> index, const std::string& cell_id,
+                                   const std::string& metadata_json);
+
+  // Changes what is given: `source` (nullopt = unchanged), `type` (UNSPECIFIED = unchanged),
+  // `metadata_json` (nullopt = unchanged). A new source (different from the old) makes a code
+  // cell in state OK, ERROR or CANCELLED STALE; a running cell ends STALE when it finishes.
+  // Changing the type of a QUEUED or RUNNING cell is FAILED_PRECONDITION; changing a cell to
+  // markdown or raw clears its outputs, execution count and last run (state NEW). Validates
+  // everything before changing anything.
+  absl::StatusOr<v1::Cell> EditCell(const std::string& cell_id, std::optional<std::string> source,
+                                    v1::CellType type, std::optional<std::string> metadata_json);
+
+  // Deletes a cell; a QUEUED or RUNNING one is FAILED_PRECONDITION.
+  absl::Status DeleteCell(const std::string& cell_id);
+
+  // Moves a cell to `index` (0..size()-1, its index after the move) and returns it.
+  absl::StatusOr<v1::Cell> MoveCell(const std::string& cell_id, int index);
+
+  // One cell with its index and outputs.
+  absl::StatusOr<v1::Cell> GetCell(const std::string& cell_id) const;
+
+  // All cells in order, with index, outputs and outputs_truncated; `metadata` set,
+  // `kernel_id` and `last_seq` left for the session.
+  v1::Notebook Snapshot() const;
+
+  int size() const { return static_cast<int>(cells_.size()); }
+  std::vector<std::string> cell_ids() const;
+
+  // Notebook metadata as JSON object text; "" means `{}`.
+  const std::string& metadata_json() const { return metadata_json_; }
+  // INVALID_ARGUMENT (naming `metadata`) unless a JSON object text or empty.
+  absl::Status set_metadata_json(const std::string& metadata_json);
+
+  // Bulk load for .ipynb import: appends `cells` (or, with `replace`, replaces all cells) in
+  // one step, all or nothing. Each cell gives cell_id, cell_type (UNSPECIFIED = CODE), source,
+  // metadata, execution_count and outputs; index, state, last_run and outputs_truncated are
+  // ignored. A cell_id that is empty, malformed or already taken (by an earlier cell of
+  // `cells` or, without `replace`, by a cell of the notebook) is replaced by a generated one.
+  // Outputs of markdown and raw cells are dropped; a code cell imported with outputs or an
+  // execution count is STALE, else NEW. Errors: RESOURCE_EXHAUSTED over max_cells;
+  // INVALID_ARGUMENT naming `cells[i].source`, `cells[i].cell_type` or `cells[i].metadata`;
+  // with `replace`, FAILED_PRECONDITION if a cell is QUEUED or RUNNING.
+  absl::Status LoadCells(std::vector<v1::Cell> cells, bool replace);
+
+  // For the session. Each is NOT_FOUND / INVALID_ARGUMENT for an unknown / malformed id and
+  // FAILED_PRECONDITION for a markdown or raw cell (except SetState(NEW)).
+
+  // Sets the state (not UNSPECIFIED) without touching anything else.
+  absl::Status SetState(const std::string& cell_id, v1::CellState state);
+  // The cell was queued to run as `execution_id`: state QUEUED, last_run = {execution_id}.
+  absl::Status QueueRun(const std::string& cell_id, const std::string& execution_id);
+  // The kernel started running it: outputs cleared, execution_count 0, state RUNNING,
+  // last_run = {execution_id, started_at}. The session must send the source as of this call.
+  absl::Status BeginRun(const std::string& cell_id, const std::string& execution_id,
+                        const google::protobuf::Timestamp& started_at);
+  // The run ended: state OK (OK), ERROR (ERROR, TIMEOUT, INTERRUPTED, KERNEL_DIED) or
+  // CANCELLED (CANCELLED), or STALE if the source was edited while it ran; last_run.status and
+  // duration_ms set. `execution_count` is stored only if the cell was RUNNING (a cell
+  // cancelled while queued keeps its previous outputs and count).
+  absl::Status FinishRun(const std::string& cell_id, v1::ExecutionStatus status,
+                         int execution_count, int64_t duration_ms);
+  // The cell's outputs; nullptr for an unknown id. Valid until the cell is deleted or replaced.
+  OutputList* outputs(const std::string& cell_id);
+  // Applies a display update to the outputs of every cell; true if any output matched.
+  bool ApplyDisplayUpdateEverywhere(const v1::DisplayUpdate& update);
+  // After a kernel restart: every code cell in state OK, ERROR or CANCELLED becomes STALE.
+  void MarkAllStale();
+  // The cell's source; nullopt for an unknown id.
+  std::optional<std::string> source(const std::string& cell_id) const;
+
+  // OK if `cell_id` follows the nbformat 4.5 id rules, else INVALID_ARGUMENT naming `cell_id`.
+  static absl::Status ValidateCellId(absl::string_view cell_id);
+
+ private:
+  struct Entry {
+    v1::Cell cell;  // without outputs, index and outputs_truncated
+    std::unique_ptr<OutputList> outputs;
+    bool edited_while_running = false;
+  };
+
+  // The position of a cell, or NOT_FOUND / INVALID_ARGUMENT.
+  absl::StatusOr<size_t> Find(const std::string& cell_id) const;
+  // Find, then FAILED_PRECONDITION unless a code cell.
+  absl::StatusOr<Entry*> FindCodeCell(const std::string& cell_id);
+  std::optional<size_t> IndexOf(absl::string_view cell_id) const;
+  v1::Cell CellAt(size_t index) const;
+  absl::Status CheckSource(const std::string& source, absl::string_view field) const;
+  // A fresh id not in `taken`.
+  std::string NewCellId(const std::unordered_set<std::string>& taken);
+  std::unique_ptr<OutputList> NewOutputList() const;
+
+  Limits limits_;
+  std::vector<std::unique_ptr<Entry>> cells_;
+  std::string metadata_json_;
+  std::mt19937_64 random_;
+};
+
+}  // namespace cellgate::notebook
