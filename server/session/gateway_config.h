@@ -1,0 +1,54 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "absl/time/time.h"
+#include "server/kernel/sandbox_policy.h"
+
+namespace cellgate::session {
+
+// The server's caps and defaults, from flags (or a config file). Requests may only tighten.
+struct GatewayConfig {
+  // Kernels.
+  int max_kernels = 64;
+  std::string default_kernel_spec = "python3";
+  kernel::ResourceLimits default_limits{
+      .address_space_bytes = 8ull << 30,
+      .cpu_seconds = 0,
+      .max_processes = 512,
+      .max_open_files = 1024,
+      .max_file_size_bytes = 1ull << 30,
+  };
+  // Upper bounds a request's limits may not exceed (0 = unbounded for that resource).
+  kernel::ResourceLimits max_limits = default_limits;
+  kernel::SandboxMode sandbox_mode = kernel::SandboxMode::kRlimits;
+  bool default_allow_network = true;  // bwrap only
+  // Cap on network access: false = no kernel may have it (a request asking for it is
+  // INVALID_ARGUMENT). Reported as `ServerInfo.caps.limits.allow_network`.
+  bool max_allow_network = true;
+  absl::Duration startup_timeout = absl::Seconds(60);
+  int default_idle_timeout_seconds = 0;  // 0 = never culled
+  int max_idle_timeout_seconds = 0;      // 0 = no cap
+
+  // Notebook and outputs.
+  int max_cells_per_kernel = 10000;
+  int64_t max_source_bytes = 1 << 20;
+  int64_t max_ipynb_bytes = 64 << 20;
+  int64_t max_execution_output_bytes = 8 << 20;  // stored outputs of one cell / execution
+  int64_t max_result_text_bytes = 256 << 10;     // ExecutionResult.text
+
+  // Execution.
+  int64_t default_timeout_ms = 0;  // 0 = no timeout
+  int64_t max_timeout_ms = 24ll * 3600 * 1000;
+
+  // Events.
+  int64_t event_log_max_bytes = 64 << 20;
+
+  // Limits of label and env maps in requests.
+  int max_labels = 32;
+  int max_env_entries = 256;
+  int64_t max_env_bytes = 64 << 10;
+};
+
+}  // namespace cellgate::session
