@@ -29,9 +29,16 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "server/api/auth.h"
+#include "server/api/kernel_gateway_service.h"
+#include "server/kernel/io_loop.h"
+#include "server/kernel/kernel_spec.h"
 #include "server/kernel/sandbox_policy.h"
 #include "server/kernel/sandbox_probe.h"
+#include "server/kernel/uid_pool.h"
 #include "server/obs/log.h"
+#include "server/session/gateway_config.h"
+#include "server/session/session_registry.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:50051",
           "Address to serve gRPC on: HOST:PORT (port 0 picks a free port) or unix:/path");
@@ -47,7 +54,43 @@ ABSL_FLAG(std::string, sandbox, "rlimits",
           "root) or 'bwrap' (all that inside bubblewrap namespaces: no network by default, "
           "read-only system, private /tmp)");
 ABSL_FLAG(std::string, bwrap_path, "/usr/bin/bwrap", "The bubblewrap binary");
+ABSL_FLAG(std::string, kernels_dir, "",
+          "Directory of the kernelspecs cellgate ships (searched after $JUPYTER_PATH, before "
+          "/usr/local/share/jupyter/kernels and /usr/share/jupyter/kernels). Default: the "
+          "installed share/cellgate/kernels, else the source tree's kernels/");
+ABSL_FLAG(std::string, auth_token_file, "",
+          "File of bearer tokens, one a line; clients send 'authorization: Bearer <token>'. "
+          "Empty: no auth (warned about when not listening on loopback)");
 ABSL_FLAG(std::string, log_format, "logfmt", "Log line format: 'logfmt' or 'json'");
+ABSL_FLAG(int, max_kernels, 64, "Most kernels alive at once");
+ABSL_FLAG(std::string, default_kernel_spec, "python3", "Kernelspec when a request names none");
+ABSL_FLAG(int, startup_timeout_seconds, 60, "How long a kernel may take to answer kernel_info");
+ABSL_FLAG(int64_t, default_timeout_ms, 0,
+          "Execution timeout when a request gives none (0 = none; a gRPC deadline still applies)");
+ABSL_FLAG(int64_t, max_timeout_ms, 24ll * 3600 * 1000, "Largest timeout_ms a request may ask for");
+ABSL_FLAG(int, max_cells, 10000, "Most cells in one kernel's notebook");
+ABSL_FLAG(int64_t, max_source_bytes, 1 << 20, "Largest cell source or Execute code, in bytes");
+ABSL_FLAG(int64_t, max_output_bytes, 8 << 20,
+          "Stored outputs of one cell or execution, in bytes; beyond it outputs are truncated "
+          "with a visible marker");
+ABSL_FLAG(int64_t, max_ipynb_bytes, 64 << 20, "Largest .ipynb import, in bytes");
+ABSL_FLAG(int64_t, event_log_bytes, 64 << 20,
+          "Per kernel: bytes of output events kept for StreamOutputs replay");
+ABSL_FLAG(int64_t, memory_limit_bytes, 8ll << 30,
+          "Default per-kernel address-space limit (RLIMIT_AS), bytes; 0 = none");
+ABSL_FLAG(int64_t, max_memory_limit_bytes, 8ll << 30,
+          "Largest address-space limit a request may ask for; 0 = no cap");
+ABSL_FLAG(int64_t, cpu_limit_seconds, 0, "Default per-kernel CPU time limit (RLIMIT_CPU); 0 = none");
+ABSL_FLAG(int, max_processes, 512,
+          "Per-kernel process/thread limit (RLIMIT_NPROC; in force with per-kernel uids)");
+ABSL_FLAG(int, max_open_files, 1024, "Per-kernel open file limit (RLIMIT_NOFILE)");
+ABSL_FLAG(int64_t, max_file_size_bytes, 1ll << 30, "Per-kernel file size limit (RLIMIT_FSIZE)");
+ABSL_FLAG(bool, allow_network, false,
+          "With --sandbox=bwrap: whether kernels get the network by default (requests may ask "
+          "for no network either way)");
+ABSL_FLAG(int, kernel_uid_base, 200000,
+          "When root: kernels run as uids [base, base + --max-kernels) (gid = uid). Leftover "
+          "processes of those uids are killed, so two servers on one host need disjoint ranges");
 ABSL_FLAG(int, drain_seconds, 10, "On SIGTERM: how long running work may take to finish");
 
 namespace cellgate {
@@ -92,6 +135,64 @@ absl::Status WritePortFile(const std::string& path, int port) {
   return absl::OkStatus();
 }
 
+session::GatewayConfig ConfigFromFlags(kernel::SandboxMode mode) {
+  session::GatewayConfig config;
+  config.max_kernels = absl::GetFlag(FLAGS_max_kernels);
+  config.default_kernel_spec = absl::GetFlag(FLAGS_default_kernel_spec);
+  config.sandbox_mode = mode;
+  config.default_allow_network = absl::GetFlag(FLAGS_allow_network);
+  config.startup_timeout = absl::Seconds(absl::GetFlag(FLAGS_startup_timeout_seconds));
+  config.default_timeout_ms = absl::GetFlag(FLAGS_default_timeout_ms);
+  config.max_timeout_ms = absl::GetFlag(FLAGS_max_timeout_ms);
+  config.max_cells_per_kernel = absl::GetFlag(FLAGS_max_cells);
+  config.max_source_bytes = absl::GetFlag(FLAGS_max_source_bytes);
+  config.max_execution_output_bytes = absl::GetFlag(FLAGS_max_output_bytes);
+  config.max_ipynb_bytes = absl::GetFlag(FLAGS_max_ipynb_bytes);
+  config.event_log_max_bytes = absl::GetFlag(FLAGS_event_log_bytes);
+  kernel::ResourceLimits limits;
+  limits.address_space_bytes = static_cast<uint64_t>(absl::GetFlag(FLAGS_memory_limit_bytes));
+  limits.cpu_seconds = static_cast<uint64_t>(absl::GetFlag(FLAGS_cpu_limit_seconds));
+  limits.max_processes = static_cast<uint64_t>(absl::GetFlag(FLAGS_max_processes));
+  limits.max_open_files = static_cast<uint64_t>(absl::GetFlag(FLAGS_max_open_files));
+  limits.max_file_size_bytes = static_cast<uint64_t>(absl::GetFlag(FLAGS_max_file_size_bytes));
+  config.default_limits = limits;
+  config.max_limits = limits;
+  config.max_limits.address_space_bytes =
+      static_cast<uint64_t>(absl::GetFlag(FLAGS_max_memory_limit_bytes));
+  config.max_limits.cpu_seconds = 0;  // a request may ask for any CPU limit
+  return config;
+}
+
+std::string DefaultKernelsDir() {
+  std::error_code error;
+  const std::filesystem::path exe = std::filesystem::read_symlink("/proc/self/exe", error);
+  if (!error) {
+    const std::filesystem::path installed = exe.parent_path() / "../share/cellgate/kernels";
+    if (std::filesystem::exists(installed, error)) {
+      return std::filesystem::weakly_canonical(installed, error).string();
+    }
+  }
+  return CELLGATE_SOURCE_KERNELS_DIR;
+}
+
+// Kernels with their own uid must be able to reach their directory: every directory above
+// it needs the execute bit for others.
+absl::Status CheckReachableByOtherUids(const std::string& dir) {
+  std::filesystem::path path = std::filesystem::absolute(dir);
+  for (; !path.empty() && path != path.root_path(); path = path.parent_path()) {
+    struct stat info;
+    if (::stat(path.c_str(), &info) != 0) {
+      return absl::FailedPreconditionError(absl::StrCat("cannot stat ", path.string()));
+    }
+    if ((info.st_mode & S_IXOTH) == 0) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "--runtime-dir: kernels run as their own uid and cannot reach ", dir, ": ",
+          path.string(), " is not searchable by others (chmod o+x, or choose another dir)"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 int Fail(const absl::Status& status) {
   Log(LogLevel::kError, "startup_failed", {{"error", std::string(status.message())}});
   return 2;
@@ -117,8 +218,14 @@ int Serve() {
     return Fail(status);
   }
 
+  if (::geteuid() == 0) {
+    if (absl::Status status = CheckReachableByOtherUids(runtime_dir); !status.ok()) {
+      return Fail(status);
+    }
+  }
   const kernel::SandboxCapabilities caps =
-      kernel::ProbeSandbox(absl::GetFlag(FLAGS_bwrap_path), runtime_dir, ::geteuid() == 0 ? 65534 : -1);
+      kernel::ProbeSandbox(absl::GetFlag(FLAGS_bwrap_path), runtime_dir,
+                           ::geteuid() == 0 ? absl::GetFlag(FLAGS_kernel_uid_base) : -1);
   for (const kernel::SandboxLayer& layer : caps.layers) {
     Log(layer.available ? LogLevel::kInfo : LogLevel::kWarning, "sandbox_layer",
         {{"layer", layer.name}, {"available", layer.available ? "true" : "false"},
@@ -130,17 +237,53 @@ int Serve() {
         "sandbox_layer line above); use --sandbox=rlimits or grant user namespaces"));
   }
 
-  const std::string listen = absl::GetFlag(FLAGS_listen);
-  if (!IsLoopbackAddress(listen)) {
-    Log(LogLevel::kWarning, "unauthenticated_non_loopback",
-        {{"listen", listen}, {"detail", "no auth token file: anyone who reaches it can run code"}});
+  const session::GatewayConfig config = ConfigFromFlags(*mode);
+  api::TokenAuthenticator auth;
+  if (const std::string path = absl::GetFlag(FLAGS_auth_token_file); !path.empty()) {
+    absl::StatusOr<api::TokenAuthenticator> loaded = api::TokenAuthenticator::FromFile(path);
+    if (!loaded.ok()) {
+      return Fail(absl::InvalidArgumentError(
+          absl::StrCat("--auth-token-file: ", loaded.status().message())));
+    }
+    auth = *std::move(loaded);
   }
+  const std::string listen = absl::GetFlag(FLAGS_listen);
+  if (!IsLoopbackAddress(listen) && !auth.enabled()) {
+    Log(LogLevel::kWarning, "unauthenticated_non_loopback",
+        {{"listen", listen}, {"detail", "no --auth-token-file: anyone who reaches it can run code"}});
+  }
+
+  std::string kernels_dir = absl::GetFlag(FLAGS_kernels_dir);
+  if (kernels_dir.empty()) kernels_dir = DefaultKernelsDir();
+  const kernel::KernelSpecRegistry specs(kernel::KernelSpecRegistry::DefaultSearchDirs(kernels_dir));
+  kernel::KernelIoLoop loop;
+  std::unique_ptr<kernel::UidPool> uid_pool;
+  if (caps.per_kernel_uid) {
+    uid_pool = std::make_unique<kernel::UidPool>(absl::GetFlag(FLAGS_kernel_uid_base),
+                                                 config.max_kernels);
+  }
+  session::RegistryDeps deps;
+  deps.config = &config;
+  deps.loop = &loop;
+  deps.specs = &specs;
+  deps.uid_pool = uid_pool.get();
+  deps.capabilities = caps;
+  deps.runtime_dir = runtime_dir;
+  deps.bwrap_path = absl::GetFlag(FLAGS_bwrap_path);
+  session::SessionRegistry registry(std::move(deps));
+  api::KernelGatewayService service(
+      registry, config, specs, auth,
+      api::ServerIdentity{CELLGATE_VERSION, absl::Now(), caps});
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   int bound_port = 0;
   builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &bound_port);
+  builder.RegisterService(&service);
+  builder.SetMaxReceiveMessageSize(static_cast<int>(
+      std::min<int64_t>(INT32_MAX, std::max<int64_t>(config.max_ipynb_bytes, 4 << 20) + (1 << 20))));
+  builder.SetMaxSendMessageSize(INT32_MAX);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || (bound_port == 0 && !absl::StartsWith(listen, "unix:"))) {
     return Fail(absl::UnavailableError(absl::StrCat("cannot listen on ", listen)));
@@ -154,14 +297,20 @@ int Serve() {
   Log(LogLevel::kInfo, "serving",
       {{"listen", listen}, {"port", absl::StrCat(bound_port)},
        {"sandbox", kernel::SandboxModeName(*mode)}, {"runtime_dir", runtime_dir},
+       {"kernels_dir", kernels_dir}, {"auth", auth.enabled() ? "on" : "off"},
        {"pid", absl::StrCat(::getpid())}});
 
   int signal_number = 0;
   sigwait(&stop_signals, &signal_number);
   Log(LogLevel::kInfo, "draining", {{"signal", strsignal(signal_number)}});
+  // Health goes NOT_SERVING and new work is refused; running executions get the grace period.
   server->GetHealthCheckService()->SetServingStatus(false);
-  server->Shutdown(std::chrono::system_clock::now() +
-                   std::chrono::seconds(absl::GetFlag(FLAGS_drain_seconds)));
+  registry.BeginDrain();
+  const absl::Time drain_deadline = absl::Now() + absl::Seconds(absl::GetFlag(FLAGS_drain_seconds));
+  registry.WaitForIdle(drain_deadline);
+  // Shutting kernels down closes their event logs, which ends every stream.
+  registry.ShutdownAll(drain_deadline + absl::Seconds(10));
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   server->Wait();
   std::error_code error;
   std::filesystem::remove_all(runtime_dir, error);

@@ -18,89 +18,12 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
+#include "tests/support/server_process.h"
 
 namespace cellgate {
 namespace {
 
-class ServerProcess {
- public:
-  explicit ServerProcess(std::vector<std::string> extra_args) {
-    char pattern[] = "/tmp/cgs-XXXXXX";
-    dir_ = ::mkdtemp(pattern);
-    port_file_ = dir_ + "/port";
-    log_file_ = dir_ + "/server.log";
-    std::vector<std::string> args = {CELLGATE_BINARY, "--listen=127.0.0.1:0",
-                                     "--port-file=" + port_file_, "--runtime-dir=" + dir_ + "/r",
-                                     "--state-dir=" + dir_ + "/state"};
-    args.insert(args.end(), extra_args.begin(), extra_args.end());
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      std::vector<char*> argv;
-      for (std::string& arg : args) argv.push_back(arg.data());
-      argv.push_back(nullptr);
-      std::FILE* log = std::freopen(log_file_.c_str(), "w", stderr);
-      (void)log;
-      ::execv(argv[0], argv.data());
-      ::_exit(127);
-    }
-  }
-
-  ~ServerProcess() {
-    if (pid_ > 0 && !exited_) {
-      ::kill(pid_, SIGKILL);
-      ::waitpid(pid_, nullptr, 0);
-    }
-    std::error_code error;
-    std::filesystem::remove_all(dir_, error);
-  }
-
-  // The bound port once the port file appears; 0 after `timeout`.
-  int WaitForPort(absl::Duration timeout) {
-    const absl::Time deadline = absl::Now() + timeout;
-    while (absl::Now() < deadline) {
-      std::ifstream file(port_file_);
-      std::string text;
-      int port = 0;
-      if (file >> text && absl::SimpleAtoi(text, &port) && port > 0) return port;
-      if (ExitedWith().has_value()) return 0;
-      absl::SleepFor(absl::Milliseconds(20));  // polling for the file, with a deadline
-    }
-    return 0;
-  }
-
-  // The exit status if the process has ended, without blocking.
-  std::optional<int> ExitedWith() {
-    if (exited_) return exit_status_;
-    int status = 0;
-    if (::waitpid(pid_, &status, WNOHANG) == pid_) {
-      exited_ = true;
-      exit_status_ = status;
-      return status;
-    }
-    return std::nullopt;
-  }
-
-  std::optional<int> WaitForExit(absl::Duration timeout) {
-    const absl::Time deadline = absl::Now() + timeout;
-    while (absl::Now() < deadline) {
-      if (auto status = ExitedWith()) return status;
-      absl::SleepFor(absl::Milliseconds(20));
-    }
-    return ExitedWith();
-  }
-
-  pid_t pid() const { return pid_; }
-  std::string log() const {
-    std::ifstream file(log_file_);
-    return std::string(std::istreambuf_iterator<char>(file), {});
-  }
-
- private:
-  std::string dir_, port_file_, log_file_;
-  pid_t pid_ = -1;
-  bool exited_ = false;
-  int exit_status_ = 0;
-};
+using testing::ServerProcess;
 
 // grpc.health.v1.Health/Check for the whole server, over the wire with a generic stub: the
 // request (empty service name) serialises to no bytes; the response is field 1, a varint

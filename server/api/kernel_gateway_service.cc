@@ -1,0 +1,408 @@
+#include "server/api/kernel_gateway_service.h"
+
+#include <algorithm>
+#include <chrono>
+
+#include "absl/strings/str_cat.h"
+#include "google/protobuf/util/time_util.h"
+#include "server/api/request_validation.h"
+#include "server/api/status_mapping.h"
+#include "server/api/stream_outputs_reactor.h"
+
+namespace cellgate::api {
+namespace {
+
+using google::protobuf::util::TimeUtil;
+
+grpc::ServerUnaryReactor* Reply(grpc::CallbackServerContext* context, const absl::Status& status) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(ToGrpcStatus(status));
+  return reactor;
+}
+
+// Finishes with `result`'s status, copying its value into `response` when OK.
+template <typename T>
+grpc::ServerUnaryReactor* Reply(grpc::CallbackServerContext* context, absl::StatusOr<T> result,
+                                T* response) {
+  if (result.ok()) *response = *std::move(result);
+  return Reply(context, result.status());
+}
+
+v1::InterruptMode ToProto(kernel::InterruptMode mode) {
+  return mode == kernel::InterruptMode::kMessage ? v1::INTERRUPT_MODE_MESSAGE
+                                                 : v1::INTERRUPT_MODE_SIGNAL;
+}
+
+bool MatchesSelector(const session::KernelSession& session,
+                     const google::protobuf::Map<std::string, std::string>& selector) {
+  const auto& labels = session.labels();
+  return std::all_of(selector.begin(), selector.end(), [&labels](const auto& entry) {
+    auto it = labels.find(entry.first);
+    return it != labels.end() && it->second == entry.second;
+  });
+}
+
+}  // namespace
+
+KernelGatewayService::KernelGatewayService(session::SessionRegistry& registry,
+                                           const session::GatewayConfig& config,
+                                           const kernel::KernelSpecRegistry& specs,
+                                           const TokenAuthenticator& auth, ServerIdentity identity)
+    : registry_(registry),
+      config_(config),
+      specs_(specs),
+      auth_(auth),
+      identity_(std::move(identity)) {}
+
+absl::Status KernelGatewayService::CheckAuth(grpc::CallbackServerContext* context) const {
+  return auth_.Check(context->client_metadata());
+}
+
+absl::Status KernelGatewayService::CheckNotDraining() const {
+  if (registry_.draining()) return absl::UnavailableError("server is draining: no new work");
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::shared_ptr<session::KernelSession>> KernelGatewayService::Authorize(
+    grpc::CallbackServerContext* context, const std::string& kernel_id) const {
+  if (absl::Status status = CheckAuth(context); !status.ok()) return status;
+  if (absl::Status status = ValidateKernelId(kernel_id); !status.ok()) return status;
+  return registry_.Find(kernel_id);
+}
+
+absl::Duration KernelGatewayService::EffectiveTimeout(grpc::CallbackServerContext* context,
+                                                      int64_t timeout_ms) const {
+  if (timeout_ms == 0) timeout_ms = config_.default_timeout_ms;
+  absl::Duration timeout =
+      timeout_ms > 0 ? absl::Milliseconds(timeout_ms) : absl::InfiniteDuration();
+  const auto deadline = context->deadline();
+  if (deadline != std::chrono::system_clock::time_point::max()) {
+    // Answer TIMEOUT a little before the client gives up, so that it gets a result.
+    absl::Duration remaining = absl::FromChrono(deadline) - absl::Now();
+    const absl::Duration margin =
+        std::min(absl::Milliseconds(250), std::max(absl::ZeroDuration(), remaining / 10));
+    timeout = std::min(timeout, std::max(absl::Milliseconds(1), remaining - margin));
+  }
+  return timeout;
+}
+
+// ---- Kernels ----
+
+grpc::ServerUnaryReactor* KernelGatewayService::StartKernel(grpc::CallbackServerContext* context,
+                                                            const v1::StartKernelRequest* request,
+                                                            v1::Kernel* response) {
+  absl::Status status = CheckAuth(context);
+  if (status.ok()) status = CheckNotDraining();
+  if (status.ok()) {
+    status =
+        ValidateStartKernel(*request, config_, config_.sandbox_mode == kernel::SandboxMode::kBwrap);
+  }
+  if (!status.ok()) return Reply(context, status);
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  status = registry_.StartKernel(*request, EffectiveLimits(request->limits(), config_),
+                                 [reactor, response](absl::StatusOr<v1::Kernel> kernel) {
+                                   if (kernel.ok()) *response = *std::move(kernel);
+                                   reactor->Finish(ToGrpcStatus(kernel.status()));
+                                 });
+  if (!status.ok()) reactor->Finish(ToGrpcStatus(status));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* KernelGatewayService::GetKernel(grpc::CallbackServerContext* context,
+                                                          const v1::GetKernelRequest* request,
+                                                          v1::Kernel* response) {
+  auto session = Authorize(context, request->kernel_id());
+  if (!session.ok()) return Reply(context, session.status());
+  *response = (*session)->Describe();
+  return Reply(context, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* KernelGatewayService::ListKernels(grpc::CallbackServerContext* context,
+                                                            const v1::ListKernelsRequest* request,
+                                                            v1::ListKernelsResponse* response) {
+  absl::Status status = CheckAuth(context);
+  if (status.ok()) status = ValidateListKernels(*request, config_);
+  if (!status.ok()) return Reply(context, status);
+  for (const auto& session : registry_.List()) {
+    if (MatchesSelector(*session, request->label_selector())) {
+      *response->add_kernels() = session->Describe();
+    }
+  }
+  return Reply(context, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* KernelGatewayService::InterruptKernel(
+    grpc::CallbackServerContext* context, const v1::InterruptKernelRequest* request,
+    v1::Kernel* response) {
+  auto session = Authorize(context, request->kernel_id());
+  if (!session.ok()) return Reply(context, session.status());
+  if (absl::Status status = (*session)->Interrupt(); !status.ok()) return Reply(context, status);
+  *response = (*session)->Describe();
+  return Reply(context, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* KernelGatewayService::RestartKernel(
+    grpc::CallbackServerContext* context, const v1::RestartKernelRequest* request,
+    v1::Kernel* response) {
+  auto session = Authorize(context, request->kernel_id());
+  absl::Status status = session.status();
+  if (status.ok()) status = CheckNotDraining();
+  if (!status.ok()) return Reply(context, status);
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  std::weak_ptr<session::KernelSession> weak = *session;
+  status = (*session)->Restart([reactor, response, weak](absl::Status result) {
+    if (result.ok()) {
+      if (auto session = weak.lock()) *response = session->Describe();
+    }
+    reactor->Finish(ToGrpcStatus(result));
+  });
+  if (!status.ok()) reactor->Finish(ToGrpcStatus(status));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* KernelGatewayService::ShutdownKernel(
+    grpc::CallbackServerContext* context, const v1::ShutdownKernelRequest* request,
+    v1::ShutdownKernelResponse*) {
+  auto session = Authorize(context, request->kernel_id());
+  if (!session.ok()) return Reply(context, session.status());
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  (*session)->Shutdown([reactor]() { reactor->Finish(grpc::Status::OK); });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* KernelGatewayService::ListKernelSpecs(
+    grpc::CallbackServerContext* context, const v1::ListKernelSpecsRequest*,
+    v1::ListKernelSpecsResponse* response) {
+  if (absl::Status status = CheckAuth(context); !status.ok()) return Reply(context, status);
+  for (const kernel::KernelSpec& spec : specs_.List()) {
+    v1::KernelSpec* out = response->add_kernel_specs();
+    out->set_name(spec.name);
+    out->set_display_name(spec.display_name);
+    out->set_language(spec.language);
+    out->set_interrupt_mode(ToProto(spec.interrupt_mode));
+  }
+  response->set_default_kernel_spec(config_.default_kernel_spec);
+  return Reply(context, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* KernelGatewayService::GetServerInfo(grpc::CallbackServerContext* context,
+                                                              const v1::GetServerInfoRequest*,
+                                                              v1::ServerInfo* response) {
+  if (absl::Status status = CheckAuth(context); !status.ok()) return Reply(context, status);
+  response->set_version(identity_.version);
+  *response->mutable_started_at() =
+      TimeUtil::NanosecondsToTimestamp(absl::ToUnixNanos(identity_.started_at));
+  response->set_sandbox_mode(kernel::SandboxModeName(config_.sandbox_mode));
+  for (const kernel::SandboxLayer& layer : identity_.capabilities.layers) {
+    v1::SandboxLayer* out = response->add_sandbox_layers();
+    out->set_name(layer.name);
+    out->set_available(layer.available);
+    const bool is_bwrap = layer.name == "bwrap";
+    out->set_in_force(layer.available &&
+                      (!is_bwrap || config_.sandbox_mode == kernel::SandboxMode::kBwrap));
+    out->set_detail(layer.detail);
+  }
+  v1::ServerCaps* caps = response->mutable_caps();
+  caps->set_max_kernels(config_.max_kernels);
+  caps->set_max_cells_per_kernel(config_.max_cells_per_kernel);
+  caps->set_max_source_bytes(config_.max_source_bytes);
+  caps->set_max_ipynb_bytes(config_.max_ipynb_bytes);
+  caps->set_max_execution_output_bytes(config_.max_execution_output_bytes);
+  caps->set_max_result_text_bytes(config_.max_result_text_bytes);
+  caps->set_event_log_max_bytes(config_.event_log_max_bytes);
+  caps->set_max_timeout_ms(config_.max_timeout_ms);
+  caps->set_max_idle_timeout_seconds(config_.max_idle_timeout_seconds);
+  ToProto(config_.max_limits, config_.max_allow_network, caps->mutable_limits());
+  v1::ServerDefaults* defaults = response->mutable_defaults();
+  defaults->set_kernel_spec(config_.default_kernel_spec);
+  defaults->set_timeout_ms(config_.default_timeout_ms);
+  defaults->set_idle_timeout_seconds(config_.default_idle_timeout_seconds);
+  ToProto(config_.default_limits, config_.default_allow_network, defaults->mutable_limits());
+  std::map<v1::KernelState, int> counts;
+  const auto sessions = registry_.List();
+  for (const auto& session : sessions) ++counts[session->state()];
+  response->set_kernel_count(static_cast<int32_t>(sessions.size()));
+  for (const auto& [state, count] : counts) {
+    v1::KernelStateCount* out = response->add_kernel_counts();
+    out->set_state(state);
+    out->set_count(count);
+  }
+  response->set_auth_required(auth_.enabled());
+  return Reply(context, absl::OkStatus());
+}
+
+// ---- Cells ----
+
+grpc::ServerUnaryReactor* KernelGatewayService::AddCell(grpc::CallbackServerContext* context,
+                                                        const v1::AddCellRequest* request,
+                                                        v1::Cell* response) {
+  auto session = Authorize(context, request->kernel_id());
+  absl::Status status = session.status();
+  if (status.ok()) status = ValidateAddCell(*request, config_);
+  if (!status.ok()) return Reply(context, status);
+  std::optional<int> index;
+  if (request->has_index()) index = request->index();
+  return Reply(context,
+               (*session)->AddCell(request->source(), request->cell_type(), index,
+                                   request->cell_id(), request->metadata()),
+               response);
+}
+
+grpc::ServerUnaryReactor* KernelGatewayService::EditCell(grpc::CallbackServerContext* context,
+                                                         const v1::EditCellRequest* request,
+                                                         v1::Cell* response) {
+  auto session = Authorize(context, request->kernel_id());
+  absl::Status status = session.status();
+  if (status.ok()) status = ValidateEditCell(*request, config_);
+  if (!status.ok()) return Reply(context, status);
+  std::optional<std::string> metadata;
+  if (request->has_metadata()) metadata = request->metadata();
+  return Reply(context,
+               (*session)->EditCell(request->cell_id(), request->source(), request->cell_type(),
+                                    std::move(metadata)),
+               response);
+}
+
+grpc::ServerUnaryReactor* KernelGatewayService::DeleteCell(grpc::CallbackServerContext* context,
+                                                           const v1::DeleteCellRequest* request,
+                                                           v1::DeleteCellResponse*) {
+  auto session = Authorize(context, request->kernel_id());
+  absl::Status status = session.status();
+  if (status.ok()) status = ValidateCellId(request->cell_id());
+  if (status.ok()) status = (*session)->DeleteCell(request->cell_id());
+  return Reply(context, status);
+}
+
+grpc::ServerUnaryReactor* KernelGatewayService::MoveCell(grpc::CallbackServerContext* context,
+                                                         const v1::MoveCellRequest* request,
+                                                         v1::Cell* response) {
+  auto session = Authorize(context, request->kernel_id());
+  absl::Status status = session.status();
+  if (status.ok()) status = ValidateMoveCell(*request, config_);
+  if (!status.ok()) return Reply(context, status);
+  return Reply(context, (*session)->MoveCell(request->cell_id(), request->index()), response);
+}
+
+grpc::ServerUnaryReactor* KernelGatewayService::GetNotebook(grpc::CallbackServerContext* context,
+                                                            const v1::GetNotebookRequest* request,
+                                                            v1::Notebook* response) {
+  auto session = Authorize(context, request->kernel_id());
+  if (!session.ok()) return Reply(context, session.status());
+  *response = (*session)->GetNotebook();
+  return Reply(context, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* KernelGatewayService::GetCell(grpc::CallbackServerContext* context,
+                                                        const v1::GetCellRequest* request,
+                                                        v1::Cell* response) {
+  auto session = Authorize(context, request->kernel_id());
+  absl::Status status = session.status();
+  if (status.ok()) status = ValidateCellId(request->cell_id());
+  if (!status.ok()) return Reply(context, status);
+  return Reply(context, (*session)->GetCell(request->cell_id()), response);
+}
+
+grpc::ServerUnaryReactor* KernelGatewayService::ExportNotebook(
+    grpc::CallbackServerContext* context, const v1::ExportNotebookRequest* request,
+    v1::ExportNotebookResponse* response) {
+  auto session = Authorize(context, request->kernel_id());
+  if (!session.ok()) return Reply(context, session.status());
+  response->set_ipynb((*session)->ExportNotebook());
+  return Reply(context, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* KernelGatewayService::ImportNotebook(
+    grpc::CallbackServerContext* context, const v1::ImportNotebookRequest* request,
+    v1::Notebook* response) {
+  auto session = Authorize(context, request->kernel_id());
+  absl::Status status = session.status();
+  if (status.ok()) status = ValidateImportNotebook(*request, config_);
+  if (!status.ok()) return Reply(context, status);
+  return Reply(context, (*session)->ImportNotebook(request->ipynb(), request->replace()), response);
+}
+
+// ---- Execution ----
+
+grpc::ServerUnaryReactor* KernelGatewayService::RunCell(grpc::CallbackServerContext* context,
+                                                        const v1::RunCellRequest* request,
+                                                        v1::ExecutionResult* response) {
+  auto session = Authorize(context, request->kernel_id());
+  absl::Status status = session.status();
+  if (status.ok()) status = ValidateRunCell(*request, config_);
+  if (status.ok()) status = CheckNotDraining();
+  if (!status.ok()) return Reply(context, status);
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  session::ExecutionOptions options{EffectiveTimeout(context, request->timeout_ms()),
+                                    request->on_timeout() == v1::ON_TIMEOUT_KEEP_RUNNING
+                                        ? v1::ON_TIMEOUT_KEEP_RUNNING
+                                        : v1::ON_TIMEOUT_INTERRUPT};
+  status = (*session)->RunCell(request->cell_id(), options,
+                               [reactor, response](v1::ExecutionResult result) {
+                                 *response = std::move(result);
+                                 reactor->Finish(grpc::Status::OK);
+                               });
+  if (!status.ok()) reactor->Finish(ToGrpcStatus(status));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* KernelGatewayService::RunAll(grpc::CallbackServerContext* context,
+                                                       const v1::RunAllRequest* request,
+                                                       v1::RunAllResult* response) {
+  auto session = Authorize(context, request->kernel_id());
+  absl::Status status = session.status();
+  if (status.ok()) status = ValidateRunAll(*request, config_);
+  if (status.ok()) status = CheckNotDraining();
+  if (!status.ok()) return Reply(context, status);
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  int64_t timeout_ms = request->timeout_ms();
+  if (timeout_ms == 0) timeout_ms = config_.default_timeout_ms;
+  status =
+      (*session)->RunAll(!request->has_stop_on_error() || request->stop_on_error(),
+                         timeout_ms > 0 ? absl::Milliseconds(timeout_ms) : absl::InfiniteDuration(),
+                         [reactor, response](v1::RunAllResult result) {
+                           *response = std::move(result);
+                           reactor->Finish(grpc::Status::OK);
+                         });
+  if (!status.ok()) reactor->Finish(ToGrpcStatus(status));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* KernelGatewayService::Execute(grpc::CallbackServerContext* context,
+                                                        const v1::ExecuteRequest* request,
+                                                        v1::ExecutionResult* response) {
+  auto session = Authorize(context, request->kernel_id());
+  absl::Status status = session.status();
+  if (status.ok()) status = ValidateExecute(*request, config_);
+  if (status.ok()) status = CheckNotDraining();
+  if (!status.ok()) return Reply(context, status);
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  session::ExecutionOptions options{EffectiveTimeout(context, request->timeout_ms()),
+                                    request->on_timeout() == v1::ON_TIMEOUT_KEEP_RUNNING
+                                        ? v1::ON_TIMEOUT_KEEP_RUNNING
+                                        : v1::ON_TIMEOUT_INTERRUPT};
+  status = (*session)->Execute(request->code(), options,
+                               [reactor, response](v1::ExecutionResult result) {
+                                 *response = std::move(result);
+                                 reactor->Finish(grpc::Status::OK);
+                               });
+  if (!status.ok()) reactor->Finish(ToGrpcStatus(status));
+  return reactor;
+}
+
+grpc::ServerWriteReactor<v1::OutputEvent>* KernelGatewayService::StreamOutputs(
+    grpc::CallbackServerContext* context, const v1::StreamOutputsRequest* request) {
+  auto session = Authorize(context, request->kernel_id());
+  absl::Status status = session.status();
+  if (status.ok()) status = ValidateStreamOutputs(*request, config_);
+  auto* reactor = new StreamOutputsReactor(status.ok() ? (*session)->event_log() : nullptr,
+                                           request->after_seq(), request->follow(),
+                                           request->cell_id(), request->execution_id());
+  if (!status.ok()) {
+    reactor->FinishWithError(ToGrpcStatus(status));
+  } else {
+    reactor->Begin();
+  }
+  return reactor;
+}
+
+}  // namespace cellgate::api

@@ -1,0 +1,827 @@
+#include "server/session/kernel_session.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "google/protobuf/util/time_util.h"
+#include "server/notebook/iopub_output.h"
+#include "server/notebook/ipynb.h"
+#include "server/notebook/text_render.h"
+#include "server/protocol/message.h"
+
+namespace cellgate::session {
+namespace {
+
+using google::protobuf::util::TimeUtil;
+
+google::protobuf::Timestamp ToProtoTime(absl::Time time) {
+  return TimeUtil::NanosecondsToTimestamp(absl::ToUnixNanos(time));
+}
+
+std::string NewExecutionId() {
+  std::string id = protocol::NewMessageId();
+  std::erase(id, '-');
+  return id.substr(0, 16);
+}
+
+const char* StatusWord(v1::ExecutionStatus status) {
+  switch (status) {
+    case v1::EXECUTION_STATUS_TIMEOUT: return "timed out";
+    case v1::EXECUTION_STATUS_INTERRUPTED: return "interrupted";
+    case v1::EXECUTION_STATUS_KERNEL_DIED: return "kernel died";
+    case v1::EXECUTION_STATUS_CANCELLED: return "cancelled";
+    default: return "";
+  }
+}
+
+}  // namespace
+
+// A run of a RunAll: its results in cell order and the cells it did not run.
+struct RunAllTracker {
+  bool stop_on_error = true;
+  int remaining = 0;
+  bool stopped = false;
+  v1::RunAllResult result;
+  KernelSession::RunAllCallback done;
+};
+
+struct KernelSession::Execution {
+  std::string execution_id;
+  std::string cell_id;  // empty for Execute
+  std::string code;
+  ExecutionOptions options;
+  ResultCallback done;
+  std::shared_ptr<RunAllTracker> run_all;
+  std::unique_ptr<notebook::OutputList> scratch_outputs;  // Execute only
+  v1::CellState state_before_queued = v1::CELL_STATE_NEW;
+  absl::Time started_at;
+  int execution_count = 0;
+  uint64_t generation = 0;
+  bool started = false;
+  bool interrupted = false;
+  bool timed_out = false;
+  bool reported = false;  // the caller already has its result (KEEP_RUNNING timeout)
+};
+
+std::shared_ptr<KernelSession> KernelSession::Create(Params params) {
+  return std::shared_ptr<KernelSession>(new KernelSession(std::move(params)));
+}
+
+KernelSession::KernelSession(Params params)
+    : params_(std::move(params)),
+      config_(*params_.config),
+      loop_(*params_.loop),
+      event_log_(std::make_shared<EventLog>(EventLog::Options{config_.event_log_max_bytes})),
+      created_at_(absl::Now()),
+      notebook_(notebook::Notebook::Limits{config_.max_cells_per_kernel, config_.max_source_bytes,
+                                           config_.max_execution_output_bytes}),
+      last_activity_at_(created_at_) {}
+
+KernelSession::~KernelSession() {
+  // The last reference may go inside a callback of this very kernel: destroy it from the loop.
+  if (kernel_ != nullptr) loop_.Post([kernel = std::move(kernel_)]() mutable { kernel.reset(); });
+}
+
+void KernelSession::RunDeferred(Deferred& deferred) {
+  for (auto& action : deferred) action();
+  deferred.clear();
+}
+
+void KernelSession::Start(DoneCallback done) {
+  Deferred deferred;
+  {
+    absl::MutexLock lock(&mutex_);
+    LaunchKernelLocked(std::move(done), deferred);
+  }
+  RunDeferred(deferred);
+}
+
+void KernelSession::LaunchKernelLocked(DoneCallback done, Deferred&) {
+  const uint64_t generation = ++generation_;
+  kernel::KernelOptions options;
+  options.spec = params_.launch.spec;
+  options.kernel_dir = params_.launch.kernel_dir;
+  options.remove_kernel_dir_on_close = false;  // the workspace outlives restarts
+  options.policy = params_.launch.policy;
+  options.env = params_.launch.env;
+  options.bwrap_path = params_.launch.bwrap_path;
+  options.startup_timeout = params_.launch.startup_timeout;
+
+  std::weak_ptr<KernelSession> weak = weak_from_this();
+  kernel::KernelEvents events;
+  events.on_exit = [weak, generation](const kernel::ExitStatus&, const std::string& reason) {
+    if (auto self = weak.lock()) self->OnKernelExit(generation, reason);
+  };
+  auto on_ready = [weak, generation, done = std::move(done)](absl::Status status) mutable {
+    auto self = weak.lock();
+    if (!self) return;
+    {
+      absl::MutexLock lock(&self->mutex_);
+      if (generation == self->generation_ && !self->closed_) {
+        if (status.ok()) {
+          self->SetStateLocked(v1::KERNEL_STATE_IDLE, "");
+        } else {
+          self->last_death_reason_ = std::string(status.message());
+          self->SetStateLocked(v1::KERNEL_STATE_DEAD, self->last_death_reason_);
+        }
+      }
+    }
+    if (done) done(status);
+  };
+  kernel_ = kernel::Kernel::Start(loop_, std::move(options), std::move(events),
+                                  std::move(on_ready));
+}
+
+void KernelSession::SetStateLocked(v1::KernelState state, const std::string& reason) {
+  if (state == state_ && reason.empty()) return;
+  state_ = state;
+  v1::OutputEvent event;
+  event.mutable_kernel_status()->set_state(state);
+  event.mutable_kernel_status()->set_reason(reason);
+  AppendEventLocked(std::move(event));
+}
+
+void KernelSession::AppendEventLocked(v1::OutputEvent event) {
+  event.set_kernel_id(params_.kernel_id);
+  event_log_->Append(std::move(event));
+}
+
+void KernelSession::TouchLocked() { last_activity_at_ = absl::Now(); }
+
+v1::KernelState KernelSession::state() const {
+  absl::MutexLock lock(&mutex_);
+  return state_;
+}
+
+bool KernelSession::has_running_execution() const {
+  absl::MutexLock lock(&mutex_);
+  return running_ != nullptr || !queue_.empty();
+}
+
+v1::Kernel KernelSession::Describe() const {
+  absl::MutexLock lock(&mutex_);
+  v1::Kernel kernel;
+  kernel.set_kernel_id(params_.kernel_id);
+  kernel.set_kernel_spec(params_.launch.spec.name);
+  kernel.set_state(state_);
+  if (kernel_ != nullptr) {
+    const kernel::KernelInfo info = kernel_->info();
+    kernel.mutable_language()->set_name(info.language.empty() ? params_.launch.spec.language
+                                                              : info.language);
+    kernel.mutable_language()->set_version(info.language_version);
+    kernel.set_pid(kernel_->pid());
+  }
+  *kernel.mutable_created_at() = ToProtoTime(created_at_);
+  *kernel.mutable_last_activity_at() = ToProtoTime(last_activity_at_);
+  kernel.set_execution_count(execution_count_);
+  kernel.set_cell_count(notebook_.size());
+  kernel.set_last_seq(event_log_->last_seq());
+  kernel.set_oldest_retained_seq(event_log_->oldest_retained_seq());
+  for (const auto& [key, value] : params_.labels) (*kernel.mutable_labels())[key] = value;
+  const kernel::ResourceLimits& limits = params_.launch.policy.limits;
+  v1::ResourceLimits* out = kernel.mutable_limits();
+  out->set_address_space_bytes(static_cast<int64_t>(limits.address_space_bytes));
+  out->set_cpu_seconds(static_cast<int64_t>(limits.cpu_seconds));
+  out->set_max_processes(static_cast<int32_t>(limits.max_processes));
+  out->set_max_open_files(static_cast<int32_t>(limits.max_open_files));
+  out->set_max_file_size_bytes(static_cast<int64_t>(limits.max_file_size_bytes));
+  if (params_.launch.policy.mode == kernel::SandboxMode::kBwrap) {
+    out->set_allow_network(params_.launch.policy.allow_network);
+  }
+  kernel.set_restart_count(restart_count_);
+  kernel.set_last_death_reason(last_death_reason_);
+  kernel.set_idle_timeout_seconds(params_.idle_timeout_seconds);
+  kernel.set_pending_executions(static_cast<int32_t>(queue_.size() + (running_ ? 1 : 0)));
+  return kernel;
+}
+
+// ---- Cells ----
+
+absl::StatusOr<v1::Cell> KernelSession::AddCell(const std::string& source, v1::CellType type,
+                                                std::optional<int> index,
+                                                const std::string& cell_id,
+                                                const std::string& metadata) {
+  absl::MutexLock lock(&mutex_);
+  TouchLocked();
+  return notebook_.AddCell(source, type, index, cell_id, metadata);
+}
+
+absl::StatusOr<v1::Cell> KernelSession::EditCell(const std::string& cell_id,
+                                                 std::optional<std::string> source,
+                                                 v1::CellType type,
+                                                 std::optional<std::string> metadata) {
+  absl::MutexLock lock(&mutex_);
+  TouchLocked();
+  return notebook_.EditCell(cell_id, std::move(source), type, std::move(metadata));
+}
+
+absl::Status KernelSession::DeleteCell(const std::string& cell_id) {
+  absl::MutexLock lock(&mutex_);
+  TouchLocked();
+  return notebook_.DeleteCell(cell_id);
+}
+
+absl::StatusOr<v1::Cell> KernelSession::MoveCell(const std::string& cell_id, int index) {
+  absl::MutexLock lock(&mutex_);
+  TouchLocked();
+  return notebook_.MoveCell(cell_id, index);
+}
+
+absl::StatusOr<v1::Cell> KernelSession::GetCell(const std::string& cell_id) const {
+  absl::MutexLock lock(&mutex_);
+  return notebook_.GetCell(cell_id);
+}
+
+v1::Notebook KernelSession::GetNotebook() const {
+  absl::MutexLock lock(&mutex_);
+  v1::Notebook notebook = notebook_.Snapshot();
+  notebook.set_kernel_id(params_.kernel_id);
+  // Taken under the same lock that appends events: the snapshot reflects every event so far.
+  notebook.set_last_seq(event_log_->last_seq());
+  return notebook;
+}
+
+std::string KernelSession::ExportNotebook() const {
+  absl::MutexLock lock(&mutex_);
+  notebook::IpynbNotebook file;
+  file.metadata_json = notebook_.metadata_json();
+  v1::Notebook snapshot = notebook_.Snapshot();
+  for (v1::Cell& cell : *snapshot.mutable_cells()) {
+    auto extras = cell_extras_.find(cell.cell_id());
+    file.cell_extras.push_back(extras == cell_extras_.end() ? "" : extras->second);
+    file.cells.push_back(std::move(cell));
+  }
+  return notebook::ExportIpynb(file);
+}
+
+absl::StatusOr<v1::Notebook> KernelSession::ImportNotebook(const std::string& ipynb,
+                                                           bool replace) {
+  absl::StatusOr<notebook::IpynbNotebook> file =
+      notebook::ParseIpynb(ipynb, config_.max_ipynb_bytes);
+  if (!file.ok()) return file.status();
+  absl::MutexLock lock(&mutex_);
+  TouchLocked();
+  const size_t loaded = file->cells.size();
+  if (absl::Status status = notebook_.LoadCells(std::move(file->cells), replace); !status.ok()) {
+    return status;
+  }
+  if (replace) cell_extras_.clear();
+  if (replace || notebook_.metadata_json().empty() || notebook_.metadata_json() == "{}") {
+    notebook_.set_metadata_json(file->metadata_json).IgnoreError();
+  }
+  // The loaded cells are the notebook's last `loaded` ones, in file order (LoadCells may have
+  // renamed ids that clashed, so go by position).
+  const std::vector<std::string> ids = notebook_.cell_ids();
+  const size_t first = ids.size() - loaded;
+  for (size_t i = 0; i < loaded && i < file->cell_extras.size(); ++i) {
+    if (!file->cell_extras[i].empty()) cell_extras_[ids[first + i]] = file->cell_extras[i];
+  }
+  v1::Notebook notebook = notebook_.Snapshot();
+  notebook.set_kernel_id(params_.kernel_id);
+  notebook.set_last_seq(event_log_->last_seq());
+  return notebook;
+}
+
+// ---- Execution ----
+
+absl::Status KernelSession::CheckCanExecuteLocked() const {
+  switch (state_) {
+    case v1::KERNEL_STATE_DEAD:
+      return absl::FailedPreconditionError(
+          absl::StrCat("kernel ", params_.kernel_id, " is dead (", last_death_reason_,
+                       "); RestartKernel brings it back"));
+    case v1::KERNEL_STATE_SHUTTING_DOWN:
+      return absl::FailedPreconditionError(
+          absl::StrCat("kernel ", params_.kernel_id, " is shutting down"));
+    default:
+      return absl::OkStatus();
+  }
+}
+
+std::shared_ptr<KernelSession::Execution> KernelSession::NewExecutionLocked(
+    const std::string& cell_id, std::string code, ExecutionOptions options) {
+  auto execution = std::make_shared<Execution>();
+  execution->execution_id = NewExecutionId();
+  execution->cell_id = cell_id;
+  execution->code = std::move(code);
+  execution->options = options;
+  if (cell_id.empty()) {
+    execution->scratch_outputs =
+        std::make_unique<notebook::OutputList>(config_.max_execution_output_bytes);
+  }
+  return execution;
+}
+
+absl::Status KernelSession::RunCell(const std::string& cell_id, ExecutionOptions options,
+                                    ResultCallback done) {
+  Deferred deferred;
+  {
+    absl::MutexLock lock(&mutex_);
+    if (absl::Status status = CheckCanExecuteLocked(); !status.ok()) return status;
+    absl::StatusOr<v1::Cell> cell = notebook_.GetCell(cell_id);
+    if (!cell.ok()) return cell.status();
+    if (cell->cell_type() != v1::CELL_TYPE_CODE) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("cell_id: cell ", cell_id, " is not a code cell"));
+    }
+    if (cell->source().find_first_not_of(" \t\r\n") == std::string::npos) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("cell_id: cell ", cell_id, " has no code to run"));
+    }
+    TouchLocked();
+    auto execution = NewExecutionLocked(cell_id, cell->source(), options);
+    execution->done = std::move(done);
+    EnqueueLocked(std::move(execution), deferred);
+  }
+  RunDeferred(deferred);
+  return absl::OkStatus();
+}
+
+absl::Status KernelSession::Execute(const std::string& code, ExecutionOptions options,
+                                    ResultCallback done) {
+  Deferred deferred;
+  {
+    absl::MutexLock lock(&mutex_);
+    if (absl::Status status = CheckCanExecuteLocked(); !status.ok()) return status;
+    TouchLocked();
+    auto execution = NewExecutionLocked("", code, options);
+    execution->done = std::move(done);
+    EnqueueLocked(std::move(execution), deferred);
+  }
+  RunDeferred(deferred);
+  return absl::OkStatus();
+}
+
+absl::Status KernelSession::RunAll(bool stop_on_error, absl::Duration per_cell_timeout,
+                                   RunAllCallback done) {
+  Deferred deferred;
+  {
+    absl::MutexLock lock(&mutex_);
+    if (absl::Status status = CheckCanExecuteLocked(); !status.ok()) return status;
+    TouchLocked();
+    auto tracker = std::make_shared<RunAllTracker>();
+    tracker->stop_on_error = stop_on_error;
+    tracker->done = std::move(done);
+    std::vector<std::shared_ptr<Execution>> runs;
+    for (const std::string& cell_id : notebook_.cell_ids()) {
+      absl::StatusOr<v1::Cell> cell = notebook_.GetCell(cell_id);
+      if (!cell.ok() || cell->cell_type() != v1::CELL_TYPE_CODE) continue;
+      if (cell->source().find_first_not_of(" \t\r\n") == std::string::npos) {
+        v1::SkippedCell* skipped = tracker->result.add_skipped();
+        skipped->set_cell_id(cell_id);
+        skipped->set_reason(v1::SKIP_REASON_EMPTY_SOURCE);
+        continue;
+      }
+      auto execution = NewExecutionLocked(
+          cell_id, cell->source(), ExecutionOptions{per_cell_timeout, v1::ON_TIMEOUT_INTERRUPT});
+      execution->run_all = tracker;
+      runs.push_back(std::move(execution));
+    }
+    tracker->remaining = static_cast<int>(runs.size());
+    if (runs.empty()) {
+      deferred.push_back([done = std::exchange(tracker->done, nullptr),
+                          result = std::move(tracker->result)]() mutable {
+        done(std::move(result));
+      });
+    }
+    for (auto& execution : runs) EnqueueLocked(std::move(execution), deferred);
+  }
+  RunDeferred(deferred);
+  return absl::OkStatus();
+}
+
+void KernelSession::EnqueueLocked(std::shared_ptr<Execution> execution, Deferred& deferred) {
+  if (!execution->cell_id.empty()) {
+    if (absl::StatusOr<v1::Cell> cell = notebook_.GetCell(execution->cell_id); cell.ok()) {
+      execution->state_before_queued = cell->state();
+    }
+    notebook_.QueueRun(execution->cell_id, execution->execution_id).IgnoreError();
+  }
+  v1::OutputEvent event;
+  event.set_cell_id(execution->cell_id);
+  event.set_execution_id(execution->execution_id);
+  event.mutable_execution_queued();
+  AppendEventLocked(std::move(event));
+  queue_.push_back(std::move(execution));
+  if (running_ == nullptr) StartNextLocked(deferred);
+}
+
+void KernelSession::StartNextLocked(Deferred& deferred) {
+  if (running_ != nullptr || queue_.empty() || kernel_ == nullptr) return;
+  if (state_ != v1::KERNEL_STATE_IDLE && state_ != v1::KERNEL_STATE_BUSY &&
+      state_ != v1::KERNEL_STATE_STARTING) {
+    return;
+  }
+  std::shared_ptr<Execution> execution = std::move(queue_.front());
+  queue_.pop_front();
+  running_ = execution;
+  execution->started = true;
+  execution->started_at = absl::Now();
+  execution->generation = generation_;
+  if (!execution->cell_id.empty()) {
+    notebook_.BeginRun(execution->cell_id, execution->execution_id,
+                       ToProtoTime(execution->started_at)).IgnoreError();
+  }
+  if (state_ == v1::KERNEL_STATE_IDLE) SetStateLocked(v1::KERNEL_STATE_BUSY, "");
+
+  std::weak_ptr<KernelSession> weak = weak_from_this();
+  const uint64_t generation = generation_;
+  const std::string execution_id = execution->execution_id;
+  kernel::RequestCallbacks callbacks;
+  callbacks.on_iopub = [weak, generation, execution_id](const protocol::Message& message) {
+    if (auto self = weak.lock()) self->OnIopub(generation, execution_id, message);
+  };
+  callbacks.on_done = [weak, generation, execution_id](kernel::RequestCompletion completion) {
+    if (auto self = weak.lock()) {
+      self->OnExecutionDone(generation, execution_id, std::move(completion));
+    }
+  };
+  // The gateway sends one execution at a time and applies RunAll's stop_on_error itself. The
+  // kernel's own stop_on_error would abort whatever request reaches it just after an error —
+  // here the next, unrelated, execution — so it is always off.
+  kernel_->Execute(kernel::ExecuteRequest{.code = execution->code, .stop_on_error = false},
+                   std::move(callbacks));
+  if (execution->options.timeout != absl::InfiniteDuration()) {
+    loop_.PostAfter(execution->options.timeout, [weak, generation, execution_id]() {
+      if (auto self = weak.lock()) self->OnTimeout(generation, execution_id);
+    });
+  }
+  (void)deferred;
+}
+
+void KernelSession::OnIopub(uint64_t generation, const std::string& execution_id,
+                            const protocol::Message& message) {
+  absl::MutexLock lock(&mutex_);
+  if (generation != generation_ || running_ == nullptr ||
+      running_->execution_id != execution_id) {
+    return;
+  }
+  Execution& execution = *running_;
+  const std::string type = message.msg_type();
+  if (type == "execute_input") {
+    execution.execution_count = message.content.value("execution_count", 0);
+    execution_count_ = std::max(execution_count_, execution.execution_count);
+    v1::OutputEvent event;
+    event.set_cell_id(execution.cell_id);
+    event.set_execution_id(execution_id);
+    event.mutable_execution_started()->set_execution_count(execution.execution_count);
+    AppendEventLocked(std::move(event));
+    return;
+  }
+  absl::StatusOr<notebook::IopubEffect> effect = notebook::ParseIopubOutput(type, message.content);
+  if (!effect.ok()) return;
+  notebook::OutputList* outputs = execution.cell_id.empty()
+                                      ? execution.scratch_outputs.get()
+                                      : notebook_.outputs(execution.cell_id);
+  v1::OutputEvent event;
+  event.set_cell_id(execution.cell_id);
+  event.set_execution_id(execution_id);
+  if (auto* output = std::get_if<v1::Output>(&*effect)) {
+    // display_data reusing a display_id also replaces the earlier outputs with that id.
+    if (std::optional<v1::DisplayUpdate> implied = notebook::ImpliedDisplayUpdate(*output)) {
+      notebook_.ApplyDisplayUpdateEverywhere(*implied);
+      if (execution.scratch_outputs) execution.scratch_outputs->UpdateDisplay(*implied);
+    }
+    if (outputs != nullptr) outputs->Append(*output);
+    *event.mutable_output() = std::move(*output);
+  } else if (auto* update = std::get_if<v1::DisplayUpdate>(&*effect)) {
+    notebook_.ApplyDisplayUpdateEverywhere(*update);
+    if (execution.scratch_outputs) execution.scratch_outputs->UpdateDisplay(*update);
+    *event.mutable_display_update() = std::move(*update);
+  } else if (auto* clear = std::get_if<v1::ClearOutput>(&*effect)) {
+    if (outputs != nullptr) outputs->Clear(clear->wait());
+    *event.mutable_clear_output() = std::move(*clear);
+  } else {
+    return;
+  }
+  AppendEventLocked(std::move(event));
+}
+
+void KernelSession::OnTimeout(uint64_t generation, const std::string& execution_id) {
+  Deferred deferred;
+  {
+    absl::MutexLock lock(&mutex_);
+    if (generation != generation_ || running_ == nullptr ||
+        running_->execution_id != execution_id || running_->reported) {
+      return;
+    }
+    std::shared_ptr<Execution> execution = running_;
+    execution->timed_out = true;
+    if (execution->options.on_timeout == v1::ON_TIMEOUT_KEEP_RUNNING) {
+      // The caller gets its answer now; the execution goes on and its outputs still land in
+      // the cell and the event log.
+      execution->reported = true;
+      if (execution->done) {
+        deferred.push_back([done = std::exchange(execution->done, nullptr),
+                            result = BuildResultLocked(*execution, v1::EXECUTION_STATUS_TIMEOUT,
+                                                       "timed out; still running")]() mutable {
+          done(std::move(result));
+        });
+      }
+    } else if (kernel_ != nullptr) {
+      kernel_->Interrupt();
+    }
+  }
+  RunDeferred(deferred);
+}
+
+void KernelSession::OnExecutionDone(uint64_t generation, const std::string& execution_id,
+                                    kernel::RequestCompletion completion) {
+  Deferred deferred;
+  {
+    absl::MutexLock lock(&mutex_);
+    if (generation != generation_ || running_ == nullptr ||
+        running_->execution_id != execution_id) {
+      return;
+    }
+    std::shared_ptr<Execution> execution = running_;
+    v1::ExecutionStatus status = v1::EXECUTION_STATUS_OK;
+    std::string detail;
+    switch (completion.kind) {
+      case kernel::RequestCompletion::Kind::kReplied: {
+        const nlohmann::json& content = completion.reply.content;
+        const std::string reply_status = content.value("status", "");
+        if (content.contains("execution_count") && content["execution_count"].is_number()) {
+          execution->execution_count = content["execution_count"].get<int>();
+          execution_count_ = std::max(execution_count_, execution->execution_count);
+        }
+        if (reply_status == "ok") {
+          status = v1::EXECUTION_STATUS_OK;
+        } else if (reply_status == "aborted") {
+          status = v1::EXECUTION_STATUS_CANCELLED;
+          detail = "aborted by the kernel";
+        } else if (execution->timed_out) {
+          status = v1::EXECUTION_STATUS_TIMEOUT;
+          detail = absl::StrCat("timed out after ",
+                                absl::ToInt64Milliseconds(execution->options.timeout),
+                                " ms; interrupted");
+        } else if (execution->interrupted) {
+          status = v1::EXECUTION_STATUS_INTERRUPTED;
+        } else {
+          status = v1::EXECUTION_STATUS_ERROR;
+        }
+        break;
+      }
+      case kernel::RequestCompletion::Kind::kKernelDied:
+        status = v1::EXECUTION_STATUS_KERNEL_DIED;
+        detail = completion.reason;
+        last_death_reason_ = completion.reason;
+        break;
+      case kernel::RequestCompletion::Kind::kClosed:
+        status = v1::EXECUTION_STATUS_CANCELLED;
+        detail = completion.reason;
+        break;
+      case kernel::RequestCompletion::Kind::kSendFailed:
+        status = v1::EXECUTION_STATUS_ERROR;
+        detail = completion.reason;
+        break;
+    }
+    running_ = nullptr;
+    FinishLocked(execution, status, detail, deferred);
+    if (status == v1::EXECUTION_STATUS_KERNEL_DIED) {
+      SetStateLocked(v1::KERNEL_STATE_DEAD, completion.reason);
+      CancelQueuedLocked(v1::EXECUTION_STATUS_KERNEL_DIED, completion.reason, deferred);
+    } else {
+      if (queue_.empty() && state_ == v1::KERNEL_STATE_BUSY) {
+        SetStateLocked(v1::KERNEL_STATE_IDLE, "");
+      }
+      StartNextLocked(deferred);
+    }
+  }
+  RunDeferred(deferred);
+}
+
+v1::ExecutionResult KernelSession::BuildResultLocked(const Execution& execution,
+                                                    v1::ExecutionStatus status,
+                                                    const std::string& detail) {
+  v1::ExecutionResult result;
+  result.set_execution_id(execution.execution_id);
+  result.set_cell_id(execution.cell_id);
+  result.set_status(status);
+  result.set_execution_count(execution.execution_count);
+  result.set_status_detail(detail);
+  if (execution.started) {
+    *result.mutable_started_at() = ToProtoTime(execution.started_at);
+    result.set_duration_ms(absl::ToInt64Milliseconds(absl::Now() - execution.started_at));
+  }
+  const notebook::OutputList* outputs = execution.cell_id.empty()
+                                            ? execution.scratch_outputs.get()
+                                            : notebook_.outputs(execution.cell_id);
+  std::string text;
+  if (outputs != nullptr && execution.started) {
+    *result.mutable_outputs() = outputs->outputs();
+    for (const v1::Output& output : outputs->outputs()) {
+      if (output.has_error()) {
+        *result.mutable_error() = notebook::ErrorInfoFromOutput(output.error());
+      }
+    }
+    bool text_truncated = false;
+    text = notebook::RenderResultText(
+        outputs->outputs(), static_cast<size_t>(config_.max_result_text_bytes), &text_truncated);
+    result.set_truncated(outputs->truncated() || text_truncated);
+  }
+  if (const char* word = StatusWord(status); *word != '\0') {
+    if (!text.empty() && text.back() != '\n') text.push_back('\n');
+    absl::StrAppend(&text, "[", word, detail.empty() ? "" : ": ", detail, "]");
+  }
+  result.set_text(std::move(text));
+  return result;
+}
+
+void KernelSession::FinishLocked(const std::shared_ptr<Execution>& execution,
+                                 v1::ExecutionStatus status, std::string detail,
+                                 Deferred& deferred) {
+  v1::ExecutionResult result = BuildResultLocked(*execution, status, detail);
+  if (!execution->cell_id.empty()) {
+    if (execution->started) {
+      notebook_.FinishRun(execution->cell_id, status, execution->execution_count,
+                          result.duration_ms())
+          .IgnoreError();
+    } else if (execution->run_all && execution->run_all->stopped) {
+      notebook_.SetState(execution->cell_id, execution->state_before_queued).IgnoreError();
+    } else {
+      notebook_.SetState(execution->cell_id, v1::CELL_STATE_CANCELLED).IgnoreError();
+    }
+  }
+  v1::OutputEvent event;
+  event.set_cell_id(execution->cell_id);
+  event.set_execution_id(execution->execution_id);
+  v1::ExecutionFinished* finished = event.mutable_execution_finished();
+  finished->set_status(status);
+  finished->set_duration_ms(result.duration_ms());
+  finished->set_status_detail(detail);
+  AppendEventLocked(std::move(event));
+
+  if (std::shared_ptr<RunAllTracker> tracker = execution->run_all) {
+    if (execution->started) {
+      *tracker->result.add_results() = std::move(result);
+    } else {
+      v1::SkippedCell* skipped = tracker->result.add_skipped();
+      skipped->set_cell_id(execution->cell_id);
+      skipped->set_reason(tracker->stopped ? v1::SKIP_REASON_PREVIOUS_FAILED
+                          : status == v1::EXECUTION_STATUS_KERNEL_DIED
+                              ? v1::SKIP_REASON_KERNEL_DIED
+                              : v1::SKIP_REASON_CANCELLED);
+    }
+    --tracker->remaining;
+    const bool failed = execution->started && status != v1::EXECUTION_STATUS_OK;
+    if (failed && !tracker->stopped &&
+        (tracker->stop_on_error || status == v1::EXECUTION_STATUS_KERNEL_DIED ||
+         status == v1::EXECUTION_STATUS_INTERRUPTED)) {
+      tracker->stopped = true;
+      // This run's queued cells leave the queue: they are skipped, not run.
+      std::deque<std::shared_ptr<Execution>> kept;
+      std::vector<std::shared_ptr<Execution>> dropped;
+      for (auto& queued : queue_) {
+        if (queued->run_all == tracker) {
+          dropped.push_back(std::move(queued));
+        } else {
+          kept.push_back(std::move(queued));
+        }
+      }
+      queue_.swap(kept);
+      for (auto& skipped : dropped) {
+        FinishLocked(skipped, v1::EXECUTION_STATUS_CANCELLED, "a previous cell failed", deferred);
+      }
+    }
+    // Taken out here, so that the nested FinishLocked of skipped cells and this one can't
+    // both schedule it.
+    if (tracker->remaining == 0 && tracker->done) {
+      deferred.push_back([done = std::exchange(tracker->done, nullptr),
+                          result = std::move(tracker->result)]() mutable {
+        done(std::move(result));
+      });
+    }
+    return;
+  }
+  // After a KEEP_RUNNING timeout the caller already has its answer: `done` is empty.
+  if (execution->done) {
+    deferred.push_back([done = std::exchange(execution->done, nullptr),
+                        result = std::move(result)]() mutable { done(std::move(result)); });
+  }
+}
+
+void KernelSession::CancelQueuedLocked(v1::ExecutionStatus status, const std::string& detail,
+                                       Deferred& deferred) {
+  std::deque<std::shared_ptr<Execution>> queued;
+  queued.swap(queue_);
+  for (auto& execution : queued) FinishLocked(execution, status, detail, deferred);
+}
+
+absl::Status KernelSession::Interrupt() {
+  Deferred deferred;
+  {
+    absl::MutexLock lock(&mutex_);
+    if (absl::Status status = CheckCanExecuteLocked(); !status.ok()) return status;
+    TouchLocked();
+    CancelQueuedLocked(v1::EXECUTION_STATUS_CANCELLED, "kernel interrupted", deferred);
+    if (running_ != nullptr) {
+      running_->interrupted = true;
+      if (kernel_ != nullptr) kernel_->Interrupt();
+    }
+  }
+  RunDeferred(deferred);
+  return absl::OkStatus();
+}
+
+void KernelSession::OnKernelExit(uint64_t generation, const std::string& reason) {
+  Deferred deferred;
+  {
+    absl::MutexLock lock(&mutex_);
+    if (generation != generation_ || closed_) return;
+    if (state_ == v1::KERNEL_STATE_SHUTTING_DOWN || state_ == v1::KERNEL_STATE_RESTARTING) return;
+    last_death_reason_ = reason;
+    if (state_ != v1::KERNEL_STATE_DEAD) SetStateLocked(v1::KERNEL_STATE_DEAD, reason);
+    CancelQueuedLocked(v1::EXECUTION_STATUS_KERNEL_DIED, reason, deferred);
+  }
+  RunDeferred(deferred);
+}
+
+absl::Status KernelSession::Restart(DoneCallback done) {
+  Deferred deferred;
+  std::unique_ptr<kernel::Kernel> old_kernel;
+  {
+    absl::MutexLock lock(&mutex_);
+    if (closed_ || state_ == v1::KERNEL_STATE_SHUTTING_DOWN) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("kernel ", params_.kernel_id, " is shutting down"));
+    }
+    if (state_ == v1::KERNEL_STATE_RESTARTING || state_ == v1::KERNEL_STATE_STARTING) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("kernel ", params_.kernel_id, " is already starting"));
+    }
+    TouchLocked();
+    SetStateLocked(v1::KERNEL_STATE_RESTARTING, "restart requested");
+    ++generation_;  // callbacks of the old process are ignored from here on
+    if (running_ != nullptr) {
+      std::shared_ptr<Execution> execution = std::move(running_);
+      FinishLocked(execution, v1::EXECUTION_STATUS_CANCELLED, "kernel restarted", deferred);
+    }
+    CancelQueuedLocked(v1::EXECUTION_STATUS_CANCELLED, "kernel restarted", deferred);
+    notebook_.MarkAllStale();
+    ++restart_count_;
+    execution_count_ = 0;
+    old_kernel = std::move(kernel_);
+  }
+  RunDeferred(deferred);
+  old_kernel.reset();  // kills and reaps the old process group before the new one binds
+  {
+    absl::MutexLock lock(&mutex_);
+    if (closed_ || state_ != v1::KERNEL_STATE_RESTARTING) {
+      if (done) done(absl::FailedPreconditionError("kernel was shut down during restart"));
+      return absl::OkStatus();
+    }
+    LaunchKernelLocked(std::move(done), deferred);
+  }
+  RunDeferred(deferred);
+  return absl::OkStatus();
+}
+
+void KernelSession::Shutdown(absl::AnyInvocable<void()> done) {
+  Deferred deferred;
+  std::shared_ptr<kernel::Kernel> kernel;
+  bool already = false;
+  {
+    absl::MutexLock lock(&mutex_);
+    already = closed_ || state_ == v1::KERNEL_STATE_SHUTTING_DOWN;
+    if (!already) {
+      SetStateLocked(v1::KERNEL_STATE_SHUTTING_DOWN, "shutdown requested");
+      ++generation_;
+      if (running_ != nullptr) {
+        std::shared_ptr<Execution> execution = std::move(running_);
+        FinishLocked(execution, v1::EXECUTION_STATUS_CANCELLED, "kernel shut down", deferred);
+      }
+      CancelQueuedLocked(v1::EXECUTION_STATUS_CANCELLED, "kernel shut down", deferred);
+      kernel = std::shared_ptr<kernel::Kernel>(std::move(kernel_));
+    }
+  }
+  RunDeferred(deferred);
+  if (already) {
+    if (done) done();
+    return;
+  }
+  auto finalize = [self = shared_from_this(), done = std::move(done)]() mutable {
+    absl::AnyInvocable<void()> on_closed;
+    {
+      absl::MutexLock lock(&self->mutex_);
+      self->closed_ = true;
+      on_closed = std::move(self->params_.on_closed);
+    }
+    self->event_log_->Close();
+    if (on_closed) on_closed();
+    if (done) done();
+  };
+  if (kernel == nullptr) {
+    finalize();
+    return;
+  }
+  kernel::KernelIoLoop* loop = &loop_;
+  kernel->Shutdown([kernel, loop, finalize = std::move(finalize)](
+                       const kernel::ExitStatus&) mutable {
+    // We are inside the kernel's own exit callback: destroy its handle later, on the loop.
+    loop->Post([kernel = std::move(kernel)]() mutable { kernel.reset(); });
+    finalize();
+  });
+}
+
+}  // namespace cellgate::session

@@ -1,0 +1,169 @@
+#pragma once
+
+#include <deque>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/functional/any_invocable.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "cellgate/v1/execution.pb.h"
+#include "cellgate/v1/kernel.pb.h"
+#include "cellgate/v1/notebook.pb.h"
+#include "server/kernel/io_loop.h"
+#include "server/kernel/kernel.h"
+#include "server/notebook/notebook.h"
+#include "server/notebook/output_list.h"
+#include "server/session/event_log.h"
+#include "server/session/gateway_config.h"
+
+namespace cellgate::session {
+
+// How one execution is bounded in time.
+struct ExecutionOptions {
+  absl::Duration timeout = absl::InfiniteDuration();
+  v1::OnTimeout on_timeout = v1::ON_TIMEOUT_INTERRUPT;
+};
+
+// Everything needed to (re)start this session's kernel process.
+struct KernelLaunch {
+  kernel::KernelSpec spec;
+  std::string kernel_dir;
+  kernel::SandboxPolicy policy;
+  std::map<std::string, std::string> env;
+  std::string bwrap_path = "/usr/bin/bwrap";
+  absl::Duration startup_timeout = absl::Seconds(60);
+};
+
+// One kernel and its notebook: the cells, a FIFO execution queue (one execution at a time, as
+// Jupyter does), the execution state machine, and the EventLog that clients stream from.
+// Thread-safe. Callbacks given to it run on the kernel I/O loop or the calling thread, never
+// under the session's lock.
+class KernelSession : public std::enable_shared_from_this<KernelSession> {
+ public:
+  using ResultCallback = absl::AnyInvocable<void(v1::ExecutionResult)>;
+  using RunAllCallback = absl::AnyInvocable<void(v1::RunAllResult)>;
+  using DoneCallback = absl::AnyInvocable<void(absl::Status)>;
+
+  struct Params {
+    std::string kernel_id;
+    KernelLaunch launch;
+    std::map<std::string, std::string> labels;
+    int idle_timeout_seconds = 0;
+    const GatewayConfig* config = nullptr;
+    kernel::KernelIoLoop* loop = nullptr;
+    // Called once the session is finished (shut down): the registry forgets it.
+    absl::AnyInvocable<void()> on_closed;
+  };
+
+  static std::shared_ptr<KernelSession> Create(Params params);
+  ~KernelSession();
+
+  // Launches the kernel; `done` gets OK once it answered kernel_info, else UNAVAILABLE.
+  void Start(DoneCallback done);
+
+  const std::string& kernel_id() const { return params_.kernel_id; }
+  const std::map<std::string, std::string>& labels() const { return params_.labels; }
+  std::shared_ptr<EventLog> event_log() const { return event_log_; }
+  v1::Kernel Describe() const ABSL_LOCKS_EXCLUDED(mutex_);
+  v1::KernelState state() const ABSL_LOCKS_EXCLUDED(mutex_);
+  bool has_running_execution() const ABSL_LOCKS_EXCLUDED(mutex_);
+
+  // Cells. Errors as documented on the RPCs (NOT_FOUND, INVALID_ARGUMENT, ...).
+  absl::StatusOr<v1::Cell> AddCell(const std::string& source, v1::CellType type,
+                                   std::optional<int> index, const std::string& cell_id,
+                                   const std::string& metadata) ABSL_LOCKS_EXCLUDED(mutex_);
+  absl::StatusOr<v1::Cell> EditCell(const std::string& cell_id, std::optional<std::string> source,
+                                    v1::CellType type, std::optional<std::string> metadata)
+      ABSL_LOCKS_EXCLUDED(mutex_);
+  absl::Status DeleteCell(const std::string& cell_id) ABSL_LOCKS_EXCLUDED(mutex_);
+  absl::StatusOr<v1::Cell> MoveCell(const std::string& cell_id, int index)
+      ABSL_LOCKS_EXCLUDED(mutex_);
+  absl::StatusOr<v1::Cell> GetCell(const std::string& cell_id) const ABSL_LOCKS_EXCLUDED(mutex_);
+  v1::Notebook GetNotebook() const ABSL_LOCKS_EXCLUDED(mutex_);
+  // The notebook as .ipynb (nbformat 4.5), outputs included.
+  std::string ExportNotebook() const ABSL_LOCKS_EXCLUDED(mutex_);
+  // Loads cells from .ipynb bytes: appended, or replacing every cell (`replace`). All or
+  // nothing: INVALID_ARGUMENT naming what and where for bad input.
+  absl::StatusOr<v1::Notebook> ImportNotebook(const std::string& ipynb, bool replace)
+      ABSL_LOCKS_EXCLUDED(mutex_);
+
+  // Execution. The returned status is for requests that can't be queued (unknown cell,
+  // markdown cell, empty source, dead kernel); otherwise `done` is called exactly once.
+  absl::Status RunCell(const std::string& cell_id, ExecutionOptions options, ResultCallback done)
+      ABSL_LOCKS_EXCLUDED(mutex_);
+  absl::Status Execute(const std::string& code, ExecutionOptions options, ResultCallback done)
+      ABSL_LOCKS_EXCLUDED(mutex_);
+  absl::Status RunAll(bool stop_on_error, absl::Duration per_cell_timeout, RunAllCallback done)
+      ABSL_LOCKS_EXCLUDED(mutex_);
+
+  // Interrupts the running execution; queued ones end CANCELLED.
+  absl::Status Interrupt() ABSL_LOCKS_EXCLUDED(mutex_);
+  // Replaces the kernel process with a fresh one: executions CANCELLED, cells kept and STALE.
+  absl::Status Restart(DoneCallback done) ABSL_LOCKS_EXCLUDED(mutex_);
+  // Graceful shutdown; `done` once the process is reaped and the event log closed.
+  void Shutdown(absl::AnyInvocable<void()> done) ABSL_LOCKS_EXCLUDED(mutex_);
+
+ private:
+  struct Execution;
+  using Deferred = std::vector<absl::AnyInvocable<void()>>;
+
+  explicit KernelSession(Params params);
+
+  absl::Status CheckCanExecuteLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  std::shared_ptr<Execution> NewExecutionLocked(const std::string& cell_id, std::string code,
+                                                ExecutionOptions options)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  void EnqueueLocked(std::shared_ptr<Execution> execution, Deferred& deferred)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  void StartNextLocked(Deferred& deferred) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  void OnIopub(uint64_t generation, const std::string& execution_id,
+               const protocol::Message& message) ABSL_LOCKS_EXCLUDED(mutex_);
+  void OnExecutionDone(uint64_t generation, const std::string& execution_id,
+                       kernel::RequestCompletion completion) ABSL_LOCKS_EXCLUDED(mutex_);
+  void OnTimeout(uint64_t generation, const std::string& execution_id) ABSL_LOCKS_EXCLUDED(mutex_);
+  v1::ExecutionResult BuildResultLocked(const Execution& execution, v1::ExecutionStatus status,
+                                        const std::string& detail)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  void FinishLocked(const std::shared_ptr<Execution>& execution, v1::ExecutionStatus status,
+                    std::string detail, Deferred& deferred) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  void CancelQueuedLocked(v1::ExecutionStatus status, const std::string& detail,
+                          Deferred& deferred) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  void LaunchKernelLocked(DoneCallback done, Deferred& deferred)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  void OnKernelExit(uint64_t generation, const std::string& reason) ABSL_LOCKS_EXCLUDED(mutex_);
+  void SetStateLocked(v1::KernelState state, const std::string& reason)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  void AppendEventLocked(v1::OutputEvent event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  void TouchLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  static void RunDeferred(Deferred& deferred);
+
+  Params params_;
+  const GatewayConfig& config_;
+  kernel::KernelIoLoop& loop_;
+  std::shared_ptr<EventLog> event_log_;
+  const absl::Time created_at_;
+
+  mutable absl::Mutex mutex_;
+  notebook::Notebook notebook_ ABSL_GUARDED_BY(mutex_);
+  std::unique_ptr<kernel::Kernel> kernel_ ABSL_GUARDED_BY(mutex_);
+  uint64_t generation_ ABSL_GUARDED_BY(mutex_) = 0;  // bumped per kernel process
+  v1::KernelState state_ ABSL_GUARDED_BY(mutex_) = v1::KERNEL_STATE_STARTING;
+  std::string last_death_reason_ ABSL_GUARDED_BY(mutex_);
+  int restart_count_ ABSL_GUARDED_BY(mutex_) = 0;
+  int execution_count_ ABSL_GUARDED_BY(mutex_) = 0;
+  absl::Time last_activity_at_ ABSL_GUARDED_BY(mutex_);
+  std::shared_ptr<Execution> running_ ABSL_GUARDED_BY(mutex_);
+  std::deque<std::shared_ptr<Execution>> queue_ ABSL_GUARDED_BY(mutex_);
+  bool closed_ ABSL_GUARDED_BY(mutex_) = false;
+  // Per cell id: the .ipynb cell keys v1::Cell has no field for (attachments, unknown keys).
+  std::map<std::string, std::string> cell_extras_ ABSL_GUARDED_BY(mutex_);
+};
+
+}  // namespace cellgate::session

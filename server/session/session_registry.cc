@@ -1,0 +1,178 @@
+#include "server/session/session_registry.h"
+
+#include <openssl/rand.h>
+
+#include <filesystem>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+
+namespace cellgate::session {
+
+SessionRegistry::SessionRegistry(RegistryDeps deps) : deps_(std::move(deps)) {}
+
+SessionRegistry::~SessionRegistry() = default;
+
+absl::StatusOr<std::string> SessionRegistry::NewKernelId() const {
+  unsigned char bytes[16];  // 128 random bits: unguessable
+  if (RAND_bytes(bytes, sizeof(bytes)) != 1) {
+    return absl::InternalError("no randomness for a kernel id");
+  }
+  return absl::BytesToHexString(
+      absl::string_view(reinterpret_cast<const char*>(bytes), sizeof(bytes)));
+}
+
+absl::Status SessionRegistry::StartKernel(const v1::StartKernelRequest& request,
+                                          const kernel::ResourceLimits& limits,
+                                          StartCallback done) {
+  const GatewayConfig& config = *deps_.config;
+  const std::string spec_name =
+      request.kernel_spec().empty() ? config.default_kernel_spec : request.kernel_spec();
+  absl::StatusOr<kernel::KernelSpec> spec = deps_.specs->Find(spec_name);
+  if (!spec.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "kernel_spec: ", spec.status().message(), " (ListKernelSpecs lists what is available)"));
+  }
+  absl::StatusOr<std::string> kernel_id = NewKernelId();
+  if (!kernel_id.ok()) return kernel_id.status();
+
+  KernelSession::Params params;
+  params.kernel_id = *kernel_id;
+  params.labels = {request.labels().begin(), request.labels().end()};
+  params.idle_timeout_seconds = request.idle_timeout_seconds() > 0
+                                    ? request.idle_timeout_seconds()
+                                    : config.default_idle_timeout_seconds;
+  params.config = deps_.config;
+  params.loop = deps_.loop;
+  KernelLaunch& launch = params.launch;
+  launch.spec = *spec;
+  launch.env = {request.env().begin(), request.env().end()};
+  launch.bwrap_path = deps_.bwrap_path;
+  launch.startup_timeout = config.startup_timeout;
+  launch.policy.mode = config.sandbox_mode;
+  launch.policy.limits = limits;
+  launch.policy.allow_network = request.limits().has_allow_network()
+                                    ? request.limits().allow_network()
+                                    : config.default_allow_network;
+
+  {
+    absl::MutexLock lock(&mutex_);
+    if (draining_) return absl::UnavailableError("server is draining: no new kernels");
+    if (static_cast<int>(sessions_.size()) >= config.max_kernels) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("max kernels reached (", config.max_kernels,
+                       "); shut one down or raise --max-kernels"));
+    }
+    launch.kernel_dir = absl::StrCat(deps_.runtime_dir, "/k", next_dir_++);
+  }
+  int uid = -1;
+  if (deps_.uid_pool != nullptr) {
+    absl::StatusOr<int> acquired = deps_.uid_pool->Acquire();
+    if (!acquired.ok()) return acquired.status();
+    uid = *acquired;
+    launch.policy.uid = launch.policy.gid = uid;
+  }
+  const std::string kernel_dir = launch.kernel_dir;
+  params.on_closed = [this, id = *kernel_id, uid, kernel_dir]() {
+    if (uid >= 0) deps_.uid_pool->Release(uid);
+    std::error_code error;
+    std::filesystem::remove_all(kernel_dir, error);
+    std::filesystem::remove(kernel_dir + ".log", error);
+    absl::MutexLock lock(&mutex_);
+    sessions_.erase(id);
+  };
+
+  std::shared_ptr<KernelSession> session = KernelSession::Create(std::move(params));
+  if (!request.notebook_ipynb().empty()) {
+    absl::StatusOr<v1::Notebook> imported = session->ImportNotebook(request.notebook_ipynb(),
+                                                                    /*replace=*/true);
+    if (!imported.ok()) {
+      if (uid >= 0) deps_.uid_pool->Release(uid);
+      return absl::InvalidArgumentError(
+          absl::StrCat("notebook_ipynb: ", imported.status().message()));
+    }
+  }
+  {
+    absl::MutexLock lock(&mutex_);
+    // Checked again: another start may have taken the last slot meanwhile.
+    if (static_cast<int>(sessions_.size()) >= config.max_kernels || draining_) {
+      if (uid >= 0) deps_.uid_pool->Release(uid);
+      return draining_ ? absl::UnavailableError("server is draining: no new kernels")
+                       : absl::ResourceExhaustedError(absl::StrCat(
+                             "max kernels reached (", config.max_kernels, ")"));
+    }
+    sessions_[*kernel_id] = session;
+  }
+  std::weak_ptr<KernelSession> weak = session;
+  session->Start([this, weak, id = *kernel_id, done = std::move(done)](absl::Status status) mutable {
+    std::shared_ptr<KernelSession> session = weak.lock();
+    if (session == nullptr) {
+      done(absl::UnavailableError("kernel was shut down while starting"));
+      return;
+    }
+    if (!status.ok()) {
+      // A kernel that never started is not kept: the client got no id to use. It leaves the
+      // registry before the client hears of the failure.
+      {
+        absl::MutexLock lock(&mutex_);
+        sessions_.erase(id);
+      }
+      session->Shutdown(nullptr);
+      done(status);
+      return;
+    }
+    done(session->Describe());
+  });
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::shared_ptr<KernelSession>> SessionRegistry::Find(
+    const std::string& kernel_id) const {
+  absl::MutexLock lock(&mutex_);
+  auto it = sessions_.find(kernel_id);
+  if (it == sessions_.end()) {
+    return absl::NotFoundError(absl::StrCat("kernel_id: no kernel '", kernel_id, "'"));
+  }
+  return it->second;
+}
+
+std::vector<std::shared_ptr<KernelSession>> SessionRegistry::List() const {
+  absl::MutexLock lock(&mutex_);
+  std::vector<std::shared_ptr<KernelSession>> sessions;
+  sessions.reserve(sessions_.size());
+  for (const auto& [id, session] : sessions_) sessions.push_back(session);
+  return sessions;
+}
+
+size_t SessionRegistry::size() const {
+  absl::MutexLock lock(&mutex_);
+  return sessions_.size();
+}
+
+void SessionRegistry::BeginDrain() {
+  absl::MutexLock lock(&mutex_);
+  draining_ = true;
+}
+
+bool SessionRegistry::draining() const {
+  absl::MutexLock lock(&mutex_);
+  return draining_;
+}
+
+void SessionRegistry::WaitForIdle(absl::Time deadline) const {
+  while (absl::Now() < deadline) {
+    bool busy = false;
+    for (const auto& session : List()) busy |= session->has_running_execution();
+    if (!busy) return;
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+}
+
+void SessionRegistry::ShutdownAll(absl::Time deadline) {
+  for (const auto& session : List()) session->Shutdown(nullptr);
+  absl::MutexLock lock(&mutex_);
+  auto all_gone = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) { return sessions_.empty(); };
+  mutex_.AwaitWithDeadline(absl::Condition(&all_gone), deadline);
+}
+
+}  // namespace cellgate::session

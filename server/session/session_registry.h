@@ -1,0 +1,76 @@
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/functional/any_invocable.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "cellgate/v1/kernel_gateway.pb.h"
+#include "server/kernel/io_loop.h"
+#include "server/kernel/kernel_spec.h"
+#include "server/kernel/sandbox_policy.h"
+#include "server/kernel/uid_pool.h"
+#include "server/session/gateway_config.h"
+#include "server/session/kernel_session.h"
+
+namespace cellgate::session {
+
+// Everything the registry needs from the server's wiring.
+struct RegistryDeps {
+  const GatewayConfig* config = nullptr;
+  kernel::KernelIoLoop* loop = nullptr;
+  const kernel::KernelSpecRegistry* specs = nullptr;
+  kernel::UidPool* uid_pool = nullptr;  // null: kernels share the server's uid
+  kernel::SandboxCapabilities capabilities;
+  std::string runtime_dir;  // kernel dirs live here; keep it short
+  std::string bwrap_path = "/usr/bin/bwrap";
+};
+
+// All live kernel sessions, by kernel id. Thread-safe.
+class SessionRegistry {
+ public:
+  using StartCallback = absl::AnyInvocable<void(absl::StatusOr<v1::Kernel>)>;
+
+  explicit SessionRegistry(RegistryDeps deps);
+  ~SessionRegistry();
+
+  // Starts a kernel for a validated request. Synchronous errors (unknown kernelspec, max
+  // kernels, draining) are returned; otherwise `done` gets the Kernel once it answered
+  // kernel_info, or UNAVAILABLE with the kernel's output when it failed to start.
+  // `limits` are the request's limits already resolved against the server's defaults and caps.
+  absl::Status StartKernel(const v1::StartKernelRequest& request,
+                           const kernel::ResourceLimits& limits, StartCallback done)
+      ABSL_LOCKS_EXCLUDED(mutex_);
+
+  // NOT_FOUND naming the id when there is no such kernel.
+  absl::StatusOr<std::shared_ptr<KernelSession>> Find(const std::string& kernel_id) const
+      ABSL_LOCKS_EXCLUDED(mutex_);
+  std::vector<std::shared_ptr<KernelSession>> List() const ABSL_LOCKS_EXCLUDED(mutex_);
+  size_t size() const ABSL_LOCKS_EXCLUDED(mutex_);
+
+  // Refuses new kernels and executions from now on (UNAVAILABLE).
+  void BeginDrain() ABSL_LOCKS_EXCLUDED(mutex_);
+  bool draining() const ABSL_LOCKS_EXCLUDED(mutex_);
+
+  // Waits until no session has a running or queued execution, or `deadline`.
+  void WaitForIdle(absl::Time deadline) const;
+
+  // Shuts every kernel down and waits until all are reaped (or `deadline`).
+  void ShutdownAll(absl::Time deadline);
+
+ private:
+  absl::StatusOr<std::string> NewKernelId() const;
+
+  RegistryDeps deps_;
+  mutable absl::Mutex mutex_;
+  std::map<std::string, std::shared_ptr<KernelSession>> sessions_ ABSL_GUARDED_BY(mutex_);
+  int starting_ ABSL_GUARDED_BY(mutex_) = 0;  // sessions not yet in `sessions_`
+  uint64_t next_dir_ ABSL_GUARDED_BY(mutex_) = 0;
+  bool draining_ ABSL_GUARDED_BY(mutex_) = false;
+};
+
+}  // namespace cellgate::session

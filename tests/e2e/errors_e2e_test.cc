@@ -1,0 +1,300 @@
+// Every error code of the API's error table, each provoked by a request that should get it.
+
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <filesystem>
+#include <fstream>
+#include <future>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/e2e/e2e_fixture.h"
+
+namespace cellgate {
+namespace {
+
+using ::testing::HasSubstr;
+using testing::DefaultFlags;
+using testing::GatewayClient;
+using testing::ServerProcess;
+using testing::ServerSuite;
+
+std::string MakeTempDir() {
+  char pattern[] = "/tmp/cge-XXXXXX";
+  return ::mkdtemp(pattern);
+}
+
+class ErrorTest : public ServerSuite<DefaultFlags> {};
+
+TEST_F(ErrorTest, UnknownKernelAndCellAreNotFound) {
+  v1::GetKernelRequest get;
+  get.set_kernel_id("0123456789abcdef0123456789abcdef");
+  v1::Kernel kernel;
+  grpc::Status status = client().stub().GetKernel(client().Context().get(), get, &kernel);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_THAT(status.error_message(), HasSubstr("kernel_id"));
+
+  const std::string kernel_id = client().MustStartKernel();
+  v1::GetCellRequest get_cell;
+  get_cell.set_kernel_id(kernel_id);
+  get_cell.set_cell_id("nosuchcell");
+  v1::Cell cell;
+  EXPECT_EQ(client().stub().GetCell(client().Context().get(), get_cell, &cell).error_code(),
+            grpc::StatusCode::NOT_FOUND);
+  v1::RunCellRequest run;
+  run.set_kernel_id(kernel_id);
+  run.set_cell_id("nosuchcell");
+  v1::ExecutionResult result;
+  EXPECT_EQ(client().stub().RunCell(client().Context().get(), run, &result).error_code(),
+            grpc::StatusCode::NOT_FOUND);
+  EXPECT_TRUE(client().Shutdown(kernel_id).ok());
+}
+
+TEST_F(ErrorTest, BadInputIsInvalidArgumentNamingTheField) {
+  v1::GetKernelRequest get;
+  get.set_kernel_id("not/a/valid/id");
+  v1::Kernel kernel;
+  grpc::Status status = client().stub().GetKernel(client().Context().get(), get, &kernel);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("kernel_id"));
+
+  v1::StartKernelRequest unknown_spec;
+  unknown_spec.set_kernel_spec("cobol");
+  status = client().StartKernel(unknown_spec, &kernel);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("kernel_spec"));
+
+  v1::StartKernelRequest bad_notebook;
+  bad_notebook.set_notebook_ipynb("{not json");
+  status = client().StartKernel(bad_notebook, &kernel);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("ipynb"));
+
+  const std::string kernel_id = client().MustStartKernel();
+  v1::ExecuteRequest empty;
+  empty.set_kernel_id(kernel_id);
+  empty.set_code("   \n");
+  v1::ExecutionResult result;
+  status = client().stub().Execute(client().Context().get(), empty, &result);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("code"));
+
+  v1::AddCellRequest oversized;
+  oversized.set_kernel_id(kernel_id);
+  oversized.set_source(std::string((1 << 20) + 1, 'x'));
+  v1::Cell cell;
+  status = client().stub().AddCell(client().Context().get(), oversized, &cell);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("source"));
+
+  v1::ImportNotebookRequest bad_import;
+  bad_import.set_kernel_id(kernel_id);
+  bad_import.set_ipynb(R"({"nbformat": 3, "nbformat_minor": 0, "metadata": {}, "cells": []})");
+  v1::Notebook notebook;
+  status = client().stub().ImportNotebook(client().Context().get(), bad_import, &notebook);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("nbformat"));
+
+  v1::AddCellRequest markdown;
+  markdown.set_kernel_id(kernel_id);
+  markdown.set_source("# notes");
+  markdown.set_cell_type(v1::CELL_TYPE_MARKDOWN);
+  ASSERT_TRUE(client().stub().AddCell(client().Context().get(), markdown, &cell).ok());
+  v1::RunCellRequest run_markdown;
+  run_markdown.set_kernel_id(kernel_id);
+  run_markdown.set_cell_id(cell.cell_id());
+  status = client().stub().RunCell(client().Context().get(), run_markdown, &result);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_TRUE(client().Shutdown(kernel_id).ok());
+}
+
+TEST_F(ErrorTest, DuplicateClientCellIdIsAlreadyExists) {
+  const std::string kernel_id = client().MustStartKernel();
+  v1::AddCellRequest add;
+  add.set_kernel_id(kernel_id);
+  add.set_cell_id("step-1");
+  add.set_source("1");
+  v1::Cell cell;
+  ASSERT_TRUE(client().stub().AddCell(client().Context().get(), add, &cell).ok());
+  EXPECT_EQ(client().stub().AddCell(client().Context().get(), add, &cell).error_code(),
+            grpc::StatusCode::ALREADY_EXISTS);
+  EXPECT_TRUE(client().Shutdown(kernel_id).ok());
+}
+
+TEST_F(ErrorTest, DeadKernelIsFailedPrecondition) {
+  const std::string kernel_id = client().MustStartKernel();
+  v1::GetKernelRequest get;
+  get.set_kernel_id(kernel_id);
+  v1::Kernel kernel;
+  ASSERT_TRUE(client().stub().GetKernel(client().Context().get(), get, &kernel).ok());
+  ASSERT_EQ(::kill(kernel.pid(), SIGKILL), 0);
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  do {
+    ASSERT_TRUE(client().stub().GetKernel(client().Context().get(), get, &kernel).ok());
+  } while (kernel.state() != v1::KERNEL_STATE_DEAD && absl::Now() < deadline);
+  ASSERT_EQ(kernel.state(), v1::KERNEL_STATE_DEAD);
+  v1::ExecuteRequest execute;
+  execute.set_kernel_id(kernel_id);
+  execute.set_code("1");
+  v1::ExecutionResult result;
+  grpc::Status status = client().stub().Execute(client().Context().get(), execute, &result);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(status.error_message(), HasSubstr("SIGKILL"));
+  EXPECT_TRUE(client().Shutdown(kernel_id).ok());
+}
+
+struct SmallCapsFlags {
+  static std::vector<std::string> Args() {
+    return {"--max-kernels=1", "--max-cells=2", "--max-memory-limit-bytes=4294967296",
+            "--memory-limit-bytes=4294967296"};
+  }
+  static std::vector<std::string> Env() { return {}; }
+  static std::string Token() { return ""; }
+};
+class CapsTest : public ServerSuite<SmallCapsFlags> {};
+
+TEST_F(CapsTest, CapsAreResourceExhaustedAndLimitsAboveCapsInvalid) {
+  v1::StartKernelRequest greedy;
+  greedy.mutable_limits()->set_address_space_bytes(8ll << 30);
+  v1::Kernel kernel;
+  grpc::Status status = client().StartKernel(greedy, &kernel);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("address_space_bytes"));
+
+  const std::string kernel_id = client().MustStartKernel();
+  status = client().StartKernel(v1::StartKernelRequest(), &kernel);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+
+  client().MustAddCell(kernel_id, "1");
+  client().MustAddCell(kernel_id, "2");
+  v1::AddCellRequest third;
+  third.set_kernel_id(kernel_id);
+  third.set_source("3");
+  v1::Cell cell;
+  EXPECT_EQ(client().stub().AddCell(client().Context().get(), third, &cell).error_code(),
+            grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_TRUE(client().Shutdown(kernel_id).ok());
+}
+
+struct BrokenSpecFlags {
+  static std::vector<std::string> Args() { return {"--startup-timeout-seconds=20"}; }
+  static std::vector<std::string> Env() {
+    static const std::string dir = [] {
+      const std::string root = MakeTempDir();
+      std::filesystem::create_directories(root + "/kernels/broken");
+      std::ofstream(root + "/kernels/broken/kernel.json")
+          << R"({"argv": ["/bin/sh", "-c", "echo 'ModuleNotFoundError: kernelpkg' >&2; exit 1",)"
+          << R"( "{connection_file}"], "display_name": "Broken", "language": "none"})";
+      return root;
+    }();
+    return {"JUPYTER_PATH=" + dir};
+  }
+  static std::string Token() { return ""; }
+};
+class BrokenSpecTest : public ServerSuite<BrokenSpecFlags> {};
+
+TEST_F(BrokenSpecTest, KernelThatFailsToStartIsUnavailableWithItsStderr) {
+  v1::StartKernelRequest start;
+  start.set_kernel_spec("broken");
+  v1::Kernel kernel;
+  grpc::Status status = client().StartKernel(start, &kernel);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_THAT(status.error_message(), HasSubstr("exited with code 1"));
+  EXPECT_THAT(status.error_message(), HasSubstr("ModuleNotFoundError: kernelpkg"));
+  // The failed kernel is not kept.
+  v1::ListKernelsResponse listed;
+  ASSERT_TRUE(client()
+                  .stub()
+                  .ListKernels(client().Context().get(), v1::ListKernelsRequest(), &listed)
+                  .ok());
+  EXPECT_EQ(listed.kernels_size(), 0);
+}
+
+struct AuthFlags {
+  static std::string TokenFile() {
+    static const std::string path = [] {
+      const std::string file = MakeTempDir() + "/tokens";
+      std::ofstream(file) << "# agents\nsecret-token-1\n\nsecret-token-2\n";
+      return file;
+    }();
+    return path;
+  }
+  static std::vector<std::string> Args() { return {"--auth-token-file=" + TokenFile()}; }
+  static std::vector<std::string> Env() { return {}; }
+  static std::string Token() { return "secret-token-2"; }
+};
+class AuthTest : public ServerSuite<AuthFlags> {};
+
+TEST_F(AuthTest, WrongOrMissingTokenIsUnauthenticatedAndHealthNeedsNone) {
+  GatewayClient anonymous(server().Target());
+  GatewayClient impostor(server().Target(), "secret-token-3");
+  v1::ListKernelsResponse listed;
+  grpc::Status status = anonymous.stub().ListKernels(anonymous.Context().get(),
+                                                     v1::ListKernelsRequest(), &listed);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  status = impostor.stub().ListKernels(impostor.Context().get(), v1::ListKernelsRequest(),
+                                       &listed);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_THAT(status.error_message(), ::testing::Not(HasSubstr("secret-token-3")));
+  status = client().stub().ListKernels(client().Context().get(), v1::ListKernelsRequest(),
+                                       &listed);
+  EXPECT_TRUE(status.ok()) << status.error_message();
+  v1::ServerInfo info;
+  ASSERT_TRUE(client()
+                  .stub()
+                  .GetServerInfo(client().Context().get(), v1::GetServerInfoRequest(), &info)
+                  .ok());
+  EXPECT_TRUE(info.auth_required());
+  // Streams are guarded too.
+  v1::StreamOutputsRequest stream;
+  stream.set_kernel_id("0123456789abcdef0123456789abcdef");
+  auto context = anonymous.Context();
+  auto reader = anonymous.stub().StreamOutputs(context.get(), stream);
+  v1::OutputEvent event;
+  EXPECT_FALSE(reader->Read(&event));
+  EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::UNAUTHENTICATED);
+}
+
+TEST(DrainTest, SigtermFinishesRunningWorkRefusesNewWorkAndExitsZero) {
+  ServerProcess server({"--drain-seconds=20"});
+  GatewayClient client(server.Target());
+  const std::string kernel_id = client.MustStartKernel();
+  const v1::Cell cell = client.MustAddCell(kernel_id, "print('ready', flush=True)\n"
+                                                      "import time\ntime.sleep(2)\nprint('done')");
+  auto running = std::async(std::launch::async, [&] {
+    return client.MustRunCell(kernel_id, cell.cell_id());
+  });
+  // Wait until it runs, then ask the server to stop.
+  v1::GetCellRequest get;
+  get.set_kernel_id(kernel_id);
+  get.set_cell_id(cell.cell_id());
+  v1::Cell state;
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  do {
+    ASSERT_TRUE(client.stub().GetCell(client.Context().get(), get, &state).ok());
+  } while (state.outputs_size() == 0 && absl::Now() < deadline);
+  ASSERT_EQ(::kill(server.pid(), SIGTERM), 0);
+  // New work is refused while draining.
+  grpc::Status refused;
+  const absl::Time refuse_deadline = absl::Now() + absl::Seconds(10);
+  do {
+    v1::ExecuteRequest execute;
+    execute.set_kernel_id(kernel_id);
+    execute.set_code("1");
+    v1::ExecutionResult result;
+    refused = client.stub().Execute(client.Context().get(), execute, &result);
+  } while (refused.ok() && absl::Now() < refuse_deadline);
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::UNAVAILABLE);
+  // The running cell gets its grace period and finishes.
+  const v1::ExecutionResult result = running.get();
+  EXPECT_EQ(result.status(), v1::EXECUTION_STATUS_OK);
+  EXPECT_EQ(result.text(), "ready\ndone\n");
+  std::optional<int> exit = server.WaitForExit(absl::Seconds(40));
+  ASSERT_TRUE(exit.has_value());
+  EXPECT_TRUE(WIFEXITED(*exit) && WEXITSTATUS(*exit) == 0) << server.log();
+}
+
+}  // namespace
+}  // namespace cellgate
