@@ -192,8 +192,9 @@ absl::StatusOr<v1::DisplayUpdate> ReadDisplayUpdate(const Json& object, absl::st
   return update;
 }
 
-// Python's str.splitlines(keepends=True), splitting at "\n" only; "" gives [].
-Json SplitLines(const std::string& text) {
+}  // namespace
+
+nlohmann::json NbformatMultiline(const std::string& text) {
   Json lines = Json::array();
   size_t start = 0;
   while (start < text.size()) {
@@ -204,6 +205,8 @@ Json SplitLines(const std::string& text) {
   }
   return lines;
 }
+
+namespace {
 
 // Parses JSON text; nullopt if it does not parse.
 std::optional<Json> ParseJson(const std::string& text) {
@@ -224,7 +227,7 @@ Json BundleToNbformat(const MimeBundle& bundle) {
       std::optional<Json> parsed = ParseJson(value);
       data[mime_type] = parsed.has_value() ? *std::move(parsed) : Json(value);
     } else if (IsSplitMimeType(mime_type)) {
-      data[mime_type] = SplitLines(value);
+      data[mime_type] = NbformatMultiline(value);
     } else {
       data[mime_type] = value;
     }
@@ -324,7 +327,7 @@ nlohmann::json OutputToNbformat(const v1::Output& output) {
     case v1::Output::OUTPUT_NOT_SET:
       json["output_type"] = "stream";
       json["name"] = output.stream().name() == v1::STREAM_NAME_STDERR ? "stderr" : "stdout";
-      json["text"] = SplitLines(output.stream().text());
+      json["text"] = NbformatMultiline(output.stream().text());
       break;
   }
   return json;

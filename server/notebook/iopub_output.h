@@ -47,6 +47,10 @@ bool IsJsonMimeType(absl::string_view mime_type);
 // values and metadata parsed back into JSON (a value that does not parse is kept as a string),
 // an execute_result's `execution_count` 0 written as null. A display_data's display_id is
 // transient and is not written. An output with nothing set gives an empty stream on stdout.
+// nbformat's multiline string: the text split into lines that keep their "\n" (Python's
+// str.splitlines(keepends=True), at "\n" only). "a\nb" -> ["a\n", "b"]; "" -> [].
+nlohmann::json NbformatMultiline(const std::string& text);
+
 nlohmann::json OutputToNbformat(const v1::Output& output);
 
 // Reads one nbformat 4 output (`output_type` stream, display_data, execute_result or error).

@@ -16,6 +16,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "server/common/json_nesting.h"
 #include "server/notebook/iopub_output.h"
 
 namespace cellgate::notebook {
@@ -52,42 +53,6 @@ absl::Status Invalid(absl::string_view where, absl::string_view problem) {
 
 std::string CellPath(size_t index) { return absl::StrCat("cells[", index, "]"); }
 
-// The byte offset at which arrays and objects nest deeper than `limit` (strings skipped), or
-// npos. Malformed JSON is left to the parser.
-size_t FindTooDeep(absl::string_view bytes, int limit) {
-  int depth = 0;
-  bool in_string = false;
-  bool escaped = false;
-  for (size_t i = 0; i < bytes.size(); ++i) {
-    const char c = bytes[i];
-    if (in_string) {
-      if (escaped) {
-        escaped = false;
-      } else if (c == '\\') {
-        escaped = true;
-      } else if (c == '"') {
-        in_string = false;
-      }
-      continue;
-    }
-    switch (c) {
-      case '"':
-        in_string = true;
-        break;
-      case '[':
-      case '{':
-        if (++depth > limit) return i;
-        break;
-      case ']':
-      case '}':
-        --depth;
-        break;
-      default:
-        break;
-    }
-  }
-  return absl::string_view::npos;
-}
 
 // A SAX handler that accepts everything and keeps the parser's error message.
 struct ParseErrorRecorder {
@@ -112,7 +77,7 @@ struct ParseErrorRecorder {
 };
 
 absl::StatusOr<Json> ParseJson(absl::string_view bytes) {
-  if (const size_t offset = FindTooDeep(bytes, kMaxNestingDepth);
+  if (const size_t offset = FindExcessiveJsonNesting(bytes, kMaxNestingDepth);
       offset != absl::string_view::npos) {
     return absl::InvalidArgumentError(absl::StrCat("ipynb nests arrays and objects deeper than ",
                                                    kMaxNestingDepth, " (at byte ", offset, ")"));
@@ -327,7 +292,7 @@ absl::Status ReadCell(const Json& cell, size_t index, bool strict,
 
 // Parses JSON object text; `{}` for empty, malformed, too deep or non-object text.
 Json ObjectOrEmpty(const std::string& text) {
-  if (text.empty() || FindTooDeep(text, kMaxNestingDepth) != absl::string_view::npos) {
+  if (text.empty() || FindExcessiveJsonNesting(text, kMaxNestingDepth) != absl::string_view::npos) {
     return Json::object();
   }
   Json json = Json::parse(text, /*cb=*/nullptr, /*allow_exceptions=*/false);
@@ -335,18 +300,6 @@ Json ObjectOrEmpty(const std::string& text) {
   return json;
 }
 
-// "a\nb\n" -> ["a\n", "b\n"]; "a\nb" -> ["a\n", "b"]; "" -> [].
-Json SplitLines(const std::string& text) {
-  Json lines = Json::array();
-  size_t start = 0;
-  while (start < text.size()) {
-    size_t end = text.find('\n', start);
-    end = end == std::string::npos ? text.size() : end + 1;
-    lines.push_back(text.substr(start, end - start));
-    start = end;
-  }
-  return lines;
-}
 
 const char* CellTypeName(v1::CellType type) {
   switch (type) {
@@ -364,7 +317,7 @@ Json CellToJson(const v1::Cell& cell, const std::string& extras, const std::stri
   json["id"] = id;
   json["cell_type"] = CellTypeName(cell.cell_type());
   json["metadata"] = ObjectOrEmpty(cell.metadata());
-  json["source"] = SplitLines(cell.source());
+  json["source"] = NbformatMultiline(cell.source());
   if (cell.cell_type() == v1::CELL_TYPE_MARKDOWN || cell.cell_type() == v1::CELL_TYPE_RAW) {
     json.erase("outputs");
     json.erase("execution_count");

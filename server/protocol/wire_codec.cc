@@ -8,6 +8,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "server/common/json_nesting.h"
 
 namespace cellgate::protocol {
 namespace {
@@ -23,41 +24,10 @@ std::string DumpJsonPart(const nlohmann::json& json) {
                    nlohmann::json::error_handler_t::replace);
 }
 
-// True when `text` nests arrays/objects deeper than `max_depth`. Exact for valid JSON (brackets
-// inside strings are skipped); for invalid JSON the parser rejects it anyway. Linear, no
-// recursion, so it is safe to run before parsing.
+// True when `text` nests arrays/objects deeper than `max_depth`.
 bool NestsDeeperThan(std::string_view text, size_t max_depth) {
-  size_t depth = 0;
-  bool in_string = false;
-  bool escaped = false;
-  for (const char c : text) {
-    if (in_string) {
-      if (escaped) {
-        escaped = false;
-      } else if (c == '\\') {
-        escaped = true;
-      } else if (c == '"') {
-        in_string = false;
-      }
-      continue;
-    }
-    switch (c) {
-      case '"':
-        in_string = true;
-        break;
-      case '[':
-      case '{':
-        if (++depth > max_depth) return true;
-        break;
-      case ']':
-      case '}':
-        if (depth > 0) --depth;
-        break;
-      default:
-        break;
-    }
-  }
-  return false;
+  return FindExcessiveJsonNesting(absl::string_view(text.data(), text.size()), max_depth) !=
+         absl::string_view::npos;
 }
 
 const char* JsonTypeName(const nlohmann::json& json) {
