@@ -33,6 +33,16 @@ v1::InterruptMode ToProto(kernel::InterruptMode mode) {
                                                  : v1::INTERRUPT_MODE_SIGNAL;
 }
 
+// A callback that answers the call with the execution's result.
+template <typename Result>
+absl::AnyInvocable<void(Result)> FinishWithResult(grpc::ServerUnaryReactor* reactor,
+                                                   Result* response) {
+  return [reactor, response](Result result) {
+    *response = std::move(result);
+    reactor->Finish(grpc::Status::OK);
+  };
+}
+
 bool MatchesSelector(const session::KernelSession& session,
                      const google::protobuf::Map<std::string, std::string>& selector) {
   const auto& labels = session.labels();
@@ -68,6 +78,14 @@ absl::StatusOr<std::shared_ptr<session::KernelSession>> KernelGatewayService::Au
   if (absl::Status status = CheckAuth(context); !status.ok()) return status;
   if (absl::Status status = ValidateKernelId(kernel_id); !status.ok()) return status;
   return registry_.Find(kernel_id);
+}
+
+session::ExecutionOptions KernelGatewayService::ExecutionOptionsFor(
+    grpc::CallbackServerContext* context, int64_t timeout_ms, v1::OnTimeout on_timeout) const {
+  return session::ExecutionOptions{
+      EffectiveTimeout(context, timeout_ms),
+      on_timeout == v1::ON_TIMEOUT_KEEP_RUNNING ? v1::ON_TIMEOUT_KEEP_RUNNING
+                                                : v1::ON_TIMEOUT_INTERRUPT};
 }
 
 absl::Duration KernelGatewayService::EffectiveTimeout(grpc::CallbackServerContext* context,
@@ -217,7 +235,10 @@ grpc::ServerUnaryReactor* KernelGatewayService::GetServerInfo(grpc::CallbackServ
   defaults->set_kernel_spec(config_.default_kernel_spec);
   defaults->set_timeout_ms(config_.default_timeout_ms);
   defaults->set_idle_timeout_seconds(config_.default_idle_timeout_seconds);
-  ToProto(config_.default_limits, config_.default_allow_network, defaults->mutable_limits());
+  // Only bubblewrap takes the network away; under rlimits a kernel always has it.
+  const bool isolating = config_.sandbox_mode == kernel::SandboxMode::kBwrap;
+  ToProto(config_.default_limits, !isolating || config_.default_allow_network,
+          defaults->mutable_limits());
   std::map<v1::KernelState, int> counts;
   const auto sessions = registry_.List();
   for (const auto& session : sessions) ++counts[session->state()];
@@ -332,15 +353,10 @@ grpc::ServerUnaryReactor* KernelGatewayService::RunCell(grpc::CallbackServerCont
   if (status.ok()) status = CheckNotDraining();
   if (!status.ok()) return Reply(context, status);
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  session::ExecutionOptions options{EffectiveTimeout(context, request->timeout_ms()),
-                                    request->on_timeout() == v1::ON_TIMEOUT_KEEP_RUNNING
-                                        ? v1::ON_TIMEOUT_KEEP_RUNNING
-                                        : v1::ON_TIMEOUT_INTERRUPT};
-  status = (*session)->RunCell(request->cell_id(), options,
-                               [reactor, response](v1::ExecutionResult result) {
-                                 *response = std::move(result);
-                                 reactor->Finish(grpc::Status::OK);
-                               });
+  status = (*session)->RunCell(request->cell_id(),
+                               ExecutionOptionsFor(context, request->timeout_ms(),
+                                                   request->on_timeout()),
+                               FinishWithResult(reactor, response));
   if (!status.ok()) reactor->Finish(ToGrpcStatus(status));
   return reactor;
 }
@@ -359,10 +375,7 @@ grpc::ServerUnaryReactor* KernelGatewayService::RunAll(grpc::CallbackServerConte
   status =
       (*session)->RunAll(!request->has_stop_on_error() || request->stop_on_error(),
                          timeout_ms > 0 ? absl::Milliseconds(timeout_ms) : absl::InfiniteDuration(),
-                         [reactor, response](v1::RunAllResult result) {
-                           *response = std::move(result);
-                           reactor->Finish(grpc::Status::OK);
-                         });
+                         FinishWithResult(reactor, response));
   if (!status.ok()) reactor->Finish(ToGrpcStatus(status));
   return reactor;
 }
@@ -376,15 +389,10 @@ grpc::ServerUnaryReactor* KernelGatewayService::Execute(grpc::CallbackServerCont
   if (status.ok()) status = CheckNotDraining();
   if (!status.ok()) return Reply(context, status);
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  session::ExecutionOptions options{EffectiveTimeout(context, request->timeout_ms()),
-                                    request->on_timeout() == v1::ON_TIMEOUT_KEEP_RUNNING
-                                        ? v1::ON_TIMEOUT_KEEP_RUNNING
-                                        : v1::ON_TIMEOUT_INTERRUPT};
-  status = (*session)->Execute(request->code(), options,
-                               [reactor, response](v1::ExecutionResult result) {
-                                 *response = std::move(result);
-                                 reactor->Finish(grpc::Status::OK);
-                               });
+  status = (*session)->Execute(request->code(),
+                               ExecutionOptionsFor(context, request->timeout_ms(),
+                                                   request->on_timeout()),
+                               FinishWithResult(reactor, response));
   if (!status.ok()) reactor->Finish(ToGrpcStatus(status));
   return reactor;
 }

@@ -96,6 +96,8 @@ class KernelGatewayService final : public v1::KernelGateway::CallbackService {
   absl::Status CheckNotDraining() const;
   // The request's timeout, else the server default, bounded by the call's gRPC deadline.
   absl::Duration EffectiveTimeout(grpc::CallbackServerContext* context, int64_t timeout_ms) const;
+  session::ExecutionOptions ExecutionOptionsFor(grpc::CallbackServerContext* context,
+                                                int64_t timeout_ms, v1::OnTimeout on_timeout) const;
 
   session::SessionRegistry& registry_;
   const session::GatewayConfig& config_;
