@@ -1,5 +1,6 @@
 #include "server/session/kernel_session.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -41,6 +42,7 @@ struct RunAllTracker {
   bool stop_on_error = true;
   int remaining = 0;
   bool stopped = false;
+  v1::SkipReason stop_reason = v1::SKIP_REASON_PREVIOUS_FAILED;
   v1::RunAllResult result;
   KernelSession::RunAllCallback done;
 };
@@ -115,17 +117,23 @@ void KernelSession::LaunchKernelLocked(DoneCallback done, Deferred&) {
   auto on_ready = [weak, generation, done = std::move(done)](absl::Status status) mutable {
     auto self = weak.lock();
     if (!self) return;
+    Deferred deferred;
     {
       absl::MutexLock lock(&self->mutex_);
       if (generation == self->generation_ && !self->closed_) {
         if (status.ok()) {
           self->SetStateLocked(v1::KERNEL_STATE_IDLE, "");
+          // Executions asked for while the kernel was (re)starting start now.
+          self->StartNextLocked(deferred);
         } else {
           self->last_death_reason_ = std::string(status.message());
           self->SetStateLocked(v1::KERNEL_STATE_DEAD, self->last_death_reason_);
+          self->CancelQueuedLocked(v1::EXECUTION_STATUS_KERNEL_DIED, self->last_death_reason_,
+                                   deferred);
         }
       }
     }
+    RunDeferred(deferred);
     if (done) done(status);
   };
   kernel_ = kernel::Kernel::Start(loop_, std::move(options), std::move(events),
@@ -185,9 +193,9 @@ v1::Kernel KernelSession::Describe() const {
   out->set_max_processes(static_cast<int32_t>(limits.max_processes));
   out->set_max_open_files(static_cast<int32_t>(limits.max_open_files));
   out->set_max_file_size_bytes(static_cast<int64_t>(limits.max_file_size_bytes));
-  if (params_.launch.policy.mode == kernel::SandboxMode::kBwrap) {
-    out->set_allow_network(params_.launch.policy.allow_network);
-  }
+  // Only bubblewrap takes the network away; under rlimits a kernel always has it.
+  out->set_allow_network(params_.launch.policy.mode != kernel::SandboxMode::kBwrap ||
+                         params_.launch.policy.allow_network);
   kernel.set_restart_count(restart_count_);
   kernel.set_last_death_reason(last_death_reason_);
   kernel.set_idle_timeout_seconds(params_.idle_timeout_seconds);
@@ -514,7 +522,11 @@ void KernelSession::OnTimeout(uint64_t generation, const std::string& execution_
       if (execution->done) {
         deferred.push_back([done = std::exchange(execution->done, nullptr),
                             result = BuildResultLocked(*execution, v1::EXECUTION_STATUS_TIMEOUT,
-                                                       "timed out; still running")]() mutable {
+                                                       absl::StrCat(
+                                                           "still running after ",
+                                                           absl::ToInt64Milliseconds(
+                                                               execution->options.timeout),
+                                                           " ms"))]() mutable {
           done(std::move(result));
         });
       }
@@ -550,13 +562,14 @@ void KernelSession::OnExecutionDone(uint64_t generation, const std::string& exec
         } else if (reply_status == "aborted") {
           status = v1::EXECUTION_STATUS_CANCELLED;
           detail = "aborted by the kernel";
-        } else if (execution->timed_out) {
+        } else if (execution->timed_out &&
+                   execution->options.on_timeout == v1::ON_TIMEOUT_INTERRUPT) {
           status = v1::EXECUTION_STATUS_TIMEOUT;
-          detail = absl::StrCat("timed out after ",
-                                absl::ToInt64Milliseconds(execution->options.timeout),
-                                " ms; interrupted");
+          detail = absl::StrCat("interrupted after ",
+                                absl::ToInt64Milliseconds(execution->options.timeout), " ms");
         } else if (execution->interrupted) {
           status = v1::EXECUTION_STATUS_INTERRUPTED;
+          detail = "interrupted by InterruptKernel";
         } else {
           status = v1::EXECUTION_STATUS_ERROR;
         }
@@ -658,7 +671,7 @@ void KernelSession::FinishLocked(const std::shared_ptr<Execution>& execution,
     } else {
       v1::SkippedCell* skipped = tracker->result.add_skipped();
       skipped->set_cell_id(execution->cell_id);
-      skipped->set_reason(tracker->stopped ? v1::SKIP_REASON_PREVIOUS_FAILED
+      skipped->set_reason(tracker->stopped ? tracker->stop_reason
                           : status == v1::EXECUTION_STATUS_KERNEL_DIED
                               ? v1::SKIP_REASON_KERNEL_DIED
                               : v1::SKIP_REASON_CANCELLED);
@@ -669,6 +682,9 @@ void KernelSession::FinishLocked(const std::shared_ptr<Execution>& execution,
         (tracker->stop_on_error || status == v1::EXECUTION_STATUS_KERNEL_DIED ||
          status == v1::EXECUTION_STATUS_INTERRUPTED)) {
       tracker->stopped = true;
+      tracker->stop_reason = status == v1::EXECUTION_STATUS_KERNEL_DIED
+                                 ? v1::SKIP_REASON_KERNEL_DIED
+                                 : v1::SKIP_REASON_PREVIOUS_FAILED;
       // This run's queued cells leave the queue: they are skipped, not run.
       std::deque<std::shared_ptr<Execution>> kept;
       std::vector<std::shared_ptr<Execution>> dropped;
@@ -687,6 +703,7 @@ void KernelSession::FinishLocked(const std::shared_ptr<Execution>& execution,
     // Taken out here, so that the nested FinishLocked of skipped cells and this one can't
     // both schedule it.
     if (tracker->remaining == 0 && tracker->done) {
+      SortSkippedInNotebookOrderLocked(tracker->result);
       deferred.push_back([done = std::exchange(tracker->done, nullptr),
                           result = std::move(tracker->result)]() mutable {
         done(std::move(result));
@@ -699,6 +716,17 @@ void KernelSession::FinishLocked(const std::shared_ptr<Execution>& execution,
     deferred.push_back([done = std::exchange(execution->done, nullptr),
                         result = std::move(result)]() mutable { done(std::move(result)); });
   }
+}
+
+void KernelSession::SortSkippedInNotebookOrderLocked(v1::RunAllResult& result) const {
+  const std::vector<std::string> ids = notebook_.cell_ids();
+  auto position = [&ids](const v1::SkippedCell& cell) {
+    return std::find(ids.begin(), ids.end(), cell.cell_id()) - ids.begin();
+  };
+  std::stable_sort(result.mutable_skipped()->begin(), result.mutable_skipped()->end(),
+                   [&](const v1::SkippedCell& a, const v1::SkippedCell& b) {
+                     return position(a) < position(b);
+                   });
 }
 
 void KernelSession::CancelQueuedLocked(v1::ExecutionStatus status, const std::string& detail,

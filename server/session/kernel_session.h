@@ -133,6 +133,8 @@ class KernelSession : public std::enable_shared_from_this<KernelSession> {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
   void FinishLocked(const std::shared_ptr<Execution>& execution, v1::ExecutionStatus status,
                     std::string detail, Deferred& deferred) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  void SortSkippedInNotebookOrderLocked(v1::RunAllResult& result) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
   void CancelQueuedLocked(v1::ExecutionStatus status, const std::string& detail,
                           Deferred& deferred) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
   void LaunchKernelLocked(DoneCallback done, Deferred& deferred)

@@ -147,8 +147,9 @@ TEST_F(ErrorTest, DeadKernelIsFailedPrecondition) {
 
 struct SmallCapsFlags {
   static std::vector<std::string> Args() {
-    return {"--max-kernels=1", "--max-cells=2", "--max-memory-limit-bytes=4294967296",
-            "--memory-limit-bytes=4294967296"};
+    return {"--max-kernels=1", "--max-cells=3", "--max-memory-limit-bytes=4294967296",
+            "--memory-limit-bytes=4294967296", "--max-output-bytes=4096",
+            "--event-log-bytes=65536"};
   }
   static std::vector<std::string> Env() { return {}; }
   static std::string Token() { return ""; }
@@ -169,12 +170,76 @@ TEST_F(CapsTest, CapsAreResourceExhaustedAndLimitsAboveCapsInvalid) {
 
   client().MustAddCell(kernel_id, "1");
   client().MustAddCell(kernel_id, "2");
-  v1::AddCellRequest third;
-  third.set_kernel_id(kernel_id);
-  third.set_source("3");
+  const v1::Cell flood = client().MustAddCell(kernel_id, "print('y' * 100000)");
+  v1::AddCellRequest fourth;
+  fourth.set_kernel_id(kernel_id);
+  fourth.set_source("4");
   v1::Cell cell;
-  EXPECT_EQ(client().stub().AddCell(client().Context().get(), third, &cell).error_code(),
+  EXPECT_EQ(client().stub().AddCell(client().Context().get(), fourth, &cell).error_code(),
             grpc::StatusCode::RESOURCE_EXHAUSTED);
+
+  // Stored outputs stop at the cap, with a visible marker.
+  const v1::ExecutionResult result = client().MustRunCell(kernel_id, flood.cell_id());
+  EXPECT_EQ(result.status(), v1::EXECUTION_STATUS_OK);
+  EXPECT_TRUE(result.truncated());
+  EXPECT_THAT(result.text(), HasSubstr("truncated"));
+  EXPECT_LT(result.text().size(), 8192u);
+  v1::GetCellRequest get;
+  get.set_kernel_id(kernel_id);
+  get.set_cell_id(flood.cell_id());
+  ASSERT_TRUE(client().stub().GetCell(client().Context().get(), get, &cell).ok());
+  EXPECT_TRUE(cell.outputs_truncated());
+  EXPECT_TRUE(client().Shutdown(kernel_id).ok());
+}
+
+TEST_F(CapsTest, ReaderThatFallsBehindTheLogIsCutOffAndResumesWithoutLoss) {
+  const std::string kernel_id = client().MustStartKernel();
+  v1::StreamOutputsRequest request;
+  request.set_kernel_id(kernel_id);
+  request.set_follow(true);
+  // A stalled reader: without BDP probing the HTTP/2 window stays at its 64 KiB default, so
+  // the transport can't absorb the whole output on the reader's behalf.
+  grpc::ChannelArguments arguments;
+  arguments.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+  GatewayClient stalled(server().Target(), "", arguments);
+  auto context = stalled.Context(120);
+  auto reader = stalled.stub().StreamOutputs(context.get(), request);
+  v1::OutputEvent event;
+  ASSERT_TRUE(reader->Read(&event));  // the kernel's start events
+  int64_t last_seq = event.seq();
+  // While this reader stalls, ~2 MB of events go through a 64 KiB log.
+  ASSERT_EQ(client()
+                .MustExecute(kernel_id, "for i in range(2000):\n    print(str(i) * 300, flush=True)",
+                             60000)
+                .status(),
+            v1::EXECUTION_STATUS_OK);
+  while (reader->Read(&event)) last_seq = event.seq();
+  const grpc::Status status = reader->Finish();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << status.error_message();
+  EXPECT_THAT(status.error_message(), HasSubstr("fell behind"));
+
+  // Resuming from the last seq seen says exactly what is gone ...
+  request.set_follow(false);
+  request.set_after_seq(last_seq);
+  auto resume_context = client().Context();
+  auto resumed = client().stub().StreamOutputs(resume_context.get(), request);
+  EXPECT_FALSE(resumed->Read(&event));
+  const grpc::Status out_of_range = resumed->Finish();
+  EXPECT_EQ(out_of_range.error_code(), grpc::StatusCode::OUT_OF_RANGE);
+  EXPECT_THAT(out_of_range.error_message(), HasSubstr("oldest retained seq"));
+  // ... and the retained window is still there, gap-free, up to the last event.
+  request.set_after_seq(0);
+  auto window_context = client().Context();
+  auto window = client().stub().StreamOutputs(window_context.get(), request);
+  int64_t previous = 0;
+  while (window->Read(&event)) {
+    if (previous != 0) {
+      EXPECT_EQ(event.seq(), previous + 1);
+    }
+    previous = event.seq();
+  }
+  EXPECT_TRUE(window->Finish().ok());
+  EXPECT_GT(previous, last_seq);
   EXPECT_TRUE(client().Shutdown(kernel_id).ok());
 }
 

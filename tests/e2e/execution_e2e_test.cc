@@ -201,6 +201,30 @@ TEST_F(ExecutionTest, InterruptCancelsQueuedExecutions) {
   EXPECT_TRUE(client().Shutdown(kernel_id).ok());
 }
 
+TEST_F(ExecutionTest, ExecutionAskedForDuringARestartRunsOnTheNewKernel) {
+  const std::string kernel_id = client().MustStartKernel();
+  auto restarted = std::async(std::launch::async, [&] {
+    v1::RestartKernelRequest restart;
+    restart.set_kernel_id(kernel_id);
+    v1::Kernel kernel;
+    return client().stub().RestartKernel(client().Context().get(), restart, &kernel);
+  });
+  v1::GetKernelRequest get;
+  get.set_kernel_id(kernel_id);
+  v1::Kernel kernel;
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  do {
+    ASSERT_TRUE(client().stub().GetKernel(client().Context().get(), get, &kernel).ok());
+  } while (kernel.restart_count() == 0 && absl::Now() < deadline);
+  ASSERT_EQ(kernel.restart_count(), 1);
+  // Asked for while the new process starts: it waits for it, then runs.
+  const v1::ExecutionResult result = client().MustExecute(kernel_id, "print('on the new kernel')");
+  EXPECT_EQ(result.status(), v1::EXECUTION_STATUS_OK);
+  EXPECT_EQ(result.text(), "on the new kernel\n");
+  EXPECT_TRUE(restarted.get().ok());
+  EXPECT_TRUE(client().Shutdown(kernel_id).ok());
+}
+
 TEST_F(ExecutionTest, RunAllStopsOnErrorAndListsSkippedCells) {
   const std::string kernel_id = client().MustStartKernel();
   client().MustAddCell(kernel_id, "a = 1");

@@ -6,8 +6,9 @@
 
 namespace cellgate::testing {
 
-GatewayClient::GatewayClient(const std::string& target, std::string token)
-    : channel_(grpc::CreateChannel(target, grpc::InsecureChannelCredentials())),
+GatewayClient::GatewayClient(const std::string& target, std::string token,
+                             const grpc::ChannelArguments& arguments)
+    : channel_(grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), arguments)),
       stub_(v1::KernelGateway::NewStub(channel_)),
       token_(std::move(token)) {}
 

@@ -13,7 +13,8 @@ namespace cellgate::testing {
 
 class GatewayClient {
  public:
-  explicit GatewayClient(const std::string& target, std::string token = "");
+  explicit GatewayClient(const std::string& target, std::string token = "",
+                         const grpc::ChannelArguments& arguments = grpc::ChannelArguments());
 
   v1::KernelGateway::Stub& stub() { return *stub_; }
   std::shared_ptr<grpc::Channel> channel() { return channel_; }
