@@ -94,8 +94,7 @@ class KernelGatewayService final : public v1::KernelGateway::CallbackService {
       grpc::CallbackServerContext* context, const std::string& kernel_id) const;
   absl::Status CheckAuth(grpc::CallbackServerContext* context) const;
   absl::Status CheckNotDraining() const;
-  // The request's timeout, else the server default, bounded by the call's gRPC deadline.
-  absl::Duration EffectiveTimeout(grpc::CallbackServerContext* context, int64_t timeout_ms) const;
+  // The request's timeout (else the server default) and the call's gRPC deadline.
   session::ExecutionOptions ExecutionOptionsFor(grpc::CallbackServerContext* context,
                                                 int64_t timeout_ms, v1::OnTimeout on_timeout) const;
 

@@ -410,6 +410,13 @@ void KernelSession::EnqueueLocked(std::shared_ptr<Execution> execution, Deferred
   event.set_execution_id(execution->execution_id);
   event.mutable_execution_queued();
   AppendEventLocked(std::move(event));
+  if (execution->options.respond_by != absl::InfiniteFuture()) {
+    std::weak_ptr<KernelSession> weak = weak_from_this();
+    loop_.PostAfter(execution->options.respond_by - absl::Now(),
+                    [weak, execution_id = execution->execution_id]() {
+                      if (auto self = weak.lock()) self->OnRespondBy(execution_id);
+                    });
+  }
   queue_.push_back(std::move(execution));
   if (running_ == nullptr) StartNextLocked(deferred);
 }
@@ -518,20 +525,67 @@ void KernelSession::OnTimeout(uint64_t generation, const std::string& execution_
     if (execution->options.on_timeout == v1::ON_TIMEOUT_KEEP_RUNNING) {
       // The caller gets its answer now; the execution goes on and its outputs still land in
       // the cell and the event log.
-      execution->reported = true;
-      if (execution->done) {
-        deferred.push_back([done = std::exchange(execution->done, nullptr),
-                            result = BuildResultLocked(*execution, v1::EXECUTION_STATUS_TIMEOUT,
-                                                       absl::StrCat(
-                                                           "still running after ",
-                                                           absl::ToInt64Milliseconds(
-                                                               execution->options.timeout),
-                                                           " ms"))]() mutable {
-          done(std::move(result));
-        });
-      }
+      ReportEarlyLocked(*execution,
+                        absl::StrCat("still running after ",
+                                     absl::ToInt64Milliseconds(execution->options.timeout), " ms"),
+                        deferred);
     } else if (kernel_ != nullptr) {
       kernel_->Interrupt();
+    }
+  }
+  RunDeferred(deferred);
+}
+
+void KernelSession::ReportEarlyLocked(Execution& execution, const std::string& detail,
+                                      Deferred& deferred) {
+  execution.reported = true;
+  if (!execution.done) return;
+  deferred.push_back([done = std::exchange(execution.done, nullptr),
+                      result = BuildResultLocked(execution, v1::EXECUTION_STATUS_TIMEOUT,
+                                                 detail)]() mutable { done(std::move(result)); });
+}
+
+void KernelSession::OnRespondBy(const std::string& execution_id) {
+  Deferred deferred;
+  {
+    absl::MutexLock lock(&mutex_);
+    const bool interrupt = [&] {
+      if (running_ != nullptr && running_->execution_id == execution_id) {
+        return running_->options.on_timeout == v1::ON_TIMEOUT_INTERRUPT;
+      }
+      for (const auto& queued : queue_) {
+        if (queued->execution_id == execution_id) {
+          return queued->options.on_timeout == v1::ON_TIMEOUT_INTERRUPT;
+        }
+      }
+      return false;
+    }();
+    if (running_ != nullptr && running_->execution_id == execution_id) {
+      if (!running_->reported) {
+        ReportEarlyLocked(*running_,
+                          interrupt ? "the call's deadline came; interrupted"
+                                    : "the call's deadline came; still running",
+                          deferred);
+        if (interrupt) {
+          running_->timed_out = true;
+          if (kernel_ != nullptr) kernel_->Interrupt();
+        }
+      }
+    } else {
+      for (auto it = queue_.begin(); it != queue_.end(); ++it) {
+        if ((*it)->execution_id != execution_id || (*it)->reported) continue;
+        std::shared_ptr<Execution> execution = *it;
+        if (interrupt) {
+          // It never starts: the caller that wanted it has given up.
+          queue_.erase(it);
+          FinishLocked(execution, v1::EXECUTION_STATUS_TIMEOUT,
+                       "the call's deadline came while it was queued", deferred);
+        } else {
+          ReportEarlyLocked(*execution, "the call's deadline came while it was queued",
+                            deferred);
+        }
+        break;
+      }
     }
   }
   RunDeferred(deferred);
@@ -565,8 +619,9 @@ void KernelSession::OnExecutionDone(uint64_t generation, const std::string& exec
         } else if (execution->timed_out &&
                    execution->options.on_timeout == v1::ON_TIMEOUT_INTERRUPT) {
           status = v1::EXECUTION_STATUS_TIMEOUT;
-          detail = absl::StrCat("interrupted after ",
-                                absl::ToInt64Milliseconds(execution->options.timeout), " ms");
+          detail = absl::StrCat(
+              "interrupted after ",
+              absl::ToInt64Milliseconds(absl::Now() - execution->started_at), " ms");
         } else if (execution->interrupted) {
           status = v1::EXECUTION_STATUS_INTERRUPTED;
           detail = "interrupted by InterruptKernel";
@@ -682,8 +737,9 @@ void KernelSession::FinishLocked(const std::shared_ptr<Execution>& execution,
         (tracker->stop_on_error || status == v1::EXECUTION_STATUS_KERNEL_DIED ||
          status == v1::EXECUTION_STATUS_INTERRUPTED)) {
       tracker->stopped = true;
-      tracker->stop_reason = status == v1::EXECUTION_STATUS_KERNEL_DIED
-                                 ? v1::SKIP_REASON_KERNEL_DIED
+      tracker->stop_reason = status == v1::EXECUTION_STATUS_KERNEL_DIED ? v1::SKIP_REASON_KERNEL_DIED
+                             : status == v1::EXECUTION_STATUS_CANCELLED
+                                 ? v1::SKIP_REASON_CANCELLED
                                  : v1::SKIP_REASON_PREVIOUS_FAILED;
       // This run's queued cells leave the queue: they are skipped, not run.
       std::deque<std::shared_ptr<Execution>> kept;

@@ -27,8 +27,12 @@ namespace cellgate::session {
 
 // How one execution is bounded in time.
 struct ExecutionOptions {
+  // Counted from the start of the execution (time spent queued does not count).
   absl::Duration timeout = absl::InfiniteDuration();
   v1::OnTimeout on_timeout = v1::ON_TIMEOUT_INTERRUPT;
+  // When the caller must have its answer (its gRPC deadline, less a margin), queued or not.
+  // Then it gets TIMEOUT at once, and `on_timeout` decides what happens to the execution.
+  absl::Time respond_by = absl::InfiniteFuture();
 };
 
 // Everything needed to (re)start this session's kernel process.
@@ -128,6 +132,10 @@ class KernelSession : public std::enable_shared_from_this<KernelSession> {
   void OnExecutionDone(uint64_t generation, const std::string& execution_id,
                        kernel::RequestCompletion completion) ABSL_LOCKS_EXCLUDED(mutex_);
   void OnTimeout(uint64_t generation, const std::string& execution_id) ABSL_LOCKS_EXCLUDED(mutex_);
+  void OnRespondBy(const std::string& execution_id) ABSL_LOCKS_EXCLUDED(mutex_);
+  // Answers the caller now with TIMEOUT; the execution itself goes on being tracked.
+  void ReportEarlyLocked(Execution& execution, const std::string& detail, Deferred& deferred)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
   v1::ExecutionResult BuildResultLocked(const Execution& execution, v1::ExecutionStatus status,
                                         const std::string& detail)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);

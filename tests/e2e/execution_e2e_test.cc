@@ -70,6 +70,38 @@ TEST_F(ExecutionTest, GrpcDeadlineIsHonouredAsATimeout) {
   EXPECT_TRUE(client().Shutdown(kernel_id).ok());
 }
 
+TEST_F(ExecutionTest, DeadlineReachedWhileQueuedAnswersAndDropsTheExecution) {
+  const std::string kernel_id = client().MustStartKernel();
+  auto busy = std::async(std::launch::async, [&] {
+    return client().MustExecute(kernel_id,
+                                "import os, time\n"
+                                "while not os.path.exists('release'):\n    time.sleep(0.01)\n");
+  });
+  v1::GetKernelRequest get;
+  get.set_kernel_id(kernel_id);
+  v1::Kernel kernel;
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  do {
+    ASSERT_TRUE(client().stub().GetKernel(client().Context().get(), get, &kernel).ok());
+  } while (kernel.state() != v1::KERNEL_STATE_BUSY && absl::Now() < deadline);
+  v1::ExecuteRequest request;
+  request.set_kernel_id(kernel_id);
+  request.set_code("open('ran', 'w').write('x')");
+  v1::ExecutionResult result;
+  auto context = client().Context(/*deadline_seconds=*/1);
+  grpc::Status status = client().stub().Execute(context.get(), request, &result);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(result.status(), v1::EXECUTION_STATUS_TIMEOUT);
+  EXPECT_THAT(result.status_detail(), HasSubstr("queued"));
+
+  { std::ofstream(absl::StrCat("/proc/", kernel.pid(), "/cwd/release")) << "go"; }
+  EXPECT_EQ(busy.get().status(), v1::EXECUTION_STATUS_OK);
+  // The dropped execution never ran.
+  EXPECT_EQ(client().MustExecute(kernel_id, "import os\nprint(os.path.exists('ran'))").text(),
+            "False\n");
+  EXPECT_TRUE(client().Shutdown(kernel_id).ok());
+}
+
 TEST_F(ExecutionTest, CrashMidCellIsKernelDiedWithTheReason) {
   const std::string kernel_id = client().MustStartKernel();
   const v1::Cell cell =
