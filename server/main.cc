@@ -76,6 +76,9 @@ ABSL_FLAG(int64_t, max_output_bytes, 8 << 20,
 ABSL_FLAG(int64_t, max_ipynb_bytes, 64 << 20, "Largest .ipynb import, in bytes");
 ABSL_FLAG(int64_t, event_log_bytes, 64 << 20,
           "Per kernel: bytes of output events kept for StreamOutputs replay");
+ABSL_FLAG(int64_t, stream_max_lag_bytes, 0,
+          "A StreamOutputs follower this many bytes of events behind is cut off with "
+          "RESOURCE_EXHAUSTED while it can still resume by seq; 0 = half of --event-log-bytes");
 ABSL_FLAG(int64_t, memory_limit_bytes, 8ll << 30,
           "Default per-kernel address-space limit (RLIMIT_AS), bytes; 0 = none");
 ABSL_FLAG(int64_t, max_memory_limit_bytes, 8ll << 30,
@@ -149,6 +152,7 @@ session::GatewayConfig ConfigFromFlags(kernel::SandboxMode mode) {
   config.max_execution_output_bytes = absl::GetFlag(FLAGS_max_output_bytes);
   config.max_ipynb_bytes = absl::GetFlag(FLAGS_max_ipynb_bytes);
   config.event_log_max_bytes = absl::GetFlag(FLAGS_event_log_bytes);
+  config.stream_max_lag_bytes = absl::GetFlag(FLAGS_stream_max_lag_bytes);
   kernel::ResourceLimits limits;
   limits.address_space_bytes = static_cast<uint64_t>(absl::GetFlag(FLAGS_memory_limit_bytes));
   limits.cpu_seconds = static_cast<uint64_t>(absl::GetFlag(FLAGS_cpu_limit_seconds));

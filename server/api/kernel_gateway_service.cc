@@ -399,7 +399,9 @@ grpc::ServerWriteReactor<v1::OutputEvent>* KernelGatewayService::StreamOutputs(
   if (status.ok()) status = ValidateStreamOutputs(*request, config_);
   auto* reactor = new StreamOutputsReactor(status.ok() ? (*session)->event_log() : nullptr,
                                            request->after_seq(), request->follow(),
-                                           request->cell_id(), request->execution_id());
+                                           request->cell_id(), request->execution_id(),
+      config_.stream_max_lag_bytes > 0 ? config_.stream_max_lag_bytes
+                                       : config_.event_log_max_bytes / 2);
   if (!status.ok()) {
     reactor->FinishWithError(ToGrpcStatus(status));
   } else {

@@ -7,12 +7,14 @@ namespace cellgate::api {
 
 StreamOutputsReactor::StreamOutputsReactor(std::shared_ptr<session::EventLog> log,
                                            int64_t after_seq, bool follow, std::string cell_id,
-                                           std::string execution_id)
+                                           std::string execution_id, int64_t max_lag_bytes)
     : log_(std::move(log)),
       follow_(follow),
       cell_id_(std::move(cell_id)),
       execution_id_(std::move(execution_id)),
-      last_seq_(after_seq) {}
+      max_lag_bytes_(max_lag_bytes),
+      last_seq_(after_seq),
+      delivered_seq_(after_seq) {}
 
 void StreamOutputsReactor::Begin() {
   // Reject a resume point that is already gone before sending anything.
@@ -85,6 +87,7 @@ void StreamOutputsReactor::PumpLocked() {
       FinishLocked(grpc::Status::OK);
       return;
     }
+    caught_up_ = true;
     // Nothing to send: park until the log has something after last_seq_ (or closes).
     waiting_ = true;
     const int64_t after = last_seq_;
@@ -107,11 +110,23 @@ void StreamOutputsReactor::OnWriteDone(bool ok) {
   {
     absl::MutexLock lock(&mutex_);
     writing_ = false;
+    if (in_flight_ != nullptr) delivered_seq_ = in_flight_->seq();
     in_flight_.reset();
     if (!ok) {
       // The client is gone; OnCancel / OnDone follow.
       FinishLocked(grpc::Status(grpc::StatusCode::CANCELLED, "stream write failed"));
       return;
+    }
+    if (max_lag_bytes_ > 0 && caught_up_) {
+      const int64_t lag = log_->BytesAfter(delivered_seq_);
+      if (lag > max_lag_bytes_) {
+        FinishLocked(grpc::Status(
+            grpc::StatusCode::RESOURCE_EXHAUSTED,
+            absl::StrCat("stream fell behind: ", lag, " bytes of events after seq ",
+                         delivered_seq_, " not yet delivered (limit ", max_lag_bytes_,
+                         "); resume with StreamOutputs(after_seq=", delivered_seq_, ")")));
+        return;
+      }
     }
   }
   Pump();

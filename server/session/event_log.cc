@@ -37,7 +37,8 @@ EventLog::EventPtr EventLog::Append(v1::OutputEvent event) {
     SetTimestamp(absl::Now(), event.mutable_time());
     const auto bytes = static_cast<int64_t>(event.ByteSizeLong());
     stored = std::make_shared<const v1::OutputEvent>(std::move(event));
-    events_.push_back(Entry{stored, bytes});
+    appended_bytes_ += bytes;
+    events_.push_back(Entry{stored, bytes, appended_bytes_});
     retained_bytes_ += bytes;
     while (retained_bytes_ > max_bytes_ && events_.size() > 1) {
       retained_bytes_ -= events_.front().bytes;
@@ -67,6 +68,15 @@ int64_t EventLog::retained_bytes() const {
 size_t EventLog::retained_events() const {
   absl::MutexLock lock(&mu_);
   return events_.size();
+}
+
+int64_t EventLog::BytesAfter(int64_t seq) const {
+  absl::MutexLock lock(&mu_);
+  if (events_.empty()) return 0;
+  const int64_t first = events_.front().event->seq();
+  if (seq < first) return retained_bytes_;
+  if (seq >= next_seq_ - 1) return 0;
+  return appended_bytes_ - events_[static_cast<size_t>(seq - first)].end_offset;
 }
 
 int64_t EventLog::FirstRetainedSeq() const {

@@ -63,6 +63,9 @@ class EventLog {
   int64_t retained_bytes() const ABSL_LOCKS_EXCLUDED(mu_);
   // Number of retained events.
   size_t retained_events() const ABSL_LOCKS_EXCLUDED(mu_);
+  // Serialized size of the events newer than `seq`: how far a reader that has seen `seq` is
+  // behind. O(1). A `seq` older than what is retained counts every retained event.
+  int64_t BytesAfter(int64_t seq) const ABSL_LOCKS_EXCLUDED(mu_);
 
   // The retained events with seq > `after_seq`, oldest first, at most `max_events` of them
   // (0 = no limit). Empty when there is nothing newer.
@@ -105,7 +108,8 @@ class EventLog {
   };
   struct Entry {
     EventPtr event;
-    int64_t bytes;  // ByteSizeLong
+    int64_t bytes;       // ByteSizeLong
+    int64_t end_offset;  // bytes appended in all, this event included
   };
 
   // Moves the waiters that `pred` selects from `waiters_` to `in_flight_`, on this thread, and
@@ -125,6 +129,7 @@ class EventLog {
   std::deque<Entry> events_ ABSL_GUARDED_BY(mu_);
   int64_t next_seq_ ABSL_GUARDED_BY(mu_);
   int64_t retained_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t appended_bytes_ ABSL_GUARDED_BY(mu_) = 0;  // ever appended
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
   WaitId next_wait_id_ ABSL_GUARDED_BY(mu_) = 1;
   std::map<WaitId, Waiter> waiters_ ABSL_GUARDED_BY(mu_);

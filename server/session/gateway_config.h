@@ -44,6 +44,9 @@ struct GatewayConfig {
 
   // Events.
   int64_t event_log_max_bytes = 64 << 20;
+  // A StreamOutputs reader this far behind the newest event is cut off (RESOURCE_EXHAUSTED)
+  // while what it missed is still retained. 0 = half of event_log_max_bytes.
+  int64_t stream_max_lag_bytes = 0;
 
   // Limits of label and env maps in requests.
   int max_labels = 32;

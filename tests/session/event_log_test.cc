@@ -57,6 +57,25 @@ TEST(EventLogTest, NumbersEventsFromOneAndStampsTime) {
   EXPECT_EQ(log.retained_events(), 5u);
 }
 
+TEST(EventLogTest, BytesAfterIsHowFarAReaderTrails) {
+  EventLog log({.max_bytes = 1000});
+  EXPECT_EQ(log.BytesAfter(0), 0);
+  std::vector<int64_t> sizes;
+  for (int i = 0; i < 20; ++i) {
+    sizes.push_back(static_cast<int64_t>(log.Append(StreamEvent(std::string(90, 'x')))->ByteSizeLong()));
+  }
+  // Retained: the newest events that fit in 1000 bytes.
+  const int64_t oldest = log.oldest_retained_seq();
+  ASSERT_GT(oldest, 1);
+  EXPECT_EQ(log.BytesAfter(log.last_seq()), 0);
+  EXPECT_EQ(log.BytesAfter(log.last_seq() - 1), sizes.back());
+  EXPECT_EQ(log.BytesAfter(log.last_seq() - 2), sizes[18] + sizes[19]);
+  // A reader older than the window trails by everything retained.
+  EXPECT_EQ(log.BytesAfter(oldest - 1), log.retained_bytes());
+  EXPECT_EQ(log.BytesAfter(1), log.retained_bytes());
+  EXPECT_EQ(log.BytesAfter(oldest), log.retained_bytes() - sizes[oldest - 1]);
+}
+
 TEST(EventLogTest, SeqSetByCallerIsOverwritten) {
   EventLog log(Unbounded());
   v1::OutputEvent event = StreamEvent("x");
