@@ -112,11 +112,20 @@ grpc::ServerUnaryReactor* KernelGatewayService::StartKernel(grpc::CallbackServer
   }
   if (!status.ok()) return Reply(context, status);
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  status = registry_.StartKernel(*request, EffectiveLimits(request->limits(), config_),
-                                 [reactor, response](absl::StatusOr<v1::Kernel> kernel) {
-                                   if (kernel.ok()) *response = *std::move(kernel);
-                                   reactor->Finish(ToGrpcStatus(kernel.status()));
-                                 });
+  status = registry_.StartKernel(
+      *request, EffectiveLimits(request->limits(), config_),
+      [this, context, reactor, response](absl::StatusOr<v1::Kernel> kernel) {
+        if (kernel.ok() && context->IsCancelled()) {
+          // Nobody will learn this kernel's id: don't keep it.
+          if (auto session = registry_.Find(kernel->kernel_id()); session.ok()) {
+            (*session)->Shutdown(nullptr);
+          }
+          reactor->Finish(grpc::Status::CANCELLED);
+          return;
+        }
+        if (kernel.ok()) *response = *std::move(kernel);
+        reactor->Finish(ToGrpcStatus(kernel.status()));
+      });
   if (!status.ok()) reactor->Finish(ToGrpcStatus(status));
   return reactor;
 }

@@ -249,10 +249,33 @@ v1::Notebook KernelSession::GetNotebook() const {
   return notebook;
 }
 
+std::string KernelSession::MetadataForExportLocked() const {
+  nlohmann::json metadata = nlohmann::json::object();
+  if (!notebook_.metadata_json().empty()) {
+    metadata = nlohmann::json::parse(notebook_.metadata_json(), nullptr, false);
+    if (!metadata.is_object()) metadata = nlohmann::json::object();
+  }
+  // What Jupyter front ends need to open the file with the right kernel, unless the notebook
+  // already says.
+  const kernel::KernelSpec& spec = params_.launch.spec;
+  if (!metadata.contains("kernelspec")) {
+    metadata["kernelspec"] = {{"name", spec.name},
+                              {"display_name", spec.display_name},
+                              {"language", spec.language}};
+  }
+  if (!metadata.contains("language_info") && kernel_ != nullptr) {
+    const kernel::KernelInfo info = kernel_->info();
+    if (info.raw.contains("language_info") && info.raw["language_info"].is_object()) {
+      metadata["language_info"] = info.raw["language_info"];
+    }
+  }
+  return metadata.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
 std::string KernelSession::ExportNotebook() const {
   absl::MutexLock lock(&mutex_);
   notebook::IpynbNotebook file;
-  file.metadata_json = notebook_.metadata_json();
+  file.metadata_json = MetadataForExportLocked();
   v1::Notebook snapshot = notebook_.Snapshot();
   for (v1::Cell& cell : *snapshot.mutable_cells()) {
     auto extras = cell_extras_.find(cell.cell_id());

@@ -152,6 +152,8 @@ class KernelSession : public std::enable_shared_from_this<KernelSession> {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
   void AppendEventLocked(v1::OutputEvent event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
   void TouchLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  // The notebook metadata with `kernelspec` and `language_info` filled in when missing.
+  std::string MetadataForExportLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
   static void RunDeferred(Deferred& deferred);
 
   Params params_;

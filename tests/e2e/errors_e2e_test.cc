@@ -5,6 +5,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <chrono>
 #include <future>
 
 #include "absl/strings/str_cat.h"
@@ -108,6 +109,25 @@ TEST_F(ErrorTest, BadInputIsInvalidArgumentNamingTheField) {
   status = client().stub().RunCell(client().Context().get(), run_markdown, &result);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_TRUE(client().Shutdown(kernel_id).ok());
+}
+
+TEST_F(ErrorTest, AKernelWhoseStartWasAbandonedIsNotKept) {
+  v1::Kernel kernel;
+  auto context = client().Context();
+  context->set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(100));
+  grpc::Status status = client().stub().StartKernel(context.get(), v1::StartKernelRequest(), &kernel);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  // Nobody got its id: once it has started it is shut down again.
+  v1::ListKernelsResponse listed;
+  const absl::Time deadline = absl::Now() + absl::Seconds(60);
+  do {
+    listed.Clear();
+    ASSERT_TRUE(client()
+                    .stub()
+                    .ListKernels(client().Context().get(), v1::ListKernelsRequest(), &listed)
+                    .ok());
+  } while (listed.kernels_size() > 0 && absl::Now() < deadline);
+  EXPECT_EQ(listed.kernels_size(), 0);
 }
 
 TEST_F(ErrorTest, DuplicateClientCellIdIsAlreadyExists) {

@@ -208,6 +208,10 @@ TEST_F(WorkflowTest, CellRpcsSucceed) {
   ASSERT_TRUE(
       client().stub().ExportNotebook(client().Context().get(), export_request, &exported).ok());
   EXPECT_THAT(exported.ipynb(), HasSubstr("\"nbformat_minor\": 5"));
+  // Front ends open it with the right kernel.
+  EXPECT_THAT(exported.ipynb(), HasSubstr("\"kernelspec\""));
+  EXPECT_THAT(exported.ipynb(), HasSubstr("\"language_info\""));
+  EXPECT_THAT(exported.ipynb(), HasSubstr("\"name\": \"python3\""));
   const std::string other = client().MustStartKernel();
   v1::ImportNotebookRequest import_request;
   import_request.set_kernel_id(other);
