@@ -63,6 +63,7 @@ struct KernelSession::Execution {
   bool interrupted = false;
   bool timed_out = false;
   bool reported = false;  // the caller already has its result (KEEP_RUNNING timeout)
+  std::string kernel_msg_id;  // the execute_request's msg_id
 };
 
 std::shared_ptr<KernelSession> KernelSession::Create(Params params) {
@@ -111,6 +112,9 @@ void KernelSession::LaunchKernelLocked(DoneCallback done, Deferred&) {
 
   std::weak_ptr<KernelSession> weak = weak_from_this();
   kernel::KernelEvents events;
+  events.on_unrouted_iopub = [weak, generation](const protocol::Message& message) {
+    if (auto self = weak.lock()) self->OnLateIopub(generation, message);
+  };
   events.on_exit = [weak, generation](const kernel::ExitStatus&, const std::string& reason) {
     if (auto self = weak.lock()) self->OnKernelExit(generation, reason);
   };
@@ -477,8 +481,9 @@ void KernelSession::StartNextLocked(Deferred& deferred) {
   // The gateway sends one execution at a time and applies RunAll's stop_on_error itself. The
   // kernel's own stop_on_error would abort whatever request reaches it just after an error —
   // here the next, unrelated, execution — so it is always off.
-  kernel_->Execute(kernel::ExecuteRequest{.code = execution->code, .stop_on_error = false},
-                   std::move(callbacks));
+  execution->kernel_msg_id = kernel_->Execute(
+      kernel::ExecuteRequest{.code = execution->code, .stop_on_error = false},
+      std::move(callbacks));
   if (execution->options.timeout != absl::InfiniteDuration()) {
     loop_.PostAfter(execution->options.timeout, [weak, generation, execution_id]() {
       if (auto self = weak.lock()) self->OnTimeout(generation, execution_id);
@@ -506,25 +511,34 @@ void KernelSession::OnIopub(uint64_t generation, const std::string& execution_id
     AppendEventLocked(std::move(event));
     return;
   }
-  absl::StatusOr<notebook::IopubEffect> effect = notebook::ParseIopubOutput(type, message.content);
-  if (!effect.ok()) return;
   notebook::OutputList* outputs = execution.cell_id.empty()
                                       ? execution.scratch_outputs.get()
                                       : notebook_.outputs(execution.cell_id);
+  ApplyOutputLocked(execution.cell_id, execution_id, outputs, execution.scratch_outputs.get(),
+                    message);
+}
+
+void KernelSession::ApplyOutputLocked(const std::string& cell_id, const std::string& execution_id,
+                                      notebook::OutputList* outputs,
+                                      notebook::OutputList* scratch_outputs,
+                                      const protocol::Message& message) {
+  const std::string type = message.msg_type();
+  absl::StatusOr<notebook::IopubEffect> effect = notebook::ParseIopubOutput(type, message.content);
+  if (!effect.ok()) return;
   v1::OutputEvent event;
-  event.set_cell_id(execution.cell_id);
+  event.set_cell_id(cell_id);
   event.set_execution_id(execution_id);
   if (auto* output = std::get_if<v1::Output>(&*effect)) {
     // display_data reusing a display_id also replaces the earlier outputs with that id.
     if (std::optional<v1::DisplayUpdate> implied = notebook::ImpliedDisplayUpdate(*output)) {
       notebook_.ApplyDisplayUpdateEverywhere(*implied);
-      if (execution.scratch_outputs) execution.scratch_outputs->UpdateDisplay(*implied);
+      if (scratch_outputs != nullptr) scratch_outputs->UpdateDisplay(*implied);
     }
     if (outputs != nullptr) outputs->Append(*output);
     *event.mutable_output() = std::move(*output);
   } else if (auto* update = std::get_if<v1::DisplayUpdate>(&*effect)) {
     notebook_.ApplyDisplayUpdateEverywhere(*update);
-    if (execution.scratch_outputs) execution.scratch_outputs->UpdateDisplay(*update);
+    if (scratch_outputs != nullptr) scratch_outputs->UpdateDisplay(*update);
     *event.mutable_display_update() = std::move(*update);
   } else if (auto* clear = std::get_if<v1::ClearOutput>(&*effect)) {
     if (outputs != nullptr) outputs->Clear(clear->wait());
@@ -533,6 +547,25 @@ void KernelSession::OnIopub(uint64_t generation, const std::string& execution_id
     return;
   }
   AppendEventLocked(std::move(event));
+}
+
+void KernelSession::OnLateIopub(uint64_t generation, const protocol::Message& message) {
+  absl::MutexLock lock(&mutex_);
+  if (generation != generation_) return;
+  const std::string parent = message.parent_msg_id();
+  for (const FinishedRequest& finished : recently_finished_) {
+    if (finished.kernel_msg_id != parent) continue;
+    // Stored only while the cell still shows that run; the event log always gets it.
+    notebook::OutputList* outputs = nullptr;
+    if (!finished.cell_id.empty()) {
+      absl::StatusOr<v1::Cell> cell = notebook_.GetCell(finished.cell_id);
+      if (cell.ok() && cell->last_run().execution_id() == finished.execution_id) {
+        outputs = notebook_.outputs(finished.cell_id);
+      }
+    }
+    ApplyOutputLocked(finished.cell_id, finished.execution_id, outputs, nullptr, message);
+    return;
+  }
 }
 
 void KernelSession::OnTimeout(uint64_t generation, const std::string& execution_id) {
@@ -723,6 +756,12 @@ void KernelSession::FinishLocked(const std::shared_ptr<Execution>& execution,
                                  v1::ExecutionStatus status, std::string detail,
                                  Deferred& deferred) {
   v1::ExecutionResult result = BuildResultLocked(*execution, status, detail);
+  if (execution->started) {
+    // Output published after the reply (e.g. by a background thread) still finds its cell.
+    recently_finished_.push_back(
+        {execution->kernel_msg_id, execution->cell_id, execution->execution_id});
+    if (recently_finished_.size() > kRecentlyFinishedKept) recently_finished_.pop_front();
+  }
   if (!execution->cell_id.empty()) {
     if (execution->started) {
       notebook_.FinishRun(execution->cell_id, status, execution->execution_count,

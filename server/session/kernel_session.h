@@ -129,6 +129,13 @@ class KernelSession : public std::enable_shared_from_this<KernelSession> {
   void StartNextLocked(Deferred& deferred) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
   void OnIopub(uint64_t generation, const std::string& execution_id,
                const protocol::Message& message) ABSL_LOCKS_EXCLUDED(mutex_);
+  // IOPub output whose request has already finished (e.g. from a background thread).
+  void OnLateIopub(uint64_t generation, const protocol::Message& message)
+      ABSL_LOCKS_EXCLUDED(mutex_);
+  // Stores an output message in `outputs` (may be null: event only) and the event log.
+  void ApplyOutputLocked(const std::string& cell_id, const std::string& execution_id,
+                         notebook::OutputList* outputs, notebook::OutputList* scratch_outputs,
+                         const protocol::Message& message) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
   void OnExecutionDone(uint64_t generation, const std::string& execution_id,
                        kernel::RequestCompletion completion) ABSL_LOCKS_EXCLUDED(mutex_);
   void OnTimeout(uint64_t generation, const std::string& execution_id) ABSL_LOCKS_EXCLUDED(mutex_);
@@ -174,6 +181,13 @@ class KernelSession : public std::enable_shared_from_this<KernelSession> {
   std::shared_ptr<Execution> running_ ABSL_GUARDED_BY(mutex_);
   std::deque<std::shared_ptr<Execution>> queue_ ABSL_GUARDED_BY(mutex_);
   bool closed_ ABSL_GUARDED_BY(mutex_) = false;
+  struct FinishedRequest {
+    std::string kernel_msg_id;
+    std::string cell_id;
+    std::string execution_id;
+  };
+  static constexpr size_t kRecentlyFinishedKept = 64;
+  std::deque<FinishedRequest> recently_finished_ ABSL_GUARDED_BY(mutex_);
   // Per cell id: the .ipynb cell keys v1::Cell has no field for (attachments, unknown keys).
   std::map<std::string, std::string> cell_extras_ ABSL_GUARDED_BY(mutex_);
 };

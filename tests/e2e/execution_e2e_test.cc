@@ -199,6 +199,52 @@ TEST_F(ExecutionTest, StoredOutputsFollowClearOutputAndDisplayUpdates) {
   EXPECT_TRUE(client().Shutdown(kernel_id).ok());
 }
 
+TEST_F(ExecutionTest, OutputPrintedAfterTheCellFinishedStillLandsInIt) {
+  const std::string kernel_id = client().MustStartKernel();
+  const v1::Cell cell = client().MustAddCell(
+      kernel_id,
+      "import os, threading, time\n"
+      "def later():\n"
+      "    while not os.path.exists('release'):\n"
+      "        time.sleep(0.01)\n"
+      "    print('late', flush=True)\n"
+      "threading.Thread(target=later).start()\n"
+      "print('now')");
+  const v1::ExecutionResult result = client().MustRunCell(kernel_id, cell.cell_id());
+  ASSERT_EQ(result.status(), v1::EXECUTION_STATUS_OK);
+  EXPECT_EQ(result.text(), "now\n");
+  v1::GetKernelRequest get_kernel;
+  get_kernel.set_kernel_id(kernel_id);
+  v1::Kernel kernel;
+  ASSERT_TRUE(client().stub().GetKernel(client().Context().get(), get_kernel, &kernel).ok());
+  { std::ofstream(absl::StrCat("/proc/", kernel.pid(), "/cwd/release")) << "go"; }
+
+  v1::GetCellRequest get;
+  get.set_kernel_id(kernel_id);
+  get.set_cell_id(cell.cell_id());
+  v1::Cell stored;
+  std::string text;
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  do {
+    ASSERT_TRUE(client().stub().GetCell(client().Context().get(), get, &stored).ok());
+    text.clear();
+    for (const v1::Output& output : stored.outputs()) text += output.stream().text();
+  } while (text != "now\nlate\n" && absl::Now() < deadline);
+  EXPECT_EQ(text, "now\nlate\n");
+  // The event log has it too, under the execution that started the thread.
+  v1::StreamOutputsRequest stream;
+  stream.set_kernel_id(kernel_id);
+  stream.set_execution_id(result.execution_id());
+  auto context = client().Context();
+  auto reader = client().stub().StreamOutputs(context.get(), stream);
+  v1::OutputEvent event;
+  bool saw_late = false;
+  while (reader->Read(&event)) saw_late |= event.output().stream().text() == "late\n";
+  EXPECT_TRUE(reader->Finish().ok());
+  EXPECT_TRUE(saw_late);
+  EXPECT_TRUE(client().Shutdown(kernel_id).ok());
+}
+
 TEST_F(ExecutionTest, InterruptCancelsQueuedExecutions) {
   const std::string kernel_id = client().MustStartKernel();
   const v1::Cell busy = client().MustAddCell(kernel_id, "print('start', flush=True)\nwhile True:\n    pass");
