@@ -87,6 +87,7 @@ struct PendingRequest {
   bool waits_for_idle = false;
   bool replied = false;
   bool idle = false;
+  bool iopub_incomplete = false;  // completed without seeing `status: idle`
   Message reply;
 };
 
@@ -450,6 +451,20 @@ class KernelCore : public PollSource, public std::enable_shared_from_this<Kernel
     if (it == pending_.end()) return;
     it->second.replied = true;
     it->second.reply = message;
+    if (it->second.waits_for_idle && !it->second.idle) {
+      // The kernel's IOPub PUB socket drops messages when its queue is full (ZMQ's default
+      // high-water mark), and `status: idle` may be one of them: don't wait for it forever.
+      std::weak_ptr<KernelCore> weak = weak_from_this();
+      loop_.RunAfter(options_.iopub_grace, [weak, msg_id = it->first]() {
+        auto self = weak.lock();
+        if (!self) return;
+        auto pending = self->pending_.find(msg_id);
+        if (pending == self->pending_.end()) return;
+        pending->second.idle = true;
+        pending->second.iopub_incomplete = true;
+        self->MaybeComplete(pending);
+      });
+    }
     MaybeComplete(it);
   }
 
@@ -478,9 +493,10 @@ class KernelCore : public PollSource, public std::enable_shared_from_this<Kernel
     PendingRequest& request = it->second;
     if (!request.replied || (request.waits_for_idle && !request.idle)) return;
     RequestCallbacks callbacks = std::move(request.callbacks);
-    Message reply = std::move(request.reply);
+    RequestCompletion completion{RequestCompletion::Kind::kReplied, std::move(request.reply), ""};
+    completion.iopub_incomplete = request.iopub_incomplete;
     pending_.erase(it);
-    if (callbacks.on_done) callbacks.on_done({RequestCompletion::Kind::kReplied, std::move(reply), ""});
+    if (callbacks.on_done) callbacks.on_done(std::move(completion));
   }
 
   void Complete(const std::string& msg_id, RequestCompletion completion) {

@@ -35,6 +35,9 @@ struct KernelOptions {
   absl::Duration startup_timeout = absl::Seconds(30);
   absl::Duration nudge_interval = absl::Milliseconds(100);
   absl::Duration heartbeat_interval = absl::Seconds(1);
+  // After a request's reply, how long to wait for its `status: idle` on IOPub before
+  // completing it anyway (nbclient's iopub_timeout plays the same part).
+  absl::Duration iopub_grace = absl::Seconds(5);
   // After a shutdown_request: how long to wait before SIGTERM, then before SIGKILL.
   absl::Duration shutdown_grace = absl::Seconds(2);
   absl::Duration terminate_grace = absl::Seconds(2);
@@ -61,6 +64,9 @@ struct RequestCompletion {
   Kind kind = Kind::kReplied;
   protocol::Message reply;  // when kReplied
   std::string reason;       // otherwise
+  // kReplied without the closing `status: idle` on IOPub within KernelOptions::iopub_grace:
+  // the kernel dropped IOPub messages, so output may be missing.
+  bool iopub_incomplete = false;
 };
 
 struct RequestCallbacks {

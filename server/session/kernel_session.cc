@@ -684,6 +684,10 @@ void KernelSession::OnExecutionDone(uint64_t generation, const std::string& exec
         } else {
           status = v1::EXECUTION_STATUS_ERROR;
         }
+        if (completion.iopub_incomplete) {
+          absl::StrAppend(&detail, detail.empty() ? "" : "; ",
+                          "output may be incomplete: the kernel dropped IOPub messages");
+        }
         break;
       }
       case kernel::RequestCompletion::Kind::kKernelDied:

@@ -290,6 +290,23 @@ TEST_F(KernelIntegrationTest, BrokenKernelReportsExitAndItsOutput) {
   EXPECT_THAT(started.ready_status.message(), HasSubstr("no such module"));
 }
 
+TEST_F(KernelIntegrationTest, ExecutionCompletesWhenTheKernelDropsItsIdleStatus) {
+  KernelSpecRegistry test_kernels({CELLGATE_SOURCE_DIR "/tests/kernel/testkernels"});
+  KernelOptions options = Options();
+  absl::StatusOr<KernelSpec> spec = test_kernels.Find("idle_dropper");
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  options.spec = *spec;
+  options.iopub_grace = absl::Milliseconds(300);
+  StartedKernel started = MustStart(std::move(options));
+  ASSERT_TRUE(started.ready_status.ok());
+  Collected result = RunCode(*started.kernel, "anything", absl::Seconds(20));
+  ASSERT_EQ(result.completion.kind, RequestCompletion::Kind::kReplied);
+  EXPECT_TRUE(result.completion.iopub_incomplete);
+  EXPECT_EQ(result.StreamText(), "ran\n");
+  // And the kernel takes the next one.
+  EXPECT_EQ(RunCode(*started.kernel, "again", absl::Seconds(20)).StreamText(), "ran\n");
+}
+
 TEST_F(KernelIntegrationTest, MissingExecutableIsInvalidArgument) {
   KernelOptions options = Options();
   options.spec.argv = {"/nonexistent/python", "-f", "{connection_file}"};
