@@ -1,0 +1,1 @@
+"""Generated from proto/cellgate/v1 by scripts/gen-clients.sh."""
