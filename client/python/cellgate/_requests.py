@@ -1,0 +1,149 @@
+"""Request building and constants shared by the sync and asyncio clients."""
+from __future__ import annotations
+
+import json
+import math
+import os
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+import grpc
+
+from cellgate.errors import InvalidArgument
+from cellgate.types import _to_proto_enum
+from cellgate.v1 import execution_pb2, kernel_gateway_pb2 as gw, kernel_pb2, notebook_pb2
+
+ChannelOptions = Union[Sequence[Tuple[str, Any]], Mapping[str, Any], None]
+Metadata = Optional[Tuple[Tuple[str, str], ...]]
+LimitsArg = Union[kernel_pb2.ResourceLimits, Mapping[str, Any], None]
+IpynbArg = Union[bytes, bytearray, str, Mapping[str, Any], "os.PathLike[str]"]
+
+# Results and notebooks can exceed gRPC's default 4 MiB receive limit (docs/api.md §1).
+DEFAULT_CHANNEL_OPTIONS: Dict[str, Any] = {
+    "grpc.max_receive_message_length": -1,
+    "grpc.max_send_message_length": -1,
+}
+
+# Stream errors after which StreamOutputs is reopened from the last seq seen.
+RETRYABLE_STREAM_CODES = frozenset({
+    grpc.StatusCode.UNAVAILABLE,         # network blip, server restart in progress
+    grpc.StatusCode.RESOURCE_EXHAUSTED,  # cut off for falling behind
+    grpc.StatusCode.INTERNAL,            # transport reset (RST_STREAM and the like)
+})
+
+
+def channel_options(options: ChannelOptions) -> List[Tuple[str, Any]]:
+    merged = dict(DEFAULT_CHANNEL_OPTIONS)
+    if options:
+        items = options.items() if isinstance(options, Mapping) else options
+        for key, value in items:
+            merged[key] = value
+    return list(merged.items())
+
+
+def auth_metadata(token: Optional[str]) -> Metadata:
+    if token is None:
+        return None
+    token = token.strip()
+    return (("authorization", f"Bearer {token}"),) if token else None
+
+
+def timeout_ms(timeout: Optional[float], name: str = "timeout") -> int:
+    """Seconds (float) to the proto's ``timeout_ms``; ``None`` = 0 = the server default."""
+    if timeout is None:
+        return 0
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise TypeError(f"{name} must be a number of seconds or None")
+    if timeout > 0:
+        return max(1, math.ceil(timeout * 1000))
+    return int(timeout * 1000)  # 0 = server default; negative: the server says why it's wrong
+
+
+def on_timeout(value: Any) -> int:
+    try:
+        return _to_proto_enum(execution_pb2.OnTimeout, "ON_TIMEOUT_", value)
+    except ValueError:
+        raise InvalidArgument(
+            message=f"on_timeout: {value!r} is not one of 'interrupt', 'keep_running'") from None
+
+
+def cell_type(value: Any) -> int:
+    if value is None:
+        return notebook_pb2.CELL_TYPE_UNSPECIFIED
+    try:
+        return _to_proto_enum(notebook_pb2.CellType, "CELL_TYPE_", value)
+    except ValueError:
+        raise InvalidArgument(
+            message=f"cell_type: {value!r} is not one of 'code', 'markdown', 'raw'") from None
+
+
+def limits(value: LimitsArg) -> Optional[kernel_pb2.ResourceLimits]:
+    if value is None:
+        return None
+    if isinstance(value, kernel_pb2.ResourceLimits):
+        return value
+    try:
+        return kernel_pb2.ResourceLimits(**dict(value))
+    except (ValueError, TypeError) as e:
+        raise InvalidArgument(message=f"limits: {e}") from None
+
+
+def metadata_json(value: Union[str, Mapping[str, Any], None]) -> Optional[str]:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    return json.dumps(value)
+
+
+def ipynb_bytes(data: IpynbArg) -> bytes:
+    """Accepts .ipynb bytes, JSON text, a notebook dict (or nbformat NotebookNode), or a path."""
+    if isinstance(data, (bytes, bytearray)):
+        return bytes(data)
+    if isinstance(data, str):
+        return data.encode("utf-8")
+    if isinstance(data, os.PathLike):
+        with open(data, "rb") as f:
+            return f.read()
+    if isinstance(data, Mapping):
+        return json.dumps(data).encode("utf-8")
+    raise TypeError("ipynb data must be bytes, JSON text, a notebook dict or a path")
+
+
+def start_kernel(kernel_spec: str = "", env: Optional[Mapping[str, str]] = None,
+                 limits_: LimitsArg = None, labels: Optional[Mapping[str, str]] = None,
+                 notebook_ipynb: Optional[IpynbArg] = None,
+                 idle_timeout_seconds: int = 0) -> gw.StartKernelRequest:
+    req = gw.StartKernelRequest(kernel_spec=kernel_spec or "", env=dict(env or {}),
+                                labels=dict(labels or {}),
+                                idle_timeout_seconds=idle_timeout_seconds or 0)
+    lim = limits(limits_)
+    if lim is not None:
+        req.limits.CopyFrom(lim)
+    if notebook_ipynb is not None:
+        req.notebook_ipynb = ipynb_bytes(notebook_ipynb)
+    return req
+
+
+def add_cell(kernel_id: str, source: str, cell_type_: Any, index: Optional[int],
+             cell_id: Optional[str], metadata: Union[str, Mapping[str, Any], None]
+             ) -> gw.AddCellRequest:
+    req = gw.AddCellRequest(kernel_id=kernel_id, source=source, cell_type=cell_type(cell_type_),
+                            cell_id=cell_id or "", metadata=metadata_json(metadata) or "")
+    if index is not None:
+        req.index = index
+    return req
+
+
+def edit_cell(kernel_id: str, cell_id: str, source: str, cell_type_: Any,
+              metadata: Union[str, Mapping[str, Any], None]) -> gw.EditCellRequest:
+    req = gw.EditCellRequest(kernel_id=kernel_id, cell_id=cell_id, source=source,
+                             cell_type=cell_type(cell_type_))
+    md = metadata_json(metadata)
+    if md is not None:
+        req.metadata = md
+    return req
+
+
+def run_all(kernel_id: str, stop_on_error: bool, timeout: Optional[float]) -> gw.RunAllRequest:
+    return gw.RunAllRequest(kernel_id=kernel_id, stop_on_error=bool(stop_on_error),
+                            timeout_ms=timeout_ms(timeout))

@@ -1,0 +1,368 @@
+"""The synchronous cellgate client.
+
+    from cellgate import Client
+
+    with Client("127.0.0.1:50051") as client, client.start_kernel() as kernel:
+        cell = kernel.add_cell("print('hi'); 6 * 7")
+        result = kernel.run_cell(cell.cell_id)
+        print(result.status, result.text)        # OK hi\\n42\\n
+
+Every method raises a :mod:`cellgate.errors` subclass of ``CellgateError`` when the RPC fails
+(never a raw ``grpc.RpcError``). The RPCs' behaviour and errors are documented in docs/api.md.
+"""
+from __future__ import annotations
+
+import threading
+from typing import (Any, Callable, Iterator, List, Mapping, Optional, Type,
+                    Union)
+
+import grpc
+
+from cellgate import _requests as rq
+from cellgate.errors import (CellgateError, NotFound, OutOfRange, StreamGap,
+                             from_rpc_error)
+from cellgate.types import (Cell, ExecutionResult, KernelInfo, KernelSpec, Notebook,
+                            RunAllResult, ServerInfo)
+from cellgate.v1 import execution_pb2, kernel_gateway_pb2 as gw
+from cellgate.v1 import kernel_gateway_pb2_grpc as gw_grpc
+
+__all__ = ["Client", "Kernel", "OutputStream", "ReconnectHook"]
+
+_UNSET: Any = object()
+
+#: Called before each reconnect of an :class:`OutputStream` with the error that ended the
+#: previous attempt and the attempt number (1 for the first retry since the last progress).
+ReconnectHook = Callable[[CellgateError, int], None]
+
+
+class Client:
+    """A connection to a cellgate server.
+
+    Args:
+        target: ``HOST:PORT`` or ``unix:/path``.
+        token: bearer token, sent as ``authorization: Bearer <token>`` on every call.
+        options: extra gRPC channel options (a list of pairs or a dict); the receive size limit
+            is unlimited by default because results and notebooks can exceed 4 MiB.
+        rpc_timeout: a deadline in seconds for the calls that do not run code (everything but
+            RunCell, RunAll, Execute and StreamOutputs); ``None`` = no deadline.
+    """
+
+    def __init__(self, target: str, token: Optional[str] = None, *,
+                 options: rq.ChannelOptions = None, rpc_timeout: Optional[float] = None) -> None:
+        self.target = target
+        self._channel = grpc.insecure_channel(target, options=rq.channel_options(options))
+        self._stub = gw_grpc.KernelGatewayStub(self._channel)
+        self._metadata = rq.auth_metadata(token)
+        self._rpc_timeout = rpc_timeout
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def _call(self, method: str, request: Any, timeout: Optional[float] = _UNSET) -> Any:
+        if timeout is _UNSET:
+            timeout = self._rpc_timeout
+        try:
+            return getattr(self._stub, method)(request, metadata=self._metadata, timeout=timeout)
+        except grpc.RpcError as e:
+            raise from_rpc_error(e) from e
+
+    def close(self) -> None:
+        """Closes the channel (kernels keep running on the server)."""
+        self._channel.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # -- kernels ----------------------------------------------------------------------------
+
+    def start_kernel(self, kernel_spec: str = "", *, env: Optional[Mapping[str, str]] = None,
+                     limits: rq.LimitsArg = None, labels: Optional[Mapping[str, str]] = None,
+                     notebook_ipynb: Optional[rq.IpynbArg] = None,
+                     idle_timeout_seconds: int = 0,
+                     timeout: Optional[float] = _UNSET) -> "Kernel":
+        """Starts a kernel (``kernel_spec`` empty = the server's default, ``python3``) and
+        returns once it answered ``kernel_info``. ``limits``: a ``ResourceLimits`` or a dict
+        such as ``{"address_space_bytes": 2 << 30}`` (only tighter than the server's caps).
+        ``notebook_ipynb``: .ipynb bytes / JSON text / dict / path whose cells become the
+        notebook (nothing is run). Use the returned kernel as a context manager to shut it
+        down at the end."""
+        req = rq.start_kernel(kernel_spec, env, limits, labels, notebook_ipynb,
+                              idle_timeout_seconds)
+        info = KernelInfo.from_proto(self._call("StartKernel", req, timeout))
+        return Kernel(self, info.kernel_id, info)
+
+    def kernel(self, kernel_id: str, *, check: bool = True) -> "Kernel":
+        """A handle on an existing kernel; with ``check`` (default) GetKernel is called first,
+        so an unknown id raises ``NotFound`` here."""
+        info = self.get_kernel(kernel_id) if check else None
+        return Kernel(self, kernel_id, info)
+
+    def get_kernel(self, kernel_id: str) -> KernelInfo:
+        return KernelInfo.from_proto(self._call("GetKernel", gw.GetKernelRequest(kernel_id=kernel_id)))
+
+    def list_kernels(self, labels: Optional[Mapping[str, str]] = None) -> List[KernelInfo]:
+        """Every kernel (any state) carrying all of ``labels`` with those values."""
+        resp = self._call("ListKernels", gw.ListKernelsRequest(label_selector=dict(labels or {})))
+        return [KernelInfo.from_proto(k) for k in resp.kernels]
+
+    def kernel_specs(self) -> List[KernelSpec]:
+        """The kernelspecs StartKernel accepts, sorted by name."""
+        resp = self._call("ListKernelSpecs", gw.ListKernelSpecsRequest())
+        return [KernelSpec.from_proto(s) for s in resp.kernel_specs]
+
+    def server_info(self, *, timeout: Optional[float] = _UNSET) -> ServerInfo:
+        """Version, sandbox layers, caps, defaults, kernel counts (the protobuf message)."""
+        return self._call("GetServerInfo", gw.GetServerInfoRequest(), timeout)
+
+
+class Kernel:
+    """A handle on one kernel: its notebook, executions and event stream.
+
+    As a context manager it shuts the kernel down on exit.
+    """
+
+    def __init__(self, client: Client, kernel_id: str, info: Optional[KernelInfo] = None) -> None:
+        self._client = client
+        self.id: str = kernel_id
+        #: What the server last said about this kernel when the handle was made (may be None).
+        self.initial_info: Optional[KernelInfo] = info
+
+    @property
+    def kernel_id(self) -> str:
+        return self.id
+
+    def __repr__(self) -> str:
+        return f"Kernel({self.id!r})"
+
+    def __enter__(self) -> "Kernel":
+        return self
+
+    def __exit__(self, exc_type: Optional[Type[BaseException]], *exc: Any) -> None:
+        try:
+            self.shutdown()
+        except NotFound:
+            pass
+        except CellgateError:
+            if exc_type is None:
+                raise
+
+    def _call(self, method: str, request: Any, timeout: Optional[float] = _UNSET) -> Any:
+        return self._client._call(method, request, timeout)
+
+    # -- kernel -----------------------------------------------------------------------------
+
+    def info(self) -> KernelInfo:
+        """GetKernel: state, language, counts, ``last_seq``, limits, death reason…"""
+        return self._client.get_kernel(self.id)
+
+    def interrupt(self) -> KernelInfo:
+        """Interrupts the running execution; queued ones end CANCELLED. Returns at once."""
+        return KernelInfo.from_proto(
+            self._call("InterruptKernel", gw.InterruptKernelRequest(kernel_id=self.id)))
+
+    def restart(self) -> KernelInfo:
+        """Replaces the kernel process (variables lost, cells kept and marked STALE)."""
+        return KernelInfo.from_proto(
+            self._call("RestartKernel", gw.RestartKernelRequest(kernel_id=self.id)))
+
+    def shutdown(self) -> None:
+        """Shuts the kernel down (graceful, then forced); later calls raise NotFound."""
+        self._call("ShutdownKernel", gw.ShutdownKernelRequest(kernel_id=self.id))
+
+    # -- cells ------------------------------------------------------------------------------
+
+    def add_cell(self, source: str, *, cell_type: str = "code", index: Optional[int] = None,
+                 cell_id: Optional[str] = None,
+                 metadata: Union[str, Mapping[str, Any], None] = None) -> Cell:
+        """Adds a cell (appended unless ``index`` is given). A client-chosen ``cell_id`` makes
+        retries idempotent: the same id again raises ``AlreadyExists``."""
+        return Cell.from_proto(self._call("AddCell", rq.add_cell(
+            self.id, source, cell_type, index, cell_id, metadata)))
+
+    def edit_cell(self, cell_id: str, source: str, *, cell_type: Optional[str] = None,
+                  metadata: Union[str, Mapping[str, Any], None] = None) -> Cell:
+        """Replaces the cell's source (always pass the full source); ``cell_type`` /
+        ``metadata`` None = unchanged."""
+        return Cell.from_proto(self._call("EditCell", rq.edit_cell(
+            self.id, cell_id, source, cell_type, metadata)))
+
+    def delete_cell(self, cell_id: str) -> None:
+        self._call("DeleteCell", gw.DeleteCellRequest(kernel_id=self.id, cell_id=cell_id))
+
+    def move_cell(self, cell_id: str, index: int) -> Cell:
+        """Moves the cell to position ``index`` (0..count-1)."""
+        return Cell.from_proto(self._call(
+            "MoveCell", gw.MoveCellRequest(kernel_id=self.id, cell_id=cell_id, index=index)))
+
+    def cell(self, cell_id: str) -> Cell:
+        return Cell.from_proto(self._call(
+            "GetCell", gw.GetCellRequest(kernel_id=self.id, cell_id=cell_id)))
+
+    def notebook(self) -> Notebook:
+        """Every cell in order with stored outputs, and the ``last_seq`` the snapshot includes."""
+        return Notebook.from_proto(self._call(
+            "GetNotebook", gw.GetNotebookRequest(kernel_id=self.id)))
+
+    def export_ipynb(self) -> bytes:
+        """The notebook as nbformat 4.5 JSON bytes."""
+        return self._call("ExportNotebook", gw.ExportNotebookRequest(kernel_id=self.id)).ipynb
+
+    def import_ipynb(self, data: rq.IpynbArg, replace: bool = False) -> Notebook:
+        """Imports .ipynb cells (bytes, JSON text, a dict/NotebookNode or a path); appended, or
+        replacing the notebook with ``replace=True``. Nothing is run."""
+        return Notebook.from_proto(self._call("ImportNotebook", gw.ImportNotebookRequest(
+            kernel_id=self.id, ipynb=rq.ipynb_bytes(data), replace=replace)))
+
+    # -- execution --------------------------------------------------------------------------
+
+    def run_cell(self, cell_id: str, *, timeout: Optional[float] = None,
+                 on_timeout: str = "interrupt") -> ExecutionResult:
+        """Runs a code cell and waits for its result. ``timeout`` (seconds, None = the server's
+        default) counts from when the kernel starts it; at expiry the kernel is interrupted
+        (``on_timeout="interrupt"``) or left running (``"keep_running"``) and the result is
+        ``TIMEOUT``. Failures of the code are results (``status``), not exceptions."""
+        req = gw.RunCellRequest(kernel_id=self.id, cell_id=cell_id,
+                                timeout_ms=rq.timeout_ms(timeout), on_timeout=rq.on_timeout(on_timeout))
+        return ExecutionResult.from_proto(self._call("RunCell", req, None))
+
+    def run_all(self, *, stop_on_error: bool = True, timeout: Optional[float] = None) -> RunAllResult:
+        """Runs every non-empty code cell in order; ``timeout`` is per cell (seconds)."""
+        return RunAllResult.from_proto(self._call(
+            "RunAll", rq.run_all(self.id, stop_on_error, timeout), None))
+
+    def execute(self, code: str, *, timeout: Optional[float] = None,
+                on_timeout: str = "interrupt") -> ExecutionResult:
+        """Runs scratch code (not stored as a cell) in the kernel's queue."""
+        req = gw.ExecuteRequest(kernel_id=self.id, code=code, timeout_ms=rq.timeout_ms(timeout),
+                                on_timeout=rq.on_timeout(on_timeout))
+        return ExecutionResult.from_proto(self._call("Execute", req, None))
+
+    def stream_outputs(self, after_seq: int = 0, follow: bool = True, *,
+                       cell_id: Optional[str] = None, execution_id: Optional[str] = None,
+                       max_retries: int = 5, backoff: float = 0.05, max_backoff: float = 2.0,
+                       on_reconnect: Optional[ReconnectHook] = None) -> "OutputStream":
+        """The kernel's events with ``seq > after_seq``, then (``follow``) live ones.
+
+        Returns an :class:`OutputStream`: iterate it for ``OutputEvent`` protobuf messages.
+        It reconnects by itself (from the last seq it yielded) when the stream breaks with
+        UNAVAILABLE, RESOURCE_EXHAUSTED (cut off for falling behind) or INTERNAL, at most
+        ``max_retries`` times in a row without progress, so it never yields a gap or a
+        duplicate; when a gap cannot be avoided it raises :class:`~cellgate.errors.StreamGap`
+        (an ``OutOfRange``) carrying ``last_seq``. It ends when ``follow`` is False and the log
+        was replayed, or when the kernel is shut down. ``close()`` stops it (also from another
+        thread)."""
+        return OutputStream(self._client, self.id, after_seq=after_seq, follow=follow,
+                            cell_id=cell_id, execution_id=execution_id, max_retries=max_retries,
+                            backoff=backoff, max_backoff=max_backoff, on_reconnect=on_reconnect)
+
+
+class OutputStream(Iterator[execution_pb2.OutputEvent]):
+    """A resumable ``StreamOutputs`` (see :meth:`Kernel.stream_outputs`).
+
+    Attributes:
+        last_seq: seq of the last event yielded (``after_seq`` before the first).
+        reconnects: how many times the stream was reopened.
+        errors: the errors that caused those reconnects, in order.
+    """
+
+    def __init__(self, client: Client, kernel_id: str, *, after_seq: int = 0, follow: bool = True,
+                 cell_id: Optional[str] = None, execution_id: Optional[str] = None,
+                 max_retries: int = 5, backoff: float = 0.05, max_backoff: float = 2.0,
+                 on_reconnect: Optional[ReconnectHook] = None) -> None:
+        self._client = client
+        self.kernel_id = kernel_id
+        self.follow = follow
+        self.cell_id = cell_id or ""
+        self.execution_id = execution_id or ""
+        self.max_retries = max_retries
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.on_reconnect = on_reconnect
+        self.last_seq: int = after_seq
+        self.reconnects: int = 0
+        self.errors: List[CellgateError] = []
+        self._yielded_any = False
+        self._attempt = 0           # reconnects since the last event yielded
+        self._closed = False
+        self._done = False
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._call: Any = self._open()   # the RPC starts now, not at the first next()
+
+    @property
+    def filtered(self) -> bool:
+        return bool(self.cell_id or self.execution_id)
+
+    def _open(self) -> Any:
+        req = gw.StreamOutputsRequest(kernel_id=self.kernel_id, after_seq=self.last_seq,
+                                      follow=self.follow, cell_id=self.cell_id,
+                                      execution_id=self.execution_id)
+        return self._client._stub.StreamOutputs(req, metadata=self._client._metadata)
+
+    def __iter__(self) -> "OutputStream":
+        return self
+
+    def __next__(self) -> execution_pb2.OutputEvent:
+        while True:
+            if self._done or self._closed:
+                raise StopIteration
+            try:
+                event = next(self._call)
+            except StopIteration:
+                self._done = True
+                raise
+            except grpc.RpcError as e:
+                if self._closed:
+                    raise StopIteration from None
+                err = from_rpc_error(e)
+                if err.code in rq.RETRYABLE_STREAM_CODES and self._attempt < self.max_retries:
+                    self._reconnect(err)
+                    continue
+                self._done = True
+                if isinstance(err, OutOfRange):
+                    raise StreamGap(err.code, err.message, last_seq=self.last_seq) from e
+                raise err from e
+            if event.seq <= self.last_seq:
+                continue  # already yielded (defensive: the server never resends)
+            if not self.filtered and (self._yielded_any or self.last_seq > 0) \
+                    and event.seq != self.last_seq + 1:
+                self._done = True
+                self.cancel()
+                raise StreamGap(message=f"events {self.last_seq + 1}..{event.seq - 1} are missing "
+                                        f"from the stream", last_seq=self.last_seq)
+            self.last_seq = event.seq
+            self._yielded_any = True
+            self._attempt = 0
+            return event
+
+    def _reconnect(self, err: CellgateError) -> None:
+        self._attempt += 1
+        self.reconnects += 1
+        self.errors.append(err)
+        if self.on_reconnect is not None:
+            self.on_reconnect(err, self._attempt)
+        # A reader cut off for being slow may retry at once; otherwise back off.
+        if not (err.code == grpc.StatusCode.RESOURCE_EXHAUSTED and self._attempt == 1):
+            delay = min(self.max_backoff, self.backoff * (2 ** (self._attempt - 1)))
+            if self._wake.wait(delay):  # close() interrupts the wait
+                return
+        with self._lock:
+            if not self._closed:
+                self._call = self._open()
+
+    def cancel(self) -> None:
+        """Stops the stream; a pending ``next()`` (also in another thread) ends the iteration."""
+        with self._lock:
+            self._closed = True
+            self._wake.set()
+            self._call.cancel()
+
+    close = cancel
+
+    def __enter__(self) -> "OutputStream":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.cancel()
