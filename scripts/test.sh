@@ -8,4 +8,9 @@ build_dir="${BUILD_DIR:-$repo/build}"
 BUILD_DIR="$build_dir" "$repo/scripts/build.sh" -DCELLGATE_BUILD_TESTS=ON
 # Kernels take a core each while they start: two tests at a time suits small machines.
 ctest --test-dir "$build_dir" --output-on-failure --no-tests=error --timeout 600 -j2
+# The clients, against the server just built; and the generated code must match proto/.
+"$repo/scripts/gen-clients.sh" --check
+CELLGATE_BINARY="$build_dir/server/cellgate" /usr/bin/python3 -m pytest "$repo/client/python/tests" \
+  -q -p no:cacheprovider
+CELLGATE_BINARY="$build_dir/server/cellgate" "$repo/client/go/run-tests.sh"
 "$repo/scripts/fuzz-smoke.sh"
