@@ -20,8 +20,9 @@ import grpc
 import grpc.aio
 
 from cellgate import _requests as rq
+from cellgate._resume import _ResumeState
 from cellgate.client import ReconnectHook
-from cellgate.errors import CellgateError, NotFound, OutOfRange, StreamGap, from_rpc_error
+from cellgate.errors import CellgateError, NotFound, StreamGap, from_rpc_error
 from cellgate.types import (Cell, ExecutionResult, KernelInfo, KernelSpec, Notebook,
                             RunAllResult, ServerInfo)
 from cellgate.v1 import execution_pb2, kernel_gateway_pb2 as gw
@@ -199,7 +200,7 @@ class Kernel:
                             backoff=backoff, max_backoff=max_backoff, on_reconnect=on_reconnect)
 
 
-class OutputStream(AsyncIterator[execution_pb2.OutputEvent]):
+class OutputStream(_ResumeState, AsyncIterator[execution_pb2.OutputEvent]):
     """A resumable asyncio ``StreamOutputs``; attributes as :class:`cellgate.OutputStream`."""
 
     def __init__(self, client: Client, kernel_id: str, *, after_seq: int = 0, follow: bool = True,
@@ -207,32 +208,15 @@ class OutputStream(AsyncIterator[execution_pb2.OutputEvent]):
                  max_retries: int = 5, backoff: float = 0.05, max_backoff: float = 2.0,
                  on_reconnect: Optional[ReconnectHook] = None) -> None:
         self._client = client
-        self.kernel_id = kernel_id
-        self.follow = follow
-        self.cell_id = cell_id or ""
-        self.execution_id = execution_id or ""
-        self.max_retries = max_retries
-        self.backoff = backoff
-        self.max_backoff = max_backoff
-        self.on_reconnect = on_reconnect
-        self.last_seq: int = after_seq
-        self.reconnects: int = 0
-        self.errors: List[CellgateError] = []
-        self._yielded_any = False
-        self._attempt = 0
+        super().__init__(kernel_id, after_seq=after_seq, follow=follow, cell_id=cell_id,
+                         execution_id=execution_id, max_retries=max_retries, backoff=backoff,
+                         max_backoff=max_backoff, on_reconnect=on_reconnect)
         self._closed = False
         self._done = False
         self._call: Any = self._open()
 
-    @property
-    def filtered(self) -> bool:
-        return bool(self.cell_id or self.execution_id)
-
     def _open(self) -> Any:
-        req = gw.StreamOutputsRequest(kernel_id=self.kernel_id, after_seq=self.last_seq,
-                                      follow=self.follow, cell_id=self.cell_id,
-                                      execution_id=self.execution_id)
-        return self._client._stub.StreamOutputs(req, metadata=self._client._metadata)
+        return self._client._stub.StreamOutputs(self._request(), metadata=self._client._metadata)
 
     def __aiter__(self) -> "OutputStream":
         return self
@@ -251,37 +235,27 @@ class OutputStream(AsyncIterator[execution_pb2.OutputEvent]):
                 if self._closed:
                     raise StopAsyncIteration from None
                 err = from_rpc_error(e)
-                if err.code in rq.RETRYABLE_STREAM_CODES and self._attempt < self.max_retries:
+                if self._should_retry(err):
                     await self._reconnect(err)
                     continue
                 self._done = True
-                if isinstance(err, OutOfRange):
-                    raise StreamGap(err.code, err.message, last_seq=self.last_seq) from e
-                raise err from e
+                raise self._final_error(err) from e
             if event is grpc.aio.EOF:
                 self._done = True
                 raise StopAsyncIteration
-            if event.seq <= self.last_seq:
-                continue
-            if not self.filtered and (self._yielded_any or self.last_seq > 0) \
-                    and event.seq != self.last_seq + 1:
+            try:
+                if not self._admit(event):
+                    continue
+            except StreamGap:
                 self._done = True
                 self.cancel()
-                raise StreamGap(message=f"events {self.last_seq + 1}..{event.seq - 1} are missing "
-                                        f"from the stream", last_seq=self.last_seq)
-            self.last_seq = event.seq
-            self._yielded_any = True
-            self._attempt = 0
+                raise
             return event
 
     async def _reconnect(self, err: CellgateError) -> None:
-        self._attempt += 1
-        self.reconnects += 1
-        self.errors.append(err)
-        if self.on_reconnect is not None:
-            self.on_reconnect(err, self._attempt)
-        if not (err.code == grpc.StatusCode.RESOURCE_EXHAUSTED and self._attempt == 1):
-            await asyncio.sleep(min(self.max_backoff, self.backoff * (2 ** (self._attempt - 1))))
+        delay = self._count_reconnect(err)
+        if delay is not None:
+            await asyncio.sleep(delay)
         if not self._closed:
             self._call = self._open()
 
