@@ -91,6 +91,23 @@ ABSL_FLAG(int64_t, max_file_size_bytes, 1ll << 30, "Per-kernel file size limit (
 ABSL_FLAG(bool, allow_network, false,
           "With --sandbox=bwrap: whether kernels get the network by default (requests may ask "
           "for no network either way)");
+ABSL_FLAG(bool, restart_on_death, true,
+          "Restart a kernel that died unexpectedly (notebook kept, cells STALE)");
+ABSL_FLAG(int, max_restarts, 3,
+          "Most automatic restarts within --restart-window-seconds; then the kernel stays DEAD");
+ABSL_FLAG(int, restart_window_seconds, 300, "The window --max-restarts counts deaths in");
+ABSL_FLAG(int, restart_backoff_ms, 500,
+          "Wait before an automatic restart; doubles with each death in the window");
+ABSL_FLAG(int, idle_timeout_seconds, 0,
+          "Shut down a kernel idle this long (nothing running, no StreamOutputs reader, no call "
+          "naming it) when its request gave no idle_timeout_seconds; 0 = never");
+ABSL_FLAG(int, max_idle_timeout_seconds, 0,
+          "Largest idle_timeout_seconds a request may ask for; 0 = no cap");
+ABSL_FLAG(int, max_kernel_lifetime_seconds, 0,
+          "Shut down any kernel this old, busy or not; 0 = no limit");
+ABSL_FLAG(int64_t, output_hard_cap_bytes, 0,
+          "Interrupt an execution once it has printed this many bytes (its stored outputs stop "
+          "at --max-output-bytes long before); 0 = 8 x --max-output-bytes");
 ABSL_FLAG(int, kernel_uid_base, 200000,
           "When root: kernels run as uids [base, base + --max-kernels) (gid = uid). Leftover "
           "processes of those uids are killed, so two servers on one host need disjoint ranges");
@@ -153,6 +170,14 @@ session::GatewayConfig ConfigFromFlags(kernel::SandboxMode mode) {
   config.max_ipynb_bytes = absl::GetFlag(FLAGS_max_ipynb_bytes);
   config.event_log_max_bytes = absl::GetFlag(FLAGS_event_log_bytes);
   config.stream_max_lag_bytes = absl::GetFlag(FLAGS_stream_max_lag_bytes);
+  config.output_hard_cap_bytes = absl::GetFlag(FLAGS_output_hard_cap_bytes);
+  config.restart_policy.restart_on_death = absl::GetFlag(FLAGS_restart_on_death);
+  config.restart_policy.max_restarts = absl::GetFlag(FLAGS_max_restarts);
+  config.restart_policy.window = absl::Seconds(absl::GetFlag(FLAGS_restart_window_seconds));
+  config.restart_policy.backoff = absl::Milliseconds(absl::GetFlag(FLAGS_restart_backoff_ms));
+  config.default_idle_timeout_seconds = absl::GetFlag(FLAGS_idle_timeout_seconds);
+  config.max_idle_timeout_seconds = absl::GetFlag(FLAGS_max_idle_timeout_seconds);
+  config.max_kernel_lifetime = absl::Seconds(absl::GetFlag(FLAGS_max_kernel_lifetime_seconds));
   kernel::ResourceLimits limits;
   limits.address_space_bytes = static_cast<uint64_t>(absl::GetFlag(FLAGS_memory_limit_bytes));
   limits.cpu_seconds = static_cast<uint64_t>(absl::GetFlag(FLAGS_cpu_limit_seconds));

@@ -70,6 +70,8 @@ func startServer(binary, dir string, uidBase int, extra ...string) (*server, err
 		"--kernel-uid-base=" + strconv.Itoa(uidBase),
 		"--max-kernels=32",
 		"--drain-seconds=2",
+		// These tests watch a killed kernel stay DEAD; the server's own suite tests restarts.
+		"--restart-on-death=false",
 	}, extra...)
 	cmd := exec.Command(binary, args...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile

@@ -77,7 +77,9 @@ absl::StatusOr<std::shared_ptr<session::KernelSession>> KernelGatewayService::Au
     grpc::CallbackServerContext* context, const std::string& kernel_id) const {
   if (absl::Status status = CheckAuth(context); !status.ok()) return status;
   if (absl::Status status = ValidateKernelId(kernel_id); !status.ok()) return status;
-  return registry_.Find(kernel_id);
+  absl::StatusOr<std::shared_ptr<session::KernelSession>> session = registry_.Find(kernel_id);
+  if (session.ok()) (*session)->Touch();  // any call naming a kernel keeps it from idling out
+  return session;
 }
 
 session::ExecutionOptions KernelGatewayService::ExecutionOptionsFor(

@@ -14,7 +14,9 @@ StreamOutputsReactor::StreamOutputsReactor(std::shared_ptr<session::EventLog> lo
       execution_id_(std::move(execution_id)),
       max_lag_bytes_(max_lag_bytes),
       last_seq_(after_seq),
-      delivered_seq_(after_seq) {}
+      delivered_seq_(after_seq) {
+  if (log_ != nullptr) log_->AddReader();
+}
 
 void StreamOutputsReactor::Begin() {
   // Reject a resume point that is already gone before sending anything.
@@ -155,6 +157,7 @@ void StreamOutputsReactor::OnDone() {
   // After this, the wake callback is neither running nor will it run (a no-op for a wait
   // that already fired and returned).
   if (id != 0) log_->CancelWait(id);
+  if (log_ != nullptr) log_->RemoveReader();
   delete this;
 }
 

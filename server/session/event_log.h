@@ -1,5 +1,7 @@
 #pragma once
 
+#include <atomic>
+
 #include <cstddef>
 #include <cstdint>
 #include <deque>
@@ -95,6 +97,11 @@ class EventLog {
   void Close() ABSL_LOCKS_EXCLUDED(mu_);
   bool closed() const ABSL_LOCKS_EXCLUDED(mu_);
 
+  // How many streams are reading this log right now (a kernel with readers isn't idle).
+  void AddReader() { readers_.fetch_add(1); }
+  void RemoveReader() { readers_.fetch_sub(1); }
+  int readers() const { return readers_.load(); }
+
  private:
   struct Waiter {
     int64_t after_seq;
@@ -120,6 +127,7 @@ class EventLog {
   void RunWakeups(const std::vector<WaitId>& ids) ABSL_LOCKS_EXCLUDED(mu_);
   int64_t FirstRetainedSeq() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
+  std::atomic<int> readers_{0};
   const int64_t max_bytes_;
   const int64_t first_seq_;
 

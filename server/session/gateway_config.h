@@ -8,8 +8,17 @@
 
 namespace cellgate::session {
 
+// What happens when a kernel process dies unexpectedly.
+struct RestartPolicy {
+  bool restart_on_death = true;
+  int max_restarts = 3;                         // within `window`; beyond it the kernel stays DEAD
+  absl::Duration window = absl::Minutes(5);
+  absl::Duration backoff = absl::Milliseconds(500);  // doubles with each death in the window
+};
+
 // The server's caps and defaults, from flags (or a config file). Requests may only tighten.
 struct GatewayConfig {
+  RestartPolicy restart_policy;
   // Kernels.
   int max_kernels = 64;
   std::string default_kernel_spec = "python3";
@@ -29,6 +38,7 @@ struct GatewayConfig {
   bool max_allow_network = true;
   absl::Duration startup_timeout = absl::Seconds(60);
   int default_idle_timeout_seconds = 0;  // 0 = never culled
+  absl::Duration max_kernel_lifetime = absl::ZeroDuration();  // 0 = none; busy or not
   int max_idle_timeout_seconds = 0;      // 0 = no cap
 
   // Notebook and outputs.
@@ -37,6 +47,8 @@ struct GatewayConfig {
   int64_t max_ipynb_bytes = 64 << 20;
   int64_t max_execution_output_bytes = 8 << 20;  // stored outputs of one cell / execution
   int64_t max_result_text_bytes = 256 << 10;     // ExecutionResult.text
+  // An execution that prints more than this is interrupted. 0 = 8 x max_execution_output_bytes.
+  int64_t output_hard_cap_bytes = 0;
 
   // Execution.
   int64_t default_timeout_ms = 0;  // 0 = no timeout

@@ -64,6 +64,8 @@ struct KernelSession::Execution {
   bool timed_out = false;
   bool reported = false;  // the caller already has its result (KEEP_RUNNING timeout)
   std::string kernel_msg_id;  // the execute_request's msg_id
+  int64_t output_bytes = 0;   // printed so far, stored or not
+  bool flooded = false;       // interrupted for printing past the hard cap
 };
 
 std::shared_ptr<KernelSession> KernelSession::Create(Params params) {
@@ -459,6 +461,7 @@ void KernelSession::StartNextLocked(Deferred& deferred) {
   running_ = execution;
   execution->started = true;
   execution->started_at = absl::Now();
+  TouchLocked();
   execution->generation = generation_;
   if (!execution->cell_id.empty()) {
     notebook_.BeginRun(execution->cell_id, execution->execution_id,
@@ -514,21 +517,36 @@ void KernelSession::OnIopub(uint64_t generation, const std::string& execution_id
   notebook::OutputList* outputs = execution.cell_id.empty()
                                       ? execution.scratch_outputs.get()
                                       : notebook_.outputs(execution.cell_id);
-  ApplyOutputLocked(execution.cell_id, execution_id, outputs, execution.scratch_outputs.get(),
-                    message);
+  const int64_t hard_cap = config_.output_hard_cap_bytes > 0
+                               ? config_.output_hard_cap_bytes
+                               : 8 * config_.max_execution_output_bytes;
+  const bool was_over_cap = hard_cap > 0 && execution.output_bytes > hard_cap;
+  execution.output_bytes += ApplyOutputLocked(execution.cell_id, execution_id, outputs,
+                                              execution.scratch_outputs.get(), message);
+  // A flood: output still arriving after the cap was crossed. Interrupt it rather than let it
+  // run on printing what nobody stores. (One big final flush of a finished cell is not one: an
+  // interrupt then would land while the kernel wraps the execution up.)
+  if (was_over_cap && !execution.flooded) {
+    execution.flooded = true;
+    execution.interrupted = true;
+    if (kernel_ != nullptr) kernel_->Interrupt();
+  }
 }
 
-void KernelSession::ApplyOutputLocked(const std::string& cell_id, const std::string& execution_id,
-                                      notebook::OutputList* outputs,
-                                      notebook::OutputList* scratch_outputs,
-                                      const protocol::Message& message) {
+int64_t KernelSession::ApplyOutputLocked(const std::string& cell_id,
+                                         const std::string& execution_id,
+                                         notebook::OutputList* outputs,
+                                         notebook::OutputList* scratch_outputs,
+                                         const protocol::Message& message) {
   const std::string type = message.msg_type();
   absl::StatusOr<notebook::IopubEffect> effect = notebook::ParseIopubOutput(type, message.content);
-  if (!effect.ok()) return;
+  if (!effect.ok()) return 0;
   v1::OutputEvent event;
   event.set_cell_id(cell_id);
   event.set_execution_id(execution_id);
+  int64_t bytes = 0;
   if (auto* output = std::get_if<v1::Output>(&*effect)) {
+    bytes = notebook::OutputList::OutputBytes(*output);
     // display_data reusing a display_id also replaces the earlier outputs with that id.
     if (std::optional<v1::DisplayUpdate> implied = notebook::ImpliedDisplayUpdate(*output)) {
       notebook_.ApplyDisplayUpdateEverywhere(*implied);
@@ -544,9 +562,10 @@ void KernelSession::ApplyOutputLocked(const std::string& cell_id, const std::str
     if (outputs != nullptr) outputs->Clear(clear->wait());
     *event.mutable_clear_output() = std::move(*clear);
   } else {
-    return;
+    return 0;
   }
   AppendEventLocked(std::move(event));
+  return bytes;
 }
 
 void KernelSession::OnLateIopub(uint64_t generation, const protocol::Message& message) {
@@ -678,6 +697,10 @@ void KernelSession::OnExecutionDone(uint64_t generation, const std::string& exec
           detail = absl::StrCat(
               "interrupted after ",
               absl::ToInt64Milliseconds(absl::Now() - execution->started_at), " ms");
+        } else if (execution->flooded) {
+          status = v1::EXECUTION_STATUS_INTERRUPTED;
+          detail = absl::StrCat("printed more than the output hard cap (",
+                                execution->output_bytes, " bytes); interrupted");
         } else if (execution->interrupted) {
           status = v1::EXECUTION_STATUS_INTERRUPTED;
           detail = "interrupted by InterruptKernel";
@@ -707,8 +730,7 @@ void KernelSession::OnExecutionDone(uint64_t generation, const std::string& exec
     running_ = nullptr;
     FinishLocked(execution, status, detail, deferred);
     if (status == v1::EXECUTION_STATUS_KERNEL_DIED) {
-      SetStateLocked(v1::KERNEL_STATE_DEAD, completion.reason);
-      CancelQueuedLocked(v1::EXECUTION_STATUS_KERNEL_DIED, completion.reason, deferred);
+      OnDeathLocked(completion.reason, deferred);
     } else {
       if (queue_.empty() && state_ == v1::KERNEL_STATE_BUSY) {
         SetStateLocked(v1::KERNEL_STATE_IDLE, "");
@@ -760,6 +782,7 @@ void KernelSession::FinishLocked(const std::shared_ptr<Execution>& execution,
                                  v1::ExecutionStatus status, std::string detail,
                                  Deferred& deferred) {
   v1::ExecutionResult result = BuildResultLocked(*execution, status, detail);
+  TouchLocked();
   if (execution->started) {
     // Output published after the reply (e.g. by a background thread) still finds its cell.
     recently_finished_.push_back(
@@ -880,14 +903,58 @@ void KernelSession::OnKernelExit(uint64_t generation, const std::string& reason)
     absl::MutexLock lock(&mutex_);
     if (generation != generation_ || closed_) return;
     if (state_ == v1::KERNEL_STATE_SHUTTING_DOWN || state_ == v1::KERNEL_STATE_RESTARTING) return;
-    last_death_reason_ = reason;
-    if (state_ != v1::KERNEL_STATE_DEAD) SetStateLocked(v1::KERNEL_STATE_DEAD, reason);
-    CancelQueuedLocked(v1::EXECUTION_STATUS_KERNEL_DIED, reason, deferred);
+    OnDeathLocked(reason, deferred);
   }
   RunDeferred(deferred);
 }
 
+void KernelSession::OnDeathLocked(const std::string& reason, Deferred& deferred) {
+  // The failed execution and the exit event both report one death: handle it once.
+  if (death_handled_generation_ == generation_) return;
+  death_handled_generation_ = generation_;
+  last_death_reason_ = reason;
+  CancelQueuedLocked(v1::EXECUTION_STATUS_KERNEL_DIED, reason, deferred);
+
+  const RestartPolicy& policy = config_.restart_policy;
+  const absl::Time now = absl::Now();
+  while (!recent_deaths_.empty() && now - recent_deaths_.front() > policy.window) {
+    recent_deaths_.pop_front();
+  }
+  recent_deaths_.push_back(now);
+  const int deaths = static_cast<int>(recent_deaths_.size());
+  if (!policy.restart_on_death || deaths > policy.max_restarts) {
+    const std::string why =
+        policy.restart_on_death
+            ? absl::StrCat(reason, "; not restarted: ", deaths, " deaths within ",
+                           absl::FormatDuration(policy.window), " (limit ", policy.max_restarts,
+                           ")")
+            : reason;
+    last_death_reason_ = why;
+    SetStateLocked(v1::KERNEL_STATE_DEAD, why);
+    return;
+  }
+  SetStateLocked(v1::KERNEL_STATE_DEAD, reason);
+  // Backoff doubles with each death in the window: base, 2 base, 4 base, ...
+  const absl::Duration backoff = policy.backoff * (1 << std::min(deaths - 1, 10));
+  std::weak_ptr<KernelSession> weak = weak_from_this();
+  const uint64_t dead_generation = generation_;
+  loop_.PostAfter(backoff, [weak, dead_generation, reason]() {
+    auto self = weak.lock();
+    if (self == nullptr) return;
+    {
+      absl::MutexLock lock(&self->mutex_);
+      // Someone restarted or shut it down meanwhile.
+      if (self->generation_ != dead_generation || self->state_ != v1::KERNEL_STATE_DEAD) return;
+    }
+    self->RestartFor(absl::StrCat("automatic restart after: ", reason), nullptr).IgnoreError();
+  });
+}
+
 absl::Status KernelSession::Restart(DoneCallback done) {
+  return RestartFor("restart requested", std::move(done));
+}
+
+absl::Status KernelSession::RestartFor(const std::string& reason, DoneCallback done) {
   Deferred deferred;
   std::unique_ptr<kernel::Kernel> old_kernel;
   {
@@ -901,7 +968,7 @@ absl::Status KernelSession::Restart(DoneCallback done) {
           absl::StrCat("kernel ", params_.kernel_id, " is already starting"));
     }
     TouchLocked();
-    SetStateLocked(v1::KERNEL_STATE_RESTARTING, "restart requested");
+    SetStateLocked(v1::KERNEL_STATE_RESTARTING, reason);
     ++generation_;  // callbacks of the old process are ignored from here on
     if (running_ != nullptr) {
       std::shared_ptr<Execution> execution = std::move(running_);
@@ -927,7 +994,29 @@ absl::Status KernelSession::Restart(DoneCallback done) {
   return absl::OkStatus();
 }
 
-void KernelSession::Shutdown(absl::AnyInvocable<void()> done) {
+void KernelSession::Touch() {
+  absl::MutexLock lock(&mutex_);
+  TouchLocked();
+}
+
+std::optional<std::string> KernelSession::CullReason(absl::Time now,
+                                                     absl::Duration max_lifetime) const {
+  absl::MutexLock lock(&mutex_);
+  if (closed_ || state_ == v1::KERNEL_STATE_SHUTTING_DOWN) return std::nullopt;
+  if (max_lifetime > absl::ZeroDuration() && now - created_at_ > max_lifetime) {
+    return absl::StrCat("max lifetime of ", absl::FormatDuration(max_lifetime), " reached");
+  }
+  const int idle_seconds = params_.idle_timeout_seconds;
+  if (idle_seconds <= 0 || running_ != nullptr || !queue_.empty() ||
+      event_log_->readers() > 0 || state_ == v1::KERNEL_STATE_STARTING ||
+      state_ == v1::KERNEL_STATE_RESTARTING) {
+    return std::nullopt;
+  }
+  if (now - last_activity_at_ < absl::Seconds(idle_seconds)) return std::nullopt;
+  return absl::StrCat("idle for ", idle_seconds, " s (idle_timeout_seconds)");
+}
+
+void KernelSession::Shutdown(absl::AnyInvocable<void()> done, const std::string& reason) {
   Deferred deferred;
   std::shared_ptr<kernel::Kernel> kernel;
   bool already = false;
@@ -935,7 +1024,7 @@ void KernelSession::Shutdown(absl::AnyInvocable<void()> done) {
     absl::MutexLock lock(&mutex_);
     already = closed_ || state_ == v1::KERNEL_STATE_SHUTTING_DOWN;
     if (!already) {
-      SetStateLocked(v1::KERNEL_STATE_SHUTTING_DOWN, "shutdown requested");
+      SetStateLocked(v1::KERNEL_STATE_SHUTTING_DOWN, reason);
       ++generation_;
       if (running_ != nullptr) {
         std::shared_ptr<Execution> execution = std::move(running_);

@@ -111,8 +111,17 @@ class KernelSession : public std::enable_shared_from_this<KernelSession> {
   absl::Status Interrupt() ABSL_LOCKS_EXCLUDED(mutex_);
   // Replaces the kernel process with a fresh one: executions CANCELLED, cells kept and STALE.
   absl::Status Restart(DoneCallback done) ABSL_LOCKS_EXCLUDED(mutex_);
-  // Graceful shutdown; `done` once the process is reaped and the event log closed.
-  void Shutdown(absl::AnyInvocable<void()> done) ABSL_LOCKS_EXCLUDED(mutex_);
+  // Graceful shutdown; `done` once the process is reaped and the event log closed. `reason`
+  // goes into the SHUTTING_DOWN kernel_status event.
+  void Shutdown(absl::AnyInvocable<void()> done,
+                const std::string& reason = "shutdown requested") ABSL_LOCKS_EXCLUDED(mutex_);
+
+  // A client used this kernel: it is not idle.
+  void Touch() ABSL_LOCKS_EXCLUDED(mutex_);
+  // Why this kernel should be shut down now (idle past its timeout with nothing running and
+  // no reader, or older than `max_lifetime`), or nullopt.
+  std::optional<std::string> CullReason(absl::Time now, absl::Duration max_lifetime) const
+      ABSL_LOCKS_EXCLUDED(mutex_);
 
  private:
   struct Execution;
@@ -133,9 +142,10 @@ class KernelSession : public std::enable_shared_from_this<KernelSession> {
   void OnLateIopub(uint64_t generation, const protocol::Message& message)
       ABSL_LOCKS_EXCLUDED(mutex_);
   // Stores an output message in `outputs` (may be null: event only) and the event log.
-  void ApplyOutputLocked(const std::string& cell_id, const std::string& execution_id,
-                         notebook::OutputList* outputs, notebook::OutputList* scratch_outputs,
-                         const protocol::Message& message) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  // Returns the bytes of output it carried.
+  int64_t ApplyOutputLocked(const std::string& cell_id, const std::string& execution_id,
+                            notebook::OutputList* outputs, notebook::OutputList* scratch_outputs,
+                            const protocol::Message& message) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
   void OnExecutionDone(uint64_t generation, const std::string& execution_id,
                        kernel::RequestCompletion completion) ABSL_LOCKS_EXCLUDED(mutex_);
   void OnTimeout(uint64_t generation, const std::string& execution_id) ABSL_LOCKS_EXCLUDED(mutex_);
@@ -155,6 +165,12 @@ class KernelSession : public std::enable_shared_from_this<KernelSession> {
   void LaunchKernelLocked(DoneCallback done, Deferred& deferred)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
   void OnKernelExit(uint64_t generation, const std::string& reason) ABSL_LOCKS_EXCLUDED(mutex_);
+  // The kernel process died unexpectedly: DEAD, queue cancelled, and a restart scheduled when
+  // the restart policy allows one.
+  void OnDeathLocked(const std::string& reason, Deferred& deferred)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  absl::Status RestartFor(const std::string& reason, DoneCallback done)
+      ABSL_LOCKS_EXCLUDED(mutex_);
   void SetStateLocked(v1::KernelState state, const std::string& reason)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
   void AppendEventLocked(v1::OutputEvent event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
@@ -175,6 +191,8 @@ class KernelSession : public std::enable_shared_from_this<KernelSession> {
   uint64_t generation_ ABSL_GUARDED_BY(mutex_) = 0;  // bumped per kernel process
   v1::KernelState state_ ABSL_GUARDED_BY(mutex_) = v1::KERNEL_STATE_STARTING;
   std::string last_death_reason_ ABSL_GUARDED_BY(mutex_);
+  uint64_t death_handled_generation_ ABSL_GUARDED_BY(mutex_) = 0;
+  std::deque<absl::Time> recent_deaths_ ABSL_GUARDED_BY(mutex_);  // within the policy window
   int restart_count_ ABSL_GUARDED_BY(mutex_) = 0;
   int execution_count_ ABSL_GUARDED_BY(mutex_) = 0;
   absl::Time last_activity_at_ ABSL_GUARDED_BY(mutex_);

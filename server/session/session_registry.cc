@@ -9,9 +9,35 @@
 
 namespace cellgate::session {
 
-SessionRegistry::SessionRegistry(RegistryDeps deps) : deps_(std::move(deps)) {}
+SessionRegistry::SessionRegistry(RegistryDeps deps) : deps_(std::move(deps)) {
+  ScheduleHousekeeping();
+}
 
-SessionRegistry::~SessionRegistry() = default;
+SessionRegistry::~SessionRegistry() {
+  alive_.reset();
+  // A housekeeping pass may be running on the loop right now: let it finish.
+  if (!deps_.loop->IsLoopThread()) deps_.loop->RunAndWait([] {});
+}
+
+void SessionRegistry::ScheduleHousekeeping() {
+  std::weak_ptr<SessionRegistry*> alive = alive_;
+  deps_.loop->PostAfter(deps_.housekeeping_interval, [alive]() {
+    std::shared_ptr<SessionRegistry*> registry = alive.lock();
+    if (registry == nullptr) return;
+    (*registry)->CullIdleKernels();
+    (*registry)->ScheduleHousekeeping();
+  });
+}
+
+void SessionRegistry::CullIdleKernels() {
+  const absl::Time now = absl::Now();
+  for (const auto& session : List()) {
+    if (std::optional<std::string> reason =
+            session->CullReason(now, deps_.config->max_kernel_lifetime)) {
+      session->Shutdown(nullptr, *reason);
+    }
+  }
+}
 
 absl::StatusOr<std::string> SessionRegistry::NewKernelId() const {
   unsigned char bytes[16];  // 128 random bits: unguessable

@@ -28,6 +28,7 @@ struct RegistryDeps {
   kernel::SandboxCapabilities capabilities;
   std::string runtime_dir;  // kernel dirs live here; keep it short
   std::string bwrap_path = "/usr/bin/bwrap";
+  absl::Duration housekeeping_interval = absl::Seconds(1);
 };
 
 // All live kernel sessions, by kernel id. Thread-safe.
@@ -62,8 +63,13 @@ class SessionRegistry {
   // Shuts every kernel down and waits until all are reaped (or `deadline`).
   void ShutdownAll(absl::Time deadline);
 
+  // Shuts down the kernels that are idle past their idle timeout or past the max lifetime.
+  // Runs by itself every `deps.housekeeping_interval` on the I/O loop.
+  void CullIdleKernels() ABSL_LOCKS_EXCLUDED(mutex_);
+
  private:
   absl::StatusOr<std::string> NewKernelId() const;
+  void ScheduleHousekeeping();
 
   RegistryDeps deps_;
   mutable absl::Mutex mutex_;
@@ -71,6 +77,8 @@ class SessionRegistry {
   int starting_ ABSL_GUARDED_BY(mutex_) = 0;  // sessions not yet in `sessions_`
   uint64_t next_dir_ ABSL_GUARDED_BY(mutex_) = 0;
   bool draining_ ABSL_GUARDED_BY(mutex_) = false;
+  // Housekeeping tasks hold a weak reference; gone once the registry is.
+  std::shared_ptr<SessionRegistry*> alive_ = std::make_shared<SessionRegistry*>(this);
 };
 
 }  // namespace cellgate::session

@@ -27,7 +27,13 @@ std::string MakeTempDir() {
   return ::mkdtemp(pattern);
 }
 
-class ErrorTest : public ServerSuite<DefaultFlags> {};
+// A killed kernel stays DEAD here, as a kernel does once its restarts are used up.
+struct NoRestartFlags {
+  static std::vector<std::string> Args() { return {"--restart-on-death=false"}; }
+  static std::vector<std::string> Env() { return {}; }
+  static std::string Token() { return ""; }
+};
+class ErrorTest : public ServerSuite<NoRestartFlags> {};
 
 TEST_F(ErrorTest, UnknownKernelAndCellAreNotFound) {
   v1::GetKernelRequest get;
@@ -169,7 +175,7 @@ struct SmallCapsFlags {
   static std::vector<std::string> Args() {
     return {"--max-kernels=1", "--max-cells=3", "--max-memory-limit-bytes=4294967296",
             "--memory-limit-bytes=4294967296", "--max-output-bytes=4096",
-            "--event-log-bytes=65536"};
+            "--output-hard-cap-bytes=1000000000", "--event-log-bytes=65536"};
   }
   static std::vector<std::string> Env() { return {}; }
   static std::string Token() { return ""; }

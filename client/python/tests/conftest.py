@@ -49,6 +49,8 @@ class Server:
             f"--kernel-uid-base={UID_BASE + 16 * Server._next_uid_block}",
             "--max-kernels=16",
             "--drain-seconds=2",
+            # These tests watch a killed kernel stay DEAD; the server's own suite tests restarts.
+            "--restart-on-death=false",
         ]
         Server._next_uid_block += 1
         if token is not None:
