@@ -10,6 +10,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "server/common/json_nesting.h"
 
 namespace cellgate::api {
 namespace {
@@ -120,8 +121,15 @@ absl::Status CheckCellType(int cell_type) {
   return absl::OkStatus();
 }
 
+constexpr size_t kMaxMetadataNesting = 256;
+
 absl::Status CheckMetadata(absl::string_view metadata) {
   if (metadata.empty()) return absl::OkStatus();
+  // The server re-serialises metadata, recursively: bound the depth before anything parses it.
+  if (FindExcessiveJsonNesting(metadata, kMaxMetadataNesting) != absl::string_view::npos) {
+    return Invalid("metadata", absl::StrCat("must not nest deeper than ", kMaxMetadataNesting,
+                                            " levels"));
+  }
   try {
     const nlohmann::json parsed = nlohmann::json::parse(metadata.begin(), metadata.end());
     if (!parsed.is_object()) {
@@ -131,6 +139,10 @@ absl::Status CheckMetadata(absl::string_view metadata) {
   } catch (const nlohmann::json::parse_error& e) {
     return Invalid("metadata",
                    absl::StrCat("must be a JSON object, got invalid JSON (at byte ", e.byte, ")"));
+  } catch (const nlohmann::json::exception&) {
+    // out_of_range for a number a double cannot hold (1e999). Its what() quotes the whole
+    // number, so it is not echoed.
+    return Invalid("metadata", "must be a JSON object, got invalid JSON (number out of range)");
   }
   return absl::OkStatus();
 }

@@ -7,6 +7,7 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "server/common/json_nesting.h"
 
 namespace cellgate::notebook {
 namespace {
@@ -46,8 +47,15 @@ absl::StatusOr<v1::CellType> ResolveCellType(v1::CellType type, v1::CellType uns
 }
 
 // Metadata as stored: JSON object text re-serialized, "" for empty or `{}`.
+constexpr size_t kMaxMetadataNesting = 256;
+
 absl::StatusOr<std::string> CanonicalMetadata(const std::string& text, absl::string_view field) {
   if (text.empty()) return std::string();
+  // dump() below recurses once per level: bound the depth first.
+  if (FindExcessiveJsonNesting(text, kMaxMetadataNesting) != absl::string_view::npos) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, " must not nest deeper than ", kMaxMetadataNesting, " levels"));
+  }
   const nlohmann::json parsed = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (parsed.is_discarded()) {
     return absl::InvalidArgumentError(absl::StrCat(field, " is not valid JSON"));

@@ -498,3 +498,23 @@ TEST_F(RequestValidationTest, MessagesEscapeWhatTheClientSent) {
 
 }  // namespace
 }  // namespace cellgate::api
+
+namespace cellgate::api {
+namespace {
+
+TEST(MetadataNestingTest, DeeplyNestedMetadataIsInvalidBeforeAnythingRecursesOverIt) {
+  session::GatewayConfig config;
+  v1::AddCellRequest request;
+  request.set_kernel_id("k1");
+  request.set_metadata("{\"a\":" + std::string(100000, '[') + std::string(100000, ']') + "}");
+  const absl::Status status = ValidateAddCell(request, config);
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(status.message()), ::testing::HasSubstr("metadata"));
+  EXPECT_THAT(std::string(status.message()), ::testing::HasSubstr("nest"));
+  // A reasonable depth is fine.
+  request.set_metadata("{\"a\":" + std::string(20, '[') + std::string(20, ']') + "}");
+  EXPECT_TRUE(ValidateAddCell(request, config).ok());
+}
+
+}  // namespace
+}  // namespace cellgate::api

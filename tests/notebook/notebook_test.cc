@@ -573,3 +573,18 @@ TEST_F(NotebookTest, LoadCellsAppliesOutputCap) {
 
 }  // namespace
 }  // namespace cellgate::notebook
+
+namespace cellgate::notebook {
+namespace {
+
+TEST(NotebookMetadataTest, DeeplyNestedMetadataIsRefusedNotRecursedOver) {
+  Notebook notebook({.max_cells = 0, .max_source_bytes = 0, .max_output_bytes = 0});
+  const std::string deep = "{\"a\":" + std::string(100000, '[') + std::string(100000, ']') + "}";
+  const absl::StatusOr<v1::Cell> cell = notebook.AddCell("x", v1::CELL_TYPE_CODE, std::nullopt,
+                                                         "", deep);
+  EXPECT_EQ(cell.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(notebook.size(), 0);
+}
+
+}  // namespace
+}  // namespace cellgate::notebook
