@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/util/time_util.h"
+#include "server/kernel/uid_pool.h"
 #include "server/notebook/iopub_output.h"
 #include "server/notebook/ipynb.h"
 #include "server/notebook/text_render.h"
@@ -982,6 +983,8 @@ absl::Status KernelSession::RestartFor(const std::string& reason, DoneCallback d
   }
   RunDeferred(deferred);
   old_kernel.reset();  // kills and reaps the old process group before the new one binds
+  // Processes that left the group (setsid) still run as the kernel's uid: end them too.
+  if (params_.launch.policy.uid >= 0) kernel::KillAllProcessesOfUid(params_.launch.policy.uid);
   {
     absl::MutexLock lock(&mutex_);
     if (closed_ || state_ != v1::KERNEL_STATE_RESTARTING) {
