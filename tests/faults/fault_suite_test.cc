@@ -69,20 +69,26 @@ constexpr absl::Duration kSettleDeadline = absl::Seconds(30);
 const char kToken[] = "fault-suite-token";
 
 // The token file (mode 0600, owned by the test's user: kernels with their own uid can't read
-// it), made once per test process.
+// it), made once per test process and removed when it exits.
 const std::string& TokenFile() {
-  static const std::string path = [] {
-    char pattern[] = "/tmp/cgfault-token-XXXXXX";
-    const int fd = ::mkstemp(pattern);
-    if (fd >= 0) {
-      const std::string line = absl::StrCat(kToken, "\n");
-      [[maybe_unused]] ssize_t written = ::write(fd, line.data(), line.size());
-      ::close(fd);
+  // A static object, so that the file goes when the process exits (an atexit handler would run
+  // after the path itself was destroyed).
+  struct File {
+    File() {
+      char pattern[] = "/tmp/cgfault-token-XXXXXX";
+      const int fd = ::mkstemp(pattern);
+      if (fd >= 0) {
+        const std::string line = absl::StrCat(kToken, "\n");
+        [[maybe_unused]] ssize_t written = ::write(fd, line.data(), line.size());
+        ::close(fd);
+      }
+      path = pattern;
     }
-    std::atexit([] { ::unlink(TokenFile().c_str()); });
-    return std::string(pattern);
-  }();
-  return path;
+    ~File() { ::unlink(path.c_str()); }
+    std::string path;
+  };
+  static const File file;
+  return file.path;
 }
 
 std::vector<std::string> LimitArgs() {
