@@ -97,12 +97,12 @@ void KernelSession::Start(DoneCallback done) {
   Deferred deferred;
   {
     absl::MutexLock lock(&mutex_);
-    LaunchKernelLocked(std::move(done), deferred);
+    LaunchKernelLocked(std::move(done));
   }
   RunDeferred(deferred);
 }
 
-void KernelSession::LaunchKernelLocked(DoneCallback done, Deferred&) {
+void KernelSession::LaunchKernelLocked(DoneCallback done) {
   const uint64_t generation = ++generation_;
   kernel::KernelOptions options;
   options.spec = params_.launch.spec;
@@ -131,7 +131,7 @@ void KernelSession::LaunchKernelLocked(DoneCallback done, Deferred&) {
         if (status.ok()) {
           self->SetStateLocked(v1::KERNEL_STATE_IDLE, "");
           // Executions asked for while the kernel was (re)starting start now.
-          self->StartNextLocked(deferred);
+          self->StartNextLocked();
         } else {
           self->last_death_reason_ = std::string(status.message());
           self->SetStateLocked(v1::KERNEL_STATE_DEAD, self->last_death_reason_);
@@ -352,7 +352,6 @@ std::shared_ptr<KernelSession::Execution> KernelSession::NewExecutionLocked(
 
 absl::Status KernelSession::RunCell(const std::string& cell_id, ExecutionOptions options,
                                     ResultCallback done) {
-  Deferred deferred;
   {
     absl::MutexLock lock(&mutex_);
     if (absl::Status status = CheckCanExecuteLocked(); !status.ok()) return status;
@@ -369,24 +368,21 @@ absl::Status KernelSession::RunCell(const std::string& cell_id, ExecutionOptions
     TouchLocked();
     auto execution = NewExecutionLocked(cell_id, cell->source(), options);
     execution->done = std::move(done);
-    EnqueueLocked(std::move(execution), deferred);
+    EnqueueLocked(std::move(execution));
   }
-  RunDeferred(deferred);
   return absl::OkStatus();
 }
 
 absl::Status KernelSession::Execute(const std::string& code, ExecutionOptions options,
                                     ResultCallback done) {
-  Deferred deferred;
   {
     absl::MutexLock lock(&mutex_);
     if (absl::Status status = CheckCanExecuteLocked(); !status.ok()) return status;
     TouchLocked();
     auto execution = NewExecutionLocked("", code, options);
     execution->done = std::move(done);
-    EnqueueLocked(std::move(execution), deferred);
+    EnqueueLocked(std::move(execution));
   }
-  RunDeferred(deferred);
   return absl::OkStatus();
 }
 
@@ -422,13 +418,13 @@ absl::Status KernelSession::RunAll(bool stop_on_error, absl::Duration per_cell_t
         done(std::move(result));
       });
     }
-    for (auto& execution : runs) EnqueueLocked(std::move(execution), deferred);
+    for (auto& execution : runs) EnqueueLocked(std::move(execution));
   }
   RunDeferred(deferred);
   return absl::OkStatus();
 }
 
-void KernelSession::EnqueueLocked(std::shared_ptr<Execution> execution, Deferred& deferred) {
+void KernelSession::EnqueueLocked(std::shared_ptr<Execution> execution) {
   if (!execution->cell_id.empty()) {
     if (absl::StatusOr<v1::Cell> cell = notebook_.GetCell(execution->cell_id); cell.ok()) {
       execution->state_before_queued = cell->state();
@@ -448,10 +444,10 @@ void KernelSession::EnqueueLocked(std::shared_ptr<Execution> execution, Deferred
                     });
   }
   queue_.push_back(std::move(execution));
-  if (running_ == nullptr) StartNextLocked(deferred);
+  if (running_ == nullptr) StartNextLocked();
 }
 
-void KernelSession::StartNextLocked(Deferred& deferred) {
+void KernelSession::StartNextLocked() {
   if (running_ != nullptr || queue_.empty() || kernel_ == nullptr) return;
   if (state_ != v1::KERNEL_STATE_IDLE && state_ != v1::KERNEL_STATE_BUSY &&
       state_ != v1::KERNEL_STATE_STARTING) {
@@ -493,7 +489,6 @@ void KernelSession::StartNextLocked(Deferred& deferred) {
       if (auto self = weak.lock()) self->OnTimeout(generation, execution_id);
     });
   }
-  (void)deferred;
 }
 
 void KernelSession::OnIopub(uint64_t generation, const std::string& execution_id,
@@ -736,7 +731,7 @@ void KernelSession::OnExecutionDone(uint64_t generation, const std::string& exec
       if (queue_.empty() && state_ == v1::KERNEL_STATE_BUSY) {
         SetStateLocked(v1::KERNEL_STATE_IDLE, "");
       }
-      StartNextLocked(deferred);
+      StartNextLocked();
     }
   }
   RunDeferred(deferred);
@@ -991,7 +986,7 @@ absl::Status KernelSession::RestartFor(const std::string& reason, DoneCallback d
       if (done) done(absl::FailedPreconditionError("kernel was shut down during restart"));
       return absl::OkStatus();
     }
-    LaunchKernelLocked(std::move(done), deferred);
+    LaunchKernelLocked(std::move(done));
   }
   RunDeferred(deferred);
   return absl::OkStatus();

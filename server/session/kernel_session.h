@@ -133,9 +133,8 @@ class KernelSession : public std::enable_shared_from_this<KernelSession> {
   std::shared_ptr<Execution> NewExecutionLocked(const std::string& cell_id, std::string code,
                                                 ExecutionOptions options)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
-  void EnqueueLocked(std::shared_ptr<Execution> execution, Deferred& deferred)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
-  void StartNextLocked(Deferred& deferred) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  void EnqueueLocked(std::shared_ptr<Execution> execution) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  void StartNextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
   void OnIopub(uint64_t generation, const std::string& execution_id,
                const protocol::Message& message) ABSL_LOCKS_EXCLUDED(mutex_);
   // IOPub output whose request has already finished (e.g. from a background thread).
@@ -162,8 +161,7 @@ class KernelSession : public std::enable_shared_from_this<KernelSession> {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
   void CancelQueuedLocked(v1::ExecutionStatus status, const std::string& detail,
                           Deferred& deferred) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
-  void LaunchKernelLocked(DoneCallback done, Deferred& deferred)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  void LaunchKernelLocked(DoneCallback done) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
   void OnKernelExit(uint64_t generation, const std::string& reason) ABSL_LOCKS_EXCLUDED(mutex_);
   // The kernel process died unexpectedly: DEAD, queue cancelled, and a restart scheduled when
   // the restart policy allows one.
