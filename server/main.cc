@@ -98,6 +98,12 @@ ABSL_FLAG(int, max_restarts, 3,
 ABSL_FLAG(int, restart_window_seconds, 300, "The window --max-restarts counts deaths in");
 ABSL_FLAG(int, restart_backoff_ms, 500,
           "Wait before an automatic restart; doubles with each death in the window");
+ABSL_FLAG(int, interrupt_escalation_seconds, 10,
+          "Kill (and so restart, per the restart policy) a kernel whose execution is still "
+          "running this long after the gateway interrupted it; 0 = never");
+ABSL_FLAG(int, unresponsive_kill_seconds, 30,
+          "Kill (and so restart) a kernel that stays silent this long after it was reported "
+          "not answering heartbeats; 0 = report only");
 ABSL_FLAG(int, idle_timeout_seconds, 0,
           "Shut down a kernel idle this long (nothing running, no StreamOutputs reader, no call "
           "naming it) when its request gave no idle_timeout_seconds; 0 = never");
@@ -175,6 +181,10 @@ session::GatewayConfig ConfigFromFlags(kernel::SandboxMode mode) {
   config.restart_policy.max_restarts = absl::GetFlag(FLAGS_max_restarts);
   config.restart_policy.window = absl::Seconds(absl::GetFlag(FLAGS_restart_window_seconds));
   config.restart_policy.backoff = absl::Milliseconds(absl::GetFlag(FLAGS_restart_backoff_ms));
+  config.restart_policy.interrupt_escalation =
+      absl::Seconds(absl::GetFlag(FLAGS_interrupt_escalation_seconds));
+  config.restart_policy.unresponsive_kill =
+      absl::Seconds(absl::GetFlag(FLAGS_unresponsive_kill_seconds));
   config.default_idle_timeout_seconds = absl::GetFlag(FLAGS_idle_timeout_seconds);
   config.max_idle_timeout_seconds = absl::GetFlag(FLAGS_max_idle_timeout_seconds);
   config.max_kernel_lifetime = absl::Seconds(absl::GetFlag(FLAGS_max_kernel_lifetime_seconds));

@@ -71,12 +71,15 @@ std::string LimitHint(const ExitStatus& status, const ResourceLimits& limits) {
     case SIGSEGV:
     case SIGABRT:
     case SIGBUS:
-    case SIGKILL:
+      // A crash, or C code that did not check an allocation the limit refused: can't tell.
       if (limits.address_space_bytes > 0) {
-        return absl::StrCat(" (address-space limit of ", limits.address_space_bytes >> 20,
-                            " MiB may have been reached)");
+        return absl::StrCat(" (a crash; if it was allocating memory, the address-space limit of ",
+                            limits.address_space_bytes >> 20, " MiB)");
       }
       return "";
+    case SIGKILL:
+      // The gateway's own kills carry their reason; this one came from elsewhere.
+      return " (not sent by the gateway: the out-of-memory killer, or another process)";
     default:
       return "";
   }
@@ -165,6 +168,12 @@ class KernelCore : public PollSource, public std::enable_shared_from_this<Kernel
       SendNow(protocol::MakeMessage("interrupt_request", nlohmann::json::object(), session_id_),
               *control_);
     }
+  }
+
+  void Kill(std::string reason) {
+    if (!child_ || phase_ == KernelPhase::kExited || closed_) return;
+    kill_reason_ = std::move(reason);
+    child_->SignalGroup(SIGKILL);
   }
 
   void Shutdown(absl::AnyInvocable<void(const ExitStatus&)> on_exited) {
@@ -617,7 +626,9 @@ class KernelCore : public PollSource, public std::enable_shared_from_this<Kernel
     phase_ = KernelPhase::kExited;
     exit_status_ = status;
     SetSnapshot(phase_);
-    const std::string reason = status.Describe() + LimitHint(status, options_.policy.limits);
+    const std::string reason = kill_reason_.empty()
+                                   ? status.Describe() + LimitHint(status, options_.policy.limits)
+                                   : kill_reason_;
     if (was_starting) {
       FailStart(absl::UnavailableError(absl::StrCat("kernel '", options_.spec.name,
                                                     "' exited during startup: ", reason,
@@ -662,6 +673,7 @@ class KernelCore : public PollSource, public std::enable_shared_from_this<Kernel
 
   bool awaiting_pong_ = false;
   bool responsive_ = true;
+  std::string kill_reason_;  // why Kill() was called, if it was
   absl::Time ping_sent_at_;
   uint64_t rejected_frames_ = 0;
 };
@@ -719,6 +731,10 @@ std::string Kernel::Execute(const ExecuteRequest& request, RequestCallbacks call
 
 void Kernel::Interrupt() {
   loop_.Post([core = core_]() { core->Interrupt(); });
+}
+
+void Kernel::Kill(std::string reason) {
+  loop_.Post([core = core_, reason = std::move(reason)]() mutable { core->Kill(std::move(reason)); });
 }
 
 void Kernel::Shutdown(absl::AnyInvocable<void(const ExitStatus&)> on_exited) {

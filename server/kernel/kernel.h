@@ -128,6 +128,11 @@ class Kernel {
   // Interrupts the running execution per the kernelspec's interrupt_mode.
   void Interrupt();
 
+  // Kills the process group at once (SIGKILL): for a kernel that ignored an interrupt or stopped
+  // answering. The exit is reported like any death (on_exit, pending requests kKernelDied), with
+  // `reason` in place of "killed by SIGKILL".
+  void Kill(std::string reason);
+
   // Graceful: shutdown_request on control, then SIGTERM, then SIGKILL to the process group,
   // waiting the configured graces in between. `on_exited` runs once the process is reaped.
   void Shutdown(absl::AnyInvocable<void(const ExitStatus&)> on_exited);

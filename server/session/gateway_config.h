@@ -14,6 +14,13 @@ struct RestartPolicy {
   int max_restarts = 3;                         // within `window`; beyond it the kernel stays DEAD
   absl::Duration window = absl::Minutes(5);
   absl::Duration backoff = absl::Milliseconds(500);  // doubles with each death in the window
+  // An execution still running this long after the gateway interrupted it (timeout, flood,
+  // InterruptKernel) had its interrupt ignored: the kernel is killed, which counts as a death
+  // (and so restarts it per the policy). 0 = never.
+  absl::Duration interrupt_escalation = absl::Seconds(10);
+  // A kernel reported as not answering heartbeats that stays silent this much longer is killed,
+  // again a death. 0 = report only.
+  absl::Duration unresponsive_kill = absl::Seconds(30);
 };
 
 // The server's caps and defaults, from flags (or a config file). Requests may only tighten.

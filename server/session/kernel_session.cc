@@ -67,6 +67,8 @@ struct KernelSession::Execution {
   std::string kernel_msg_id;  // the execute_request's msg_id
   int64_t output_bytes = 0;   // printed so far, stored or not
   bool flooded = false;       // interrupted for printing past the hard cap
+  bool escalation_armed = false;  // interrupted; killed if still running after the grace
+  bool escalated = false;         // ignored the interrupt: the kernel was killed
 };
 
 std::shared_ptr<KernelSession> KernelSession::Create(Params params) {
@@ -121,6 +123,10 @@ void KernelSession::LaunchKernelLocked(DoneCallback done) {
   events.on_exit = [weak, generation](const kernel::ExitStatus&, const std::string& reason) {
     if (auto self = weak.lock()) self->OnKernelExit(generation, reason);
   };
+  events.on_heartbeat = [weak, generation](bool responsive) {
+    if (auto self = weak.lock()) self->OnHeartbeat(generation, responsive);
+  };
+  responsive_ = true;
   auto on_ready = [weak, generation, done = std::move(done)](absl::Status status) mutable {
     auto self = weak.lock();
     if (!self) return;
@@ -525,7 +531,7 @@ void KernelSession::OnIopub(uint64_t generation, const std::string& execution_id
   if (was_over_cap && !execution.flooded) {
     execution.flooded = true;
     execution.interrupted = true;
-    if (kernel_ != nullptr) kernel_->Interrupt();
+    InterruptRunningLocked();
   }
 }
 
@@ -600,11 +606,71 @@ void KernelSession::OnTimeout(uint64_t generation, const std::string& execution_
                         absl::StrCat("still running after ",
                                      absl::ToInt64Milliseconds(execution->options.timeout), " ms"),
                         deferred);
-    } else if (kernel_ != nullptr) {
-      kernel_->Interrupt();
+    } else {
+      InterruptRunningLocked();
     }
   }
   RunDeferred(deferred);
+}
+
+void KernelSession::InterruptRunningLocked() {
+  if (kernel_ == nullptr) return;
+  kernel_->Interrupt();
+  if (running_ == nullptr || running_->escalation_armed ||
+      config_.restart_policy.interrupt_escalation <= absl::ZeroDuration()) {
+    return;
+  }
+  running_->escalation_armed = true;  // the first interrupt's deadline stands
+  std::weak_ptr<KernelSession> weak = weak_from_this();
+  loop_.PostAfter(config_.restart_policy.interrupt_escalation,
+                  [weak, generation = generation_, execution_id = running_->execution_id]() {
+                    if (auto self = weak.lock()) self->OnInterruptIgnored(generation, execution_id);
+                  });
+}
+
+void KernelSession::OnInterruptIgnored(uint64_t generation, const std::string& execution_id) {
+  absl::MutexLock lock(&mutex_);
+  if (generation != generation_ || running_ == nullptr ||
+      running_->execution_id != execution_id || kernel_ == nullptr) {
+    return;  // it stopped (or the kernel was replaced) in time
+  }
+  running_->escalated = true;
+  kernel_->Kill(absl::StrCat("ignored an interrupt for ",
+                             absl::FormatDuration(config_.restart_policy.interrupt_escalation),
+                             "; killed"));
+}
+
+void KernelSession::OnHeartbeat(uint64_t generation, bool responsive) {
+  absl::MutexLock lock(&mutex_);
+  if (generation != generation_ || closed_ || responsive == responsive_) return;
+  responsive_ = responsive;
+  if (responsive) {
+    SetStateLocked(state_, "answering heartbeats again");
+    return;
+  }
+  const absl::Duration kill_after = config_.restart_policy.unresponsive_kill;
+  const uint64_t silence = ++silences_;
+  SetStateLocked(state_, kill_after > absl::ZeroDuration()
+                             ? absl::StrCat("not answering heartbeats; killed if still silent in ",
+                                            absl::FormatDuration(kill_after))
+                             : "not answering heartbeats");
+  if (kill_after <= absl::ZeroDuration()) return;
+  std::weak_ptr<KernelSession> weak = weak_from_this();
+  loop_.PostAfter(kill_after, [weak, generation, silence]() {
+    if (auto self = weak.lock()) self->OnSilentTooLong(generation, silence);
+  });
+}
+
+void KernelSession::OnSilentTooLong(uint64_t generation, uint64_t silence) {
+  absl::MutexLock lock(&mutex_);
+  if (generation != generation_ || silence != silences_ || responsive_ || kernel_ == nullptr ||
+      closed_ || state_ == v1::KERNEL_STATE_SHUTTING_DOWN ||
+      state_ == v1::KERNEL_STATE_RESTARTING) {
+    return;
+  }
+  kernel_->Kill(absl::StrCat("stopped answering heartbeats; killed after ",
+                             absl::FormatDuration(config_.restart_policy.unresponsive_kill),
+                             " of silence"));
 }
 
 void KernelSession::ReportEarlyLocked(Execution& execution, const std::string& detail,
@@ -639,7 +705,7 @@ void KernelSession::OnRespondBy(const std::string& execution_id) {
                           deferred);
         if (interrupt) {
           running_->timed_out = true;
-          if (kernel_ != nullptr) kernel_->Interrupt();
+          InterruptRunningLocked();
         }
       }
     } else {
@@ -710,9 +776,18 @@ void KernelSession::OnExecutionDone(uint64_t generation, const std::string& exec
         break;
       }
       case kernel::RequestCompletion::Kind::kKernelDied:
-        status = v1::EXECUTION_STATUS_KERNEL_DIED;
-        detail = completion.reason;
         last_death_reason_ = completion.reason;
+        if (execution->escalated && execution->timed_out) {
+          // The caller hears about its timeout; the kernel's death is the kernel's news.
+          status = v1::EXECUTION_STATUS_TIMEOUT;
+          detail = absl::StrCat("timed out; ", completion.reason);
+        } else if (execution->escalated) {
+          status = v1::EXECUTION_STATUS_INTERRUPTED;
+          detail = completion.reason;
+        } else {
+          status = v1::EXECUTION_STATUS_KERNEL_DIED;
+          detail = completion.reason;
+        }
         break;
       case kernel::RequestCompletion::Kind::kClosed:
         status = v1::EXECUTION_STATUS_CANCELLED;
@@ -725,7 +800,7 @@ void KernelSession::OnExecutionDone(uint64_t generation, const std::string& exec
     }
     running_ = nullptr;
     FinishLocked(execution, status, detail, deferred);
-    if (status == v1::EXECUTION_STATUS_KERNEL_DIED) {
+    if (completion.kind == kernel::RequestCompletion::Kind::kKernelDied) {
       OnDeathLocked(completion.reason, deferred);
     } else {
       if (queue_.empty() && state_ == v1::KERNEL_STATE_BUSY) {
@@ -886,7 +961,7 @@ absl::Status KernelSession::Interrupt() {
     CancelQueuedLocked(v1::EXECUTION_STATUS_CANCELLED, "kernel interrupted", deferred);
     if (running_ != nullptr) {
       running_->interrupted = true;
-      if (kernel_ != nullptr) kernel_->Interrupt();
+      InterruptRunningLocked();
     }
   }
   RunDeferred(deferred);

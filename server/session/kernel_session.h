@@ -149,6 +149,12 @@ class KernelSession : public std::enable_shared_from_this<KernelSession> {
                        kernel::RequestCompletion completion) ABSL_LOCKS_EXCLUDED(mutex_);
   void OnTimeout(uint64_t generation, const std::string& execution_id) ABSL_LOCKS_EXCLUDED(mutex_);
   void OnRespondBy(const std::string& execution_id) ABSL_LOCKS_EXCLUDED(mutex_);
+  // Interrupts the running execution and arms the escalation: killed if it ignores the interrupt.
+  void InterruptRunningLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  void OnInterruptIgnored(uint64_t generation, const std::string& execution_id)
+      ABSL_LOCKS_EXCLUDED(mutex_);
+  void OnHeartbeat(uint64_t generation, bool responsive) ABSL_LOCKS_EXCLUDED(mutex_);
+  void OnSilentTooLong(uint64_t generation, uint64_t silence) ABSL_LOCKS_EXCLUDED(mutex_);
   // Answers the caller now with TIMEOUT; the execution itself goes on being tracked.
   void ReportEarlyLocked(Execution& execution, const std::string& detail, Deferred& deferred)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
@@ -192,6 +198,9 @@ class KernelSession : public std::enable_shared_from_this<KernelSession> {
   uint64_t death_handled_generation_ ABSL_GUARDED_BY(mutex_) = 0;
   std::deque<absl::Time> recent_deaths_ ABSL_GUARDED_BY(mutex_);  // within the policy window
   int restart_count_ ABSL_GUARDED_BY(mutex_) = 0;
+  // Counts heartbeat losses: a kill scheduled for one silence is void once it ended.
+  uint64_t silences_ ABSL_GUARDED_BY(mutex_) = 0;
+  bool responsive_ ABSL_GUARDED_BY(mutex_) = true;
   int execution_count_ ABSL_GUARDED_BY(mutex_) = 0;
   absl::Time last_activity_at_ ABSL_GUARDED_BY(mutex_);
   std::shared_ptr<Execution> running_ ABSL_GUARDED_BY(mutex_);

@@ -59,6 +59,9 @@ constexpr int64_t kMaxFileSize = 100ll << 20;   // RLIMIT_FSIZE
 constexpr int64_t kMaxOutputBytes = 1ll << 20;  // stored outputs per execution
 constexpr int64_t kEventLogBytes = 16ll << 20;  // EventLog per kernel
 
+constexpr int kInterruptEscalationSeconds = 3;  // an ignored interrupt: killed after
+constexpr int kUnresponsiveKillSeconds = 5;     // no heartbeat: killed after (plus 3 s to notice)
+
 constexpr int kNeighbourMinRounds = 10;  // counter rounds, at least
 constexpr absl::Duration kNeighbourP50Bound = absl::Seconds(1);
 constexpr absl::Duration kNeighbourMaxBound = absl::Seconds(15);
@@ -98,6 +101,8 @@ std::vector<std::string> LimitArgs() {
           absl::StrCat("--max-file-size-bytes=", kMaxFileSize),
           absl::StrCat("--max-output-bytes=", kMaxOutputBytes),
           absl::StrCat("--event-log-bytes=", kEventLogBytes),
+          absl::StrCat("--interrupt-escalation-seconds=", kInterruptEscalationSeconds),
+          absl::StrCat("--unresponsive-kill-seconds=", kUnresponsiveKillSeconds),
           "--auth-token-file=" + TokenFile()};
 }
 
@@ -477,6 +482,20 @@ class FaultSuite : public ServerSuite<Flags> {
     ExpectVictimUsable();
   }
 
+  // Whether an event retained in the kernel's log satisfies `match`.
+  static bool AnyEvent(const std::string& kernel_id,
+                       const std::function<bool(const v1::OutputEvent&)>& match) {
+    v1::StreamOutputsRequest replay;
+    replay.set_kernel_id(kernel_id);
+    replay.set_follow(false);
+    auto context = client().Context();
+    auto reader = client().stub().StreamOutputs(context.get(), replay);
+    bool found = false;
+    v1::OutputEvent event;
+    while (reader->Read(&event)) found = found || match(event);
+    return reader->Finish().ok() && found;
+  }
+
   // Lets a case accept more gateway RSS after it than kRssSlack, for a known reason.
   void AllowGatewayRssRetention(int64_t slack, const std::string& why) {
     rss_slack_ = slack;
@@ -691,28 +710,80 @@ TEST_F(RlimitsFaultTest, InfiniteLoopTimesOutAndTheKernelStaysUsable) {
 }
 
 TEST_F(RlimitsFaultTest, InfiniteLoopIgnoringSigintIsEscalatedToARestart) {
-  GTEST_SKIP() << "escalation to restart not implemented yet: a kernel that ignores SIGINT "
-                  "keeps its execution running after the timeout (docs/api.md 4.4)";
-  // Wanted: the timeout's interrupt is ignored, the gateway escalates (restart), the caller
-  // gets its answer and the kernel comes back usable.
+  // The timeout's interrupt is ignored; kInterruptEscalationSeconds later the gateway kills the
+  // kernel. The caller hears TIMEOUT with the reason, and the restart policy brings it back.
   const absl::Time start = absl::Now();
   const v1::ExecutionResult result = RunInVictim(
       "import signal\n"
       "signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
       "while True:\n"
       "    pass\n",
-      1000, 30);
+      1000, 60);
   Observe(result);
-  EXPECT_LT(absl::Now() - start, absl::Seconds(20));
-  EXPECT_THAT(result.status(), AnyOf(v1::EXECUTION_STATUS_TIMEOUT, v1::EXECUTION_STATUS_KERNEL_DIED,
-                                     v1::EXECUTION_STATUS_CANCELLED))
-      << result.text();
-  v1::Kernel kernel;
-  ASSERT_TRUE(WaitFor(absl::Seconds(20), [&] {
-    kernel = MustGetKernel(client(), victim_.id);
-    return kernel.restart_count() >= 1 && kernel.state() == v1::KERNEL_STATE_IDLE;
-  })) << v1::KernelState_Name(kernel.state());
-  ExpectVictimUsable();
+  const absl::Duration took = absl::Now() - start;
+  EXPECT_GE(took, absl::Seconds(1 + kInterruptEscalationSeconds));
+  EXPECT_LT(took, absl::Seconds(1 + kInterruptEscalationSeconds + 10));
+  EXPECT_EQ(result.status(), v1::EXECUTION_STATUS_TIMEOUT) << result.text();
+  const std::string reason =
+      absl::StrCat("ignored an interrupt for ", kInterruptEscalationSeconds, "s; killed");
+  EXPECT_EQ(result.status_detail(), "timed out; " + reason);
+  ExpectRestartedAfterDeath(reason);
+}
+
+TEST_F(RlimitsFaultTest, InterruptKernelOnAKernelIgnoringSigintIsEscalatedToARestart) {
+  // The same escalation when the interrupt came from InterruptKernel: the execution ends
+  // INTERRUPTED with the reason.
+  const std::string code =
+      "import signal\n"
+      "signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+      "print('ignoring', flush=True)\n"
+      "while True:\n"
+      "    pass\n";
+  v1::ExecutionResult result;
+  std::future<grpc::Status> running = std::async(std::launch::async, [&] {
+    return Execute(client(), victim_.id, code, &result, 0, 60);
+  });
+  // Interrupt once the kernel has said it ignores SIGINT.
+  ASSERT_TRUE(WaitFor(absl::Seconds(30), [&] {
+    return AnyEvent(victim_.id, [](const v1::OutputEvent& event) {
+      return event.has_output() && event.output().has_stream() &&
+             event.output().stream().text() == "ignoring\n";
+    });
+  }));
+  v1::InterruptKernelRequest interrupt;
+  interrupt.set_kernel_id(victim_.id);
+  v1::Kernel interrupted;
+  auto context = client().Context();
+  ASSERT_TRUE(client().stub().InterruptKernel(context.get(), interrupt, &interrupted).ok());
+  ASSERT_EQ(running.wait_for(std::chrono::seconds(30)), std::future_status::ready);
+  const grpc::Status status = running.get();
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  Observe(result);
+  EXPECT_EQ(result.status(), v1::EXECUTION_STATUS_INTERRUPTED) << result.text();
+  const std::string reason =
+      absl::StrCat("ignored an interrupt for ", kInterruptEscalationSeconds, "s; killed");
+  EXPECT_EQ(result.status_detail(), reason);
+  ExpectRestartedAfterDeath(reason);
+}
+
+TEST_F(RlimitsFaultTest, StoppedKernelIsReportedThenKilledAndRestarted) {
+  // SIGSTOP: the kernel answers nothing, heartbeats included. It is reported as not answering,
+  // then killed kUnresponsiveKillSeconds later, and restarted.
+  const v1::ExecutionResult result =
+      RunInVictim("import os, signal\nos.kill(os.getpid(), signal.SIGSTOP)", 0, 60);
+  Observe(result);
+  EXPECT_EQ(result.status(), v1::EXECUTION_STATUS_KERNEL_DIED) << result.text();
+  const std::string reason = absl::StrCat("stopped answering heartbeats; killed after ",
+                                          kUnresponsiveKillSeconds, "s of silence");
+  EXPECT_EQ(result.status_detail(), reason);
+  // The report came first, as a kernel_status event that keeps the state.
+  EXPECT_TRUE(AnyEvent(victim_.id, [](const v1::OutputEvent& event) {
+    return event.has_kernel_status() &&
+           event.kernel_status().reason() ==
+               absl::StrCat("not answering heartbeats; killed if still silent in ",
+                            kUnresponsiveKillSeconds, "s");
+  }));
+  ExpectRestartedAfterDeath(reason);
 }
 
 TEST_F(RlimitsFaultTest, ExitCodeThreeIsReportedAsDeath) {
