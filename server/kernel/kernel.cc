@@ -28,7 +28,9 @@ using protocol::Channel;
 using protocol::Message;
 
 constexpr size_t kMaxUnixSocketPath = 107;
+// What one socket may take of a loop round, so that a flooding kernel can't starve the others.
 constexpr int kMaxMessagesPerSocketPerRound = 256;
+constexpr size_t kMaxBytesPerSocketPerRound = 4u << 20;
 
 std::string RandomHexKey() {
   // A fresh per-kernel HMAC key: a UUID's worth of randomness, twice.
@@ -92,7 +94,14 @@ struct PendingRequest {
   bool idle = false;
   bool iopub_incomplete = false;  // completed without seeing `status: idle`
   Message reply;
+  int64_t output_bytes = 0;  // content bytes of its output messages
+  bool flooding = false;     // past callbacks.output_budget_bytes
 };
+
+bool IsOutputMessage(std::string_view type) {
+  return type == "stream" || type == "display_data" || type == "update_display_data" ||
+         type == "execute_result";
+}
 
 }  // namespace
 
@@ -241,7 +250,13 @@ class KernelCore : public PollSource, public std::enable_shared_from_this<Kernel
       if (items[0].revents & ZMQ_POLLIN) Drain(*shell_, [this](Message m) { OnReply(m); });
       if (items[1].revents & ZMQ_POLLIN) Drain(*control_, [this](Message m) { OnReply(m); });
       if (items[2].revents & ZMQ_POLLIN) Drain(*stdin_, [](Message) {});
-      if (items[3].revents & ZMQ_POLLIN) Drain(*iopub_, [this](Message m) { OnIopub(m); });
+      if (items[3].revents & ZMQ_POLLIN) {
+        Drain(
+            *iopub_, [this](Message m) { OnIopub(m); },
+            [this](const Message& envelope, size_t content_bytes) {
+              return WantsIopubContent(envelope, content_bytes);
+            });
+      }
       if (items[4].revents & ZMQ_POLLIN) DrainHeartbeat();
       index = 5;
     }
@@ -409,7 +424,15 @@ class KernelCore : public PollSource, public std::enable_shared_from_this<Kernel
 
   template <typename Handler>
   void Drain(zmq::socket_t& socket, Handler handler) {
-    for (int i = 0; i < kMaxMessagesPerSocketPerRound && !closed_; ++i) {
+    Drain(socket, std::move(handler), [](const Message&, size_t) { return true; });
+  }
+
+  template <typename Handler>
+  void Drain(zmq::socket_t& socket, Handler handler, protocol::WireCodec::ContentFilter filter) {
+    size_t bytes = 0;
+    for (int i = 0; i < kMaxMessagesPerSocketPerRound && bytes < kMaxBytesPerSocketPerRound &&
+                    !closed_;
+         ++i) {
       std::vector<zmq::message_t> parts;
       std::optional<size_t> received;
       try {
@@ -420,8 +443,11 @@ class KernelCore : public PollSource, public std::enable_shared_from_this<Kernel
       if (!received) return;
       std::vector<std::string> frames;
       frames.reserve(parts.size());
-      for (zmq::message_t& part : parts) frames.push_back(part.to_string());
-      absl::StatusOr<Message> message = codec_->Decode(std::move(frames));
+      for (zmq::message_t& part : parts) {
+        bytes += part.size();
+        frames.push_back(part.to_string());
+      }
+      absl::StatusOr<Message> message = codec_->Decode(std::move(frames), filter);
       if (!message.ok()) {
         ++rejected_frames_;
         continue;
@@ -429,6 +455,18 @@ class KernelCore : public PollSource, public std::enable_shared_from_this<Kernel
       handler(*std::move(message));
       if (!shell_) return;  // the handler closed the connection
     }
+  }
+
+  // IOPub content is parsed unless it is output of a request past its output budget.
+  bool WantsIopubContent(const Message& envelope, size_t content_bytes) {
+    if (!IsOutputMessage(envelope.msg_type())) return true;
+    auto it = pending_.find(envelope.parent_msg_id());
+    if (it == pending_.end()) return true;
+    PendingRequest& request = it->second;
+    const bool over_budget = request.callbacks.output_budget_bytes > 0 &&
+                             request.output_bytes > request.callbacks.output_budget_bytes;
+    request.output_bytes += static_cast<int64_t>(content_bytes);
+    return !over_budget;
   }
 
   void DrainHeartbeat() {
@@ -491,7 +529,15 @@ class KernelCore : public PollSource, public std::enable_shared_from_this<Kernel
       }
       return;
     }
-    if (it != pending_.end()) {
+    if (it != pending_.end() && message.unparsed_content_bytes > 0) {
+      PendingRequest& request = it->second;
+      if (!request.flooding) {
+        request.flooding = true;
+        if (request.callbacks.on_output_flood) {
+          request.callbacks.on_output_flood(request.output_bytes);
+        }
+      }
+    } else if (it != pending_.end()) {
       if (it->second.callbacks.on_iopub) it->second.callbacks.on_iopub(message);
     } else if (events_.on_unrouted_iopub) {
       events_.on_unrouted_iopub(message);

@@ -74,6 +74,11 @@ struct RequestCallbacks {
   absl::AnyInvocable<void(const protocol::Message&)> on_iopub;
   // Exactly once.
   absl::AnyInvocable<void(RequestCompletion)> on_done;
+  // Output (stream, display_data, update_display_data, execute_result) past this many bytes of
+  // message content is only counted: not parsed, not passed to on_iopub. on_output_flood is
+  // called once, for the first such message, with the bytes so far. 0 = no budget.
+  int64_t output_budget_bytes = 0;
+  absl::AnyInvocable<void(int64_t output_bytes)> on_output_flood;
 };
 
 struct ExecuteRequest {

@@ -20,6 +20,9 @@ struct Message {
   nlohmann::json metadata = nlohmann::json::object();
   nlohmann::json content = nlohmann::json::object();
   std::vector<std::string> buffers;
+  // Bytes of a content part the receiver chose not to parse (WireCodec::Decode's filter);
+  // `content` is then an empty object.
+  size_t unparsed_content_bytes = 0;
 
   // Header fields; empty when absent or not a string.
   std::string msg_type() const;

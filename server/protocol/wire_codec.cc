@@ -127,6 +127,11 @@ std::vector<std::string> WireCodec::Encode(const Message& message) const {
 }
 
 absl::StatusOr<Message> WireCodec::Decode(std::vector<std::string> frames) const {
+  return Decode(std::move(frames), [](const Message&, size_t) { return true; });
+}
+
+absl::StatusOr<Message> WireCodec::Decode(std::vector<std::string> frames,
+                                          ContentFilter parse_content) const {
   if (signer_ == nullptr) {
     return absl::FailedPreconditionError("WireCodec has no signer: every message is refused");
   }
@@ -178,11 +183,11 @@ absl::StatusOr<Message> WireCodec::Decode(std::vector<std::string> frames) const
     return absl::UnauthenticatedError("message signature does not match");
   }
 
-  // 4. The JSON parts, each an object.
+  // 4. The JSON parts, each an object; the content last, if the filter wants it.
   Message message;
-  std::array<nlohmann::json*, 4> destinations = {&message.header, &message.parent_header,
-                                                 &message.metadata, &message.content};
-  for (size_t part = 0; part < kJsonPartNames.size(); ++part) {
+  std::array<nlohmann::json*, 3> destinations = {&message.header, &message.parent_header,
+                                                 &message.metadata};
+  for (size_t part = 0; part < destinations.size(); ++part) {
     absl::StatusOr<nlohmann::json> parsed = ParseJsonPart(
         kJsonPartNames[part], frames[first_json_index + part], limits_.max_json_depth);
     if (!parsed.ok()) return parsed.status();
@@ -193,6 +198,15 @@ absl::StatusOr<Message> WireCodec::Decode(std::vector<std::string> frames) const
   }
   if (absl::Status status = CheckHeaderField(message.header, "msg_id"); !status.ok()) {
     return status;
+  }
+  const size_t content_index = first_json_index + destinations.size();
+  if (parse_content(message, frames[content_index].size())) {
+    absl::StatusOr<nlohmann::json> parsed = ParseJsonPart(
+        kJsonPartNames[destinations.size()], frames[content_index], limits_.max_json_depth);
+    if (!parsed.ok()) return parsed.status();
+    message.content = *std::move(parsed);
+  } else {
+    message.unparsed_content_bytes = frames[content_index].size();
   }
 
   message.identities.assign(std::make_move_iterator(frames.begin()),

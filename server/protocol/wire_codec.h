@@ -6,6 +6,7 @@
 #include <string_view>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 #include "server/protocol/message.h"
 #include "server/protocol/message_signer.h"
@@ -40,6 +41,13 @@ class WireCodec {
   // signature (before any JSON is parsed), then each JSON part must be an object.
   // Any malformed input gives INVALID_ARGUMENT (bad signature: UNAUTHENTICATED); never throws.
   absl::StatusOr<Message> Decode(std::vector<std::string> frames) const;
+
+  // Decides, from a message's header and parent_header and its content's size, whether the
+  // content is worth parsing. Parsing is most of a message's cost: a receiver that will only
+  // count a flood's output skips it (the signature is still checked over every part).
+  using ContentFilter = absl::FunctionRef<bool(const Message& envelope, size_t content_bytes)>;
+  absl::StatusOr<Message> Decode(std::vector<std::string> frames,
+                                 ContentFilter parse_content) const;
 
  private:
   std::unique_ptr<MessageSigner> signer_;

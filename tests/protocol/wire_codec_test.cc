@@ -167,6 +167,50 @@ TEST(WireCodecTest, VerifiesSignatureBeforeParsingJson) {
   ExpectRejected(codec.Decode(frames), absl::StatusCode::kUnauthenticated, "signature");
 }
 
+TEST(WireCodecTest, ContentFilterSeesTheEnvelopeAndCanSkipTheContent) {
+  const WireCodec codec(Signer());
+  const std::string content = R"({"name":"stdout","text":"flood"})";
+  std::string seen_type, seen_parent;
+  size_t seen_bytes = 0;
+  absl::StatusOr<Message> decoded = codec.Decode(
+      SignedFrames({}, {R"({"msg_id":"m2","msg_type":"stream"})", R"({"msg_id":"p1"})", "{}",
+                        content}),
+      [&](const Message& envelope, size_t content_bytes) {
+        seen_type = envelope.msg_type();
+        seen_parent = envelope.parent_msg_id();
+        seen_bytes = content_bytes;
+        return false;
+      });
+  ASSERT_TRUE(decoded.ok()) << decoded.status();
+  EXPECT_EQ(seen_type, "stream");
+  EXPECT_EQ(seen_parent, "p1");
+  EXPECT_EQ(seen_bytes, content.size());
+  EXPECT_EQ(decoded->unparsed_content_bytes, content.size());
+  EXPECT_EQ(decoded->content, nlohmann::json::object());
+  EXPECT_EQ(decoded->msg_id(), "m2");
+}
+
+TEST(WireCodecTest, ContentFilterDoesNotSkipTheSignatureCheck) {
+  const WireCodec codec(Signer());
+  std::vector<std::string> frames = SignedFrames({}, ValidParts());
+  frames.back() = R"({"code":"forged"})";
+  bool asked = false;
+  ExpectRejected(codec.Decode(std::move(frames),
+                              [&](const Message&, size_t) {
+                                asked = true;
+                                return false;
+                              }),
+                 absl::StatusCode::kUnauthenticated, "signature");
+  EXPECT_FALSE(asked);
+}
+
+TEST(WireCodecTest, ParsedContentIsStillChecked) {
+  const WireCodec codec(Signer());
+  ExpectRejected(codec.Decode(SignedFrames({}, {std::string(kHeader), "{}", "{}", "[1]"}),
+                              [](const Message&, size_t) { return true; }),
+                 absl::StatusCode::kInvalidArgument, "content");
+}
+
 TEST(WireCodecTest, RejectsMissingDelimiter) {
   const WireCodec codec(Signer());
   std::vector<std::string> frames = SignedFrames({"id"}, ValidParts());
