@@ -65,7 +65,6 @@ struct KernelSession::Execution {
   bool timed_out = false;
   bool reported = false;  // the caller already has its result (KEEP_RUNNING timeout)
   std::string kernel_msg_id;  // the execute_request's msg_id
-  int64_t output_bytes = 0;   // printed so far, stored or not
   bool flooded = false;       // interrupted for printing past the hard cap
   bool escalation_armed = false;  // interrupted; killed if still running after the grace
   bool escalated = false;         // ignored the interrupt: the kernel was killed
@@ -484,6 +483,11 @@ void KernelSession::StartNextLocked() {
       self->OnExecutionDone(generation, execution_id, std::move(completion));
     }
   };
+  // Past the hard cap, output is counted, not parsed or stored, and the execution interrupted.
+  callbacks.output_budget_bytes = OutputHardCap();
+  callbacks.on_output_flood = [weak, generation, execution_id](int64_t) {
+    if (auto self = weak.lock()) self->OnOutputFlood(generation, execution_id);
+  };
   // The gateway sends one execution at a time and applies RunAll's stop_on_error itself. The
   // kernel's own stop_on_error would abort whatever request reaches it just after an error —
   // here the next, unrelated, execution — so it is always off.
@@ -519,36 +523,41 @@ void KernelSession::OnIopub(uint64_t generation, const std::string& execution_id
   notebook::OutputList* outputs = execution.cell_id.empty()
                                       ? execution.scratch_outputs.get()
                                       : notebook_.outputs(execution.cell_id);
-  const int64_t hard_cap = config_.output_hard_cap_bytes > 0
-                               ? config_.output_hard_cap_bytes
-                               : 8 * config_.max_execution_output_bytes;
-  const bool was_over_cap = hard_cap > 0 && execution.output_bytes > hard_cap;
-  execution.output_bytes += ApplyOutputLocked(execution.cell_id, execution_id, outputs,
-                                              execution.scratch_outputs.get(), message);
-  // A flood: output still arriving after the cap was crossed. Interrupt it rather than let it
-  // run on printing what nobody stores. (One big final flush of a finished cell is not one: an
-  // interrupt then would land while the kernel wraps the execution up.)
-  if (was_over_cap && !execution.flooded) {
-    execution.flooded = true;
-    execution.interrupted = true;
-    InterruptRunningLocked();
-  }
+  ApplyOutputLocked(execution.cell_id, execution_id, outputs, execution.scratch_outputs.get(),
+                    message);
 }
 
-int64_t KernelSession::ApplyOutputLocked(const std::string& cell_id,
-                                         const std::string& execution_id,
-                                         notebook::OutputList* outputs,
-                                         notebook::OutputList* scratch_outputs,
-                                         const protocol::Message& message) {
+int64_t KernelSession::OutputHardCap() const {
+  return config_.output_hard_cap_bytes > 0 ? config_.output_hard_cap_bytes
+                                           : 8 * config_.max_execution_output_bytes;
+}
+
+void KernelSession::OnOutputFlood(uint64_t generation, const std::string& execution_id) {
+  absl::MutexLock lock(&mutex_);
+  if (generation != generation_ || running_ == nullptr ||
+      running_->execution_id != execution_id || running_->flooded) {
+    return;
+  }
+  // Output still arriving after the cap was crossed: interrupt it rather than let it run on
+  // printing what nobody stores. (One big final flush of a finished cell is not a flood: the
+  // kernel only counts output that comes after the cap was passed.)
+  running_->flooded = true;
+  running_->interrupted = true;
+  InterruptRunningLocked();
+}
+
+void KernelSession::ApplyOutputLocked(const std::string& cell_id,
+                                      const std::string& execution_id,
+                                      notebook::OutputList* outputs,
+                                      notebook::OutputList* scratch_outputs,
+                                      const protocol::Message& message) {
   const std::string type = message.msg_type();
   absl::StatusOr<notebook::IopubEffect> effect = notebook::ParseIopubOutput(type, message.content);
-  if (!effect.ok()) return 0;
+  if (!effect.ok()) return;
   v1::OutputEvent event;
   event.set_cell_id(cell_id);
   event.set_execution_id(execution_id);
-  int64_t bytes = 0;
   if (auto* output = std::get_if<v1::Output>(&*effect)) {
-    bytes = notebook::OutputList::OutputBytes(*output);
     // display_data reusing a display_id also replaces the earlier outputs with that id.
     if (std::optional<v1::DisplayUpdate> implied = notebook::ImpliedDisplayUpdate(*output)) {
       notebook_.ApplyDisplayUpdateEverywhere(*implied);
@@ -564,10 +573,9 @@ int64_t KernelSession::ApplyOutputLocked(const std::string& cell_id,
     if (outputs != nullptr) outputs->Clear(clear->wait());
     *event.mutable_clear_output() = std::move(*clear);
   } else {
-    return 0;
+    return;
   }
   AppendEventLocked(std::move(event));
-  return bytes;
 }
 
 void KernelSession::OnLateIopub(uint64_t generation, const protocol::Message& message) {
@@ -761,8 +769,8 @@ void KernelSession::OnExecutionDone(uint64_t generation, const std::string& exec
               absl::ToInt64Milliseconds(absl::Now() - execution->started_at), " ms");
         } else if (execution->flooded) {
           status = v1::EXECUTION_STATUS_INTERRUPTED;
-          detail = absl::StrCat("printed more than the output hard cap (",
-                                execution->output_bytes, " bytes); interrupted");
+          detail = absl::StrCat("printed more than the output hard cap of ", OutputHardCap(),
+                                " bytes; interrupted");
         } else if (execution->interrupted) {
           status = v1::EXECUTION_STATUS_INTERRUPTED;
           detail = "interrupted by InterruptKernel";

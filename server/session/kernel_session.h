@@ -141,14 +141,17 @@ class KernelSession : public std::enable_shared_from_this<KernelSession> {
   void OnLateIopub(uint64_t generation, const protocol::Message& message)
       ABSL_LOCKS_EXCLUDED(mutex_);
   // Stores an output message in `outputs` (may be null: event only) and the event log.
-  // Returns the bytes of output it carried.
-  int64_t ApplyOutputLocked(const std::string& cell_id, const std::string& execution_id,
+  void ApplyOutputLocked(const std::string& cell_id, const std::string& execution_id,
                             notebook::OutputList* outputs, notebook::OutputList* scratch_outputs,
                             const protocol::Message& message) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
   void OnExecutionDone(uint64_t generation, const std::string& execution_id,
                        kernel::RequestCompletion completion) ABSL_LOCKS_EXCLUDED(mutex_);
   void OnTimeout(uint64_t generation, const std::string& execution_id) ABSL_LOCKS_EXCLUDED(mutex_);
   void OnRespondBy(const std::string& execution_id) ABSL_LOCKS_EXCLUDED(mutex_);
+  // Output bytes after which an execution is a flood.
+  int64_t OutputHardCap() const;
+  void OnOutputFlood(uint64_t generation, const std::string& execution_id)
+      ABSL_LOCKS_EXCLUDED(mutex_);
   // Interrupts the running execution and arms the escalation: killed if it ignores the interrupt.
   void InterruptRunningLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
   void OnInterruptIgnored(uint64_t generation, const std::string& execution_id)
