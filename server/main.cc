@@ -31,6 +31,7 @@
 #include "absl/time/time.h"
 #include "server/api/auth.h"
 #include "server/api/kernel_gateway_service.h"
+#include "server/kernel/cgroup.h"
 #include "server/kernel/io_loop.h"
 #include "server/kernel/kernel_spec.h"
 #include "server/kernel/sandbox_policy.h"
@@ -96,6 +97,12 @@ ABSL_FLAG(bool, restart_on_death, true,
 ABSL_FLAG(int, max_restarts, 3,
           "Most automatic restarts within --restart-window-seconds; then the kernel stays DEAD");
 ABSL_FLAG(int, restart_window_seconds, 300, "The window --max-restarts counts deaths in");
+ABSL_FLAG(std::string, cgroup, "auto",
+          "Per-kernel cgroups (memory without swap, pids, kill of everything a kernel started): "
+          "'auto' uses them where a writable cgroup v2 (or v1) hierarchy is found, 'off' never");
+ABSL_FLAG(int64_t, cgroup_memory_bytes, 0,
+          "Per-kernel cgroup memory limit where cgroups are in force; 0 = the kernel's "
+          "address-space limit");
 ABSL_FLAG(int, restart_backoff_ms, 500,
           "Wait before an automatic restart; doubles with each death in the window");
 ABSL_FLAG(int, interrupt_escalation_seconds, 10,
@@ -188,6 +195,8 @@ session::GatewayConfig ConfigFromFlags(kernel::SandboxMode mode) {
   config.default_idle_timeout_seconds = absl::GetFlag(FLAGS_idle_timeout_seconds);
   config.max_idle_timeout_seconds = absl::GetFlag(FLAGS_max_idle_timeout_seconds);
   config.max_kernel_lifetime = absl::Seconds(absl::GetFlag(FLAGS_max_kernel_lifetime_seconds));
+  config.cgroup_memory_bytes =
+      static_cast<uint64_t>(std::max<int64_t>(0, absl::GetFlag(FLAGS_cgroup_memory_bytes)));
   kernel::ResourceLimits limits;
   limits.address_space_bytes = static_cast<uint64_t>(absl::GetFlag(FLAGS_memory_limit_bytes));
   limits.cpu_seconds = static_cast<uint64_t>(absl::GetFlag(FLAGS_cpu_limit_seconds));
@@ -262,9 +271,25 @@ int Serve() {
       return Fail(status);
     }
   }
-  const kernel::SandboxCapabilities caps =
+  kernel::SandboxCapabilities caps =
       kernel::ProbeSandbox(absl::GetFlag(FLAGS_bwrap_path), runtime_dir,
                            ::geteuid() == 0 ? absl::GetFlag(FLAGS_kernel_uid_base) : -1);
+  const std::string cgroup_mode = absl::GetFlag(FLAGS_cgroup);
+  if (cgroup_mode != "auto" && cgroup_mode != "off") {
+    return Fail(absl::InvalidArgumentError(
+        absl::StrCat("--cgroup: '", cgroup_mode, "' is neither 'auto' nor 'off'")));
+  }
+  std::unique_ptr<kernel::CgroupManager> cgroups;
+  if (cgroup_mode == "off") {
+    caps.layers.push_back({"cgroup", false, "--cgroup=off"});
+  } else if (absl::StatusOr<std::unique_ptr<kernel::CgroupManager>> detected =
+                 kernel::CgroupManager::Detect({});
+             detected.ok()) {
+    cgroups = *std::move(detected);
+    caps.layers.push_back({"cgroup", true, cgroups->Describe()});
+  } else {
+    caps.layers.push_back({"cgroup", false, std::string(detected.status().message())});
+  }
   for (const kernel::SandboxLayer& layer : caps.layers) {
     Log(layer.available ? LogLevel::kInfo : LogLevel::kWarning, "sandbox_layer",
         {{"layer", layer.name}, {"available", layer.available ? "true" : "false"},
@@ -309,6 +334,7 @@ int Serve() {
   deps.capabilities = caps;
   deps.runtime_dir = runtime_dir;
   deps.bwrap_path = absl::GetFlag(FLAGS_bwrap_path);
+  deps.cgroups = cgroups.get();
   session::SessionRegistry registry(std::move(deps));
   api::KernelGatewayService service(
       registry, config, specs, auth,

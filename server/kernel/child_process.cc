@@ -27,6 +27,7 @@ struct ChildFailure {
 
 enum ChildStep : int {
   kStepSetsid = 1,
+  kStepCgroup,
   kStepStdio,
   kStepRlimit,
   kStepGroups,
@@ -42,6 +43,7 @@ enum ChildStep : int {
 const char* StepName(int step) {
   switch (step) {
     case kStepSetsid: return "setsid";
+    case kStepCgroup: return "join the kernel's cgroup";
     case kStepStdio: return "redirect stdio";
     case kStepRlimit: return "setrlimit";
     case kStepGroups: return "setgroups";
@@ -73,6 +75,9 @@ struct RlimitSetting {
                            const RlimitSetting* rlimits, int rlimit_count, int devnull_fd,
                            int log_fd, int error_fd, pid_t parent_pid) {
   if (::setsid() < 0) FailInChild(error_fd, kStepSetsid);
+  for (int fd : plan.cgroup_procs_fds) {
+    if (::write(fd, "0", 1) != 1) FailInChild(error_fd, kStepCgroup);
+  }
   if (::dup2(devnull_fd, STDIN_FILENO) < 0 || ::dup2(log_fd, STDOUT_FILENO) < 0 ||
       ::dup2(log_fd, STDERR_FILENO) < 0) {
     FailInChild(error_fd, kStepStdio);

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -15,6 +16,7 @@
 #include <zmq_addon.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "server/kernel/cgroup.h"
 #include "server/kernel/launch_plan.h"
 #include "server/protocol/connection_info.h"
 #include "server/protocol/message_signer.h"
@@ -227,6 +229,7 @@ class KernelCore : public PollSource, public std::enable_shared_from_this<Kernel
       }
       child_->SignalGroup(SIGKILL);  // anything the leader left in its group
     }
+    cgroup_.reset();  // and anything that left the group
     FailAllPending(RequestCompletion::Kind::kClosed, "kernel was closed");
     on_exited_.clear();
     Disconnect();
@@ -353,7 +356,19 @@ class KernelCore : public PollSource, public std::enable_shared_from_this<Kernel
     request.bwrap_path = options_.bwrap_path;
     absl::StatusOr<LaunchPlan> plan = BuildLaunchPlan(request);
     if (!plan.ok()) return plan.status();
+    if (options_.cgroups != nullptr) {
+      static std::atomic<uint64_t> launches{0};
+      const std::string name = absl::StrCat(
+          std::filesystem::path(options_.kernel_dir).filename().string(), "-", ++launches);
+      absl::StatusOr<std::unique_ptr<KernelCgroup>> cgroup = options_.cgroups->Create(
+          name, CgroupLimits{.memory_bytes = options_.cgroup_memory_bytes,
+                             .max_processes = options_.policy.limits.max_processes});
+      if (!cgroup.ok()) return cgroup.status();
+      cgroup_ = *std::move(cgroup);
+      plan->cgroup_procs_fds = cgroup_->procs_fds();
+    }
     absl::StatusOr<ChildProcess> child = SpawnChild(*plan);
+    if (cgroup_ != nullptr) cgroup_->CloseProcsFds();
     if (!child.ok()) return child.status();
     child_.emplace(*std::move(child));
     {
@@ -672,9 +687,17 @@ class KernelCore : public PollSource, public std::enable_shared_from_this<Kernel
     phase_ = KernelPhase::kExited;
     exit_status_ = status;
     SetSnapshot(phase_);
-    const std::string reason = kill_reason_.empty()
-                                   ? status.Describe() + LimitHint(status, options_.policy.limits)
-                                   : kill_reason_;
+    std::string reason = kill_reason_.empty()
+                             ? status.Describe() + LimitHint(status, options_.policy.limits)
+                             : kill_reason_;
+    if (cgroup_ != nullptr) {
+      if (kill_reason_.empty() && status.signaled && status.signal == SIGKILL &&
+          cgroup_->OomKills() > 0) {
+        reason = absl::StrCat("killed by SIGKILL (cgroup OOM: memory limit of ",
+                              cgroup_->limits().memory_bytes >> 20, " MiB)");
+      }
+      cgroup_.reset();  // whatever the kernel left in its cgroup dies with it
+    }
     if (was_starting) {
       FailStart(absl::UnavailableError(absl::StrCat("kernel '", options_.spec.name,
                                                     "' exited during startup: ", reason,
@@ -720,6 +743,7 @@ class KernelCore : public PollSource, public std::enable_shared_from_this<Kernel
   bool awaiting_pong_ = false;
   bool responsive_ = true;
   std::string kill_reason_;  // why Kill() was called, if it was
+  std::unique_ptr<KernelCgroup> cgroup_;
   absl::Time ping_sent_at_;
   uint64_t rejected_frames_ = 0;
 };

@@ -20,6 +20,7 @@
 namespace cellgate::kernel {
 
 class KernelCore;
+class CgroupManager;
 
 struct KernelOptions {
   KernelSpec spec;
@@ -41,6 +42,10 @@ struct KernelOptions {
   // After a shutdown_request: how long to wait before SIGTERM, then before SIGKILL.
   absl::Duration shutdown_grace = absl::Seconds(2);
   absl::Duration terminate_grace = absl::Seconds(2);
+  // When set, each kernel process runs in a cgroup of its own with these limits (pids.max is
+  // policy.limits.max_processes); its processes are killed through it when it ends.
+  CgroupManager* cgroups = nullptr;
+  uint64_t cgroup_memory_bytes = 0;
 };
 
 // What the kernel said about itself in kernel_info_reply.

@@ -18,6 +18,8 @@ struct LaunchPlan {
   std::string working_dir;
   std::string log_path;           // the child's stdout and stderr go here
   SandboxPolicy policy;
+  // `cgroup.procs` files open for writing: the child joins each cgroup (writes "0") first.
+  std::vector<int> cgroup_procs_fds;
 };
 
 // Inputs of BuildLaunchPlan.

@@ -95,13 +95,6 @@ SandboxCapabilities ProbeSandbox(const std::string& bwrap_path, const std::strin
   SandboxLayer bwrap = ProbeBwrap(bwrap_path, scratch_dir, probe_uid);
   caps.bwrap = bwrap.available;
   caps.layers.push_back(std::move(bwrap));
-
-  std::error_code error;
-  const bool cgroup2 = fs::exists("/sys/fs/cgroup/cgroup.controllers", error);
-  caps.layers.push_back(
-      {"cgroup_v2", false,
-       cgroup2 ? "cgroup v2 present; per-kernel memory.max/pids.max not applied yet"
-               : "no cgroup v2 hierarchy at /sys/fs/cgroup"});
   return caps;
 }
 

@@ -39,6 +39,9 @@ struct GatewayConfig {
   // Upper bounds a request's limits may not exceed (0 = unbounded for that resource).
   kernel::ResourceLimits max_limits = default_limits;
   kernel::SandboxMode sandbox_mode = kernel::SandboxMode::kRlimits;
+  // Per-kernel cgroup memory limit where cgroups are in force; 0 = the kernel's address-space
+  // limit.
+  uint64_t cgroup_memory_bytes = 0;
   bool default_allow_network = true;  // bwrap only
   // Cap on network access: false = no kernel may have it (a request asking for it is
   // INVALID_ARGUMENT). Reported as `ServerInfo.caps.limits.allow_network`.

@@ -113,6 +113,8 @@ void KernelSession::LaunchKernelLocked(DoneCallback done) {
   options.env = params_.launch.env;
   options.bwrap_path = params_.launch.bwrap_path;
   options.startup_timeout = params_.launch.startup_timeout;
+  options.cgroups = params_.launch.cgroups;
+  options.cgroup_memory_bytes = params_.launch.cgroup_memory_bytes;
 
   std::weak_ptr<KernelSession> weak = weak_from_this();
   kernel::KernelEvents events;

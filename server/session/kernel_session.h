@@ -43,6 +43,8 @@ struct KernelLaunch {
   std::map<std::string, std::string> env;
   std::string bwrap_path = "/usr/bin/bwrap";
   absl::Duration startup_timeout = absl::Seconds(60);
+  kernel::CgroupManager* cgroups = nullptr;  // null: no per-kernel cgroup
+  uint64_t cgroup_memory_bytes = 0;
 };
 
 // One kernel and its notebook: the cells, a FIFO execution queue (one execution at a time, as

@@ -80,6 +80,10 @@ absl::Status SessionRegistry::StartKernel(const v1::StartKernelRequest& request,
   launch.policy.allow_network = request.limits().has_allow_network()
                                     ? request.limits().allow_network()
                                     : config.default_allow_network;
+  launch.cgroups = deps_.cgroups;
+  // The cgroup bounds real memory; without a server value it takes the address-space limit.
+  launch.cgroup_memory_bytes =
+      config.cgroup_memory_bytes > 0 ? config.cgroup_memory_bytes : limits.address_space_bytes;
 
   {
     absl::MutexLock lock(&mutex_);

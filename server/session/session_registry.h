@@ -10,6 +10,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "cellgate/v1/kernel_gateway.pb.h"
+#include "server/kernel/cgroup.h"
 #include "server/kernel/io_loop.h"
 #include "server/kernel/kernel_spec.h"
 #include "server/kernel/sandbox_policy.h"
@@ -28,6 +29,7 @@ struct RegistryDeps {
   kernel::SandboxCapabilities capabilities;
   std::string runtime_dir;  // kernel dirs live here; keep it short
   std::string bwrap_path = "/usr/bin/bwrap";
+  kernel::CgroupManager* cgroups = nullptr;  // null: no per-kernel cgroups
   absl::Duration housekeeping_interval = absl::Seconds(1);
 };
 

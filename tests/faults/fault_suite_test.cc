@@ -129,6 +129,20 @@ struct BwrapFlags {
   static constexpr bool kMayBeUnavailable = true;
 };
 
+// No address-space limit: the kernel's cgroup bounds its real memory instead.
+constexpr int64_t kCgroupMemory = 256ll << 20;
+struct CgroupFlags {
+  static std::vector<std::string> Args() {
+    std::vector<std::string> args = LimitArgs();
+    args.push_back("--memory-limit-bytes=0");
+    args.push_back(absl::StrCat("--cgroup-memory-bytes=", kCgroupMemory));
+    return args;
+  }
+  static std::vector<std::string> Env() { return {}; }
+  static std::string Token() { return kToken; }
+  static constexpr bool kMayBeUnavailable = false;
+};
+
 // ---------------------------------------------------------------------------------------------
 // /proc readings.
 
@@ -1179,6 +1193,52 @@ TEST_F(BwrapFaultTest, KillingTheParentDoesNotReachTheGateway) {
   EXPECT_THAT(lines[1], AnyOf("ProcessLookupError", "PermissionError"));
   ExpectVictimUsable();
   EXPECT_EQ(MustGetKernel(client(), victim_.id).restart_count(), 0);
+}
+
+// Per-kernel cgroups, where the host has a writable hierarchy (v2, or v1 memory and pids).
+class CgroupFaultTest : public FaultSuite<CgroupFlags> {
+ protected:
+  void SetUp() override {
+    FaultSuite::SetUp();
+    if (IsSkipped() || HasFatalFailure()) return;
+    if (!LayerInForce("cgroup")) GTEST_SKIP() << "no writable cgroup hierarchy on this host";
+  }
+};
+
+TEST_F(CgroupFaultTest, MemoryBombIsKilledByTheCgroupAndNamedAsSuch) {
+  const v1::ExecutionResult result = RunInVictim(
+      "hog = []\n"
+      "while True:\n"
+      "    hog.append(bytearray(32 << 20))\n");
+  Observe(result);
+  const std::string reason =
+      absl::StrCat("killed by SIGKILL (cgroup OOM: memory limit of ", kCgroupMemory >> 20, " MiB)");
+  EXPECT_EQ(result.status(), v1::EXECUTION_STATUS_KERNEL_DIED) << result.text();
+  EXPECT_EQ(result.status_detail(), reason);
+  ExpectRestartedAfterDeath(reason);
+}
+
+TEST_F(CgroupFaultTest, ForkBombIsStoppedAtTheProcessLimit) {
+  const v1::ExecutionResult result = RunInVictim(
+      "import os\n"
+      "children = 0\n"
+      "try:\n"
+      "    while True:\n"
+      "        if os.fork() == 0:\n"
+      "            import time\n"
+      "            time.sleep(600)\n"
+      "        children += 1\n"
+      "finally:\n"
+      "    print(children)\n");
+  Observe(result);
+  EXPECT_EQ(result.status(), v1::EXECUTION_STATUS_ERROR) << result.text();
+  EXPECT_EQ(result.error().ename(), "BlockingIOError") << result.text();
+  int children = 0;
+  EXPECT_TRUE(absl::SimpleAtoi(absl::StripAsciiWhitespace(result.outputs(0).stream().text()),
+                               &children))
+      << result.text();
+  EXPECT_LT(children, kMaxProcesses);
+  ExpectVictimUsable();
 }
 
 // Whether `pid` is a live process (a zombie is not: it only waits to be reaped).

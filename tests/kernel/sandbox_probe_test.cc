@@ -41,7 +41,7 @@ class SandboxProbeTest : public ::testing::Test {
       EXPECT_TRUE(names.insert(layer.name).second) << "layer " << layer.name << " twice";
     }
     for (const char* name : {"rlimits", "session", "no_new_privs", "parent_death_signal",
-                             "per_kernel_uid", "pidfd", "bwrap", "cgroup_v2"}) {
+                             "per_kernel_uid", "pidfd", "bwrap"}) {
       EXPECT_TRUE(names.contains(name)) << "no layer " << name;
     }
     const SandboxLayer* rlimits = FindLayer(caps, "rlimits");
