@@ -9,12 +9,14 @@
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <optional>
 #include <sstream>
 #include <utility>
 
 #include "absl/status/status.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -101,6 +103,48 @@ std::vector<pid_t> ProcsOf(const std::string& dir) {
   return pids;
 }
 
+// Kills what is left in a cgroup and removes it.
+void KillAndRemoveCgroup(const std::string& dir) {
+  for (int pass = 0; pass < 16; ++pass) {
+    const std::vector<pid_t> pids = ProcsOf(dir);
+    if (pids.empty()) break;
+    for (pid_t pid : pids) ::kill(pid, SIGKILL);
+  }
+  const absl::Time deadline = absl::Now() + absl::Seconds(1);
+  while (::rmdir(dir.c_str()) != 0 && errno == EBUSY && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(5));  // bounded retry while the kill lands
+  }
+}
+
+void RemoveLeftoverKernelCgroups(const std::string& parent) {
+  std::error_code error;
+  for (std::filesystem::directory_iterator it(parent, error);
+       !error && it != std::filesystem::directory_iterator(); it.increment(error)) {
+    if (it->is_directory() && absl::StartsWith(it->path().filename().string(), "kernel-")) {
+      KillAndRemoveCgroup(it->path().string());
+    }
+  }
+}
+
+// v1 parents are per gateway (cellgate-<pid>): those of gateways that no longer run (killed
+// without a chance to clean up) go, with whatever their kernels left.
+void RemoveParentsOfGoneGateways(const std::string& dir, int gateway_pid) {
+  std::error_code error;
+  for (std::filesystem::directory_iterator it(dir, error);
+       !error && it != std::filesystem::directory_iterator(); it.increment(error)) {
+    const std::string name = it->path().filename().string();
+    int pid = 0;
+    if (!absl::StartsWith(name, "cellgate-") ||
+        !absl::SimpleAtoi(name.substr(std::strlen("cellgate-")), &pid) || pid == gateway_pid) {
+      continue;
+    }
+    const std::optional<std::string> comm = ReadWholeFile(absl::StrCat("/proc/", pid, "/comm"));
+    if (comm && absl::StartsWith(*comm, "cellgate")) continue;  // still running
+    RemoveLeftoverKernelCgroups(it->path().string());
+    ::rmdir(it->path().c_str());
+  }
+}
+
 absl::StatusOr<std::unique_ptr<CgroupManager>> Unusable(const std::string& why) {
   return absl::FailedPreconditionError(why);
 }
@@ -153,6 +197,7 @@ absl::StatusOr<std::unique_ptr<CgroupManager>> CgroupManager::Detect(const Optio
       if (status.ok()) status = WriteValue(leaf + "/cgroup.procs", absl::StrCat(gateway_pid));
       if (status.ok()) status = WriteValue(base + "/cgroup.subtree_control", "+memory +pids");
       if (status.ok()) {
+        RemoveLeftoverKernelCgroups(base);  // of an earlier gateway in this cgroup
         return std::unique_ptr<CgroupManager>(
             new CgroupManager(CgroupVersion::kV2, {base}, {}));
       }
@@ -179,6 +224,8 @@ absl::StatusOr<std::unique_ptr<CgroupManager>> CgroupManager::Detect(const Optio
   const std::string name = absl::StrCat("/cellgate-", gateway_pid);
   const std::string memory_parent = JoinPath(memory_root, *memory_path) + name;
   const std::string pids_parent = JoinPath(pids_root, *pids_path) + name;
+  RemoveParentsOfGoneGateways(JoinPath(memory_root, *memory_path), gateway_pid);
+  RemoveParentsOfGoneGateways(JoinPath(pids_root, *pids_path), gateway_pid);
   for (const std::string& dir : {memory_parent, pids_parent}) {
     if (absl::Status status = MakeDirectory(dir); !status.ok()) {
       return Unusable(absl::StrCat(v2_why, "; cgroup v1: ", status.message()));
@@ -249,14 +296,7 @@ KernelCgroup::KernelCgroup(CgroupVersion version, std::vector<std::string> dirs,
 KernelCgroup::~KernelCgroup() {
   CloseProcsFds();
   KillAll();
-  // A killed process leaves its cgroup as it exits: give the kill a moment to land.
-  const absl::Time deadline = absl::Now() + absl::Seconds(1);
-  for (const std::string& dir : dirs_) {
-    while (::rmdir(dir.c_str()) != 0 && errno == EBUSY && absl::Now() < deadline) {
-      KillAll();
-      absl::SleepFor(absl::Milliseconds(5));  // bounded retry of rmdir, not a synchronisation
-    }
-  }
+  for (const std::string& dir : dirs_) KillAndRemoveCgroup(dir);
 }
 
 void KernelCgroup::CloseProcsFds() {

@@ -109,6 +109,30 @@ TEST_F(CgroupTest, V2WithoutTheControllersFallsBackToV1) {
   EXPECT_EQ((*cgroup)->OomKills(), 3);
 }
 
+TEST_F(CgroupTest, V2RemovesKernelCgroupsAnEarlierGatewayLeft) {
+  Write("mnt/svc/cgroup.controllers", "memory pids\n");
+  fs::create_directories(root_ + "/mnt/svc/kernel-k3-9");
+  fs::create_directories(root_ + "/mnt/svc/other");
+  ASSERT_TRUE(CgroupManager::Detect(Options("0::/svc\n")).ok());
+  EXPECT_FALSE(Exists("mnt/svc/kernel-k3-9"));
+  EXPECT_TRUE(Exists("mnt/svc/other"));  // not the gateway's
+}
+
+TEST_F(CgroupTest, V1RemovesTheCgroupsOfGatewaysThatNoLongerRun) {
+  fs::create_directories(root_ + "/mnt/memory/cellgate-1/kernel-k0-1");
+  fs::create_directories(root_ + "/mnt/pids/cellgate-1/kernel-k0-1");
+  // pid 1 runs, but it is no gateway: its cgroups are leftovers as well.
+  absl::StatusOr<std::unique_ptr<CgroupManager>> manager =
+      CgroupManager::Detect(Options("9:pids:/\n4:memory:/\n"));
+  ASSERT_TRUE(manager.ok()) << manager.status();
+  EXPECT_FALSE(Exists("mnt/memory/cellgate-1"));
+  EXPECT_FALSE(Exists("mnt/pids/cellgate-1"));
+  EXPECT_TRUE(Exists("mnt/memory/cellgate-4242"));
+  manager->reset();  // its own parents go with it
+  EXPECT_FALSE(Exists("mnt/memory/cellgate-4242"));
+  EXPECT_FALSE(Exists("mnt/pids/cellgate-4242"));
+}
+
 TEST_F(CgroupTest, NoUsableHierarchySaysWhyForBothVersions) {
   Write("mnt/svc/cgroup.controllers", "cpu\n");
   absl::StatusOr<std::unique_ptr<CgroupManager>> manager =
