@@ -271,6 +271,7 @@ class KernelCore : public PollSource, public std::enable_shared_from_this<Kernel
   KernelPhase snapshot_phase ABSL_GUARDED_BY(snapshot_mutex) = KernelPhase::kStarting;
   int snapshot_pid ABSL_GUARDED_BY(snapshot_mutex) = 0;
   KernelInfo snapshot_info ABSL_GUARDED_BY(snapshot_mutex);
+  IopubTraffic snapshot_traffic ABSL_GUARDED_BY(snapshot_mutex);
 
  private:
   absl::Status PrepareKernelDir() {
@@ -458,15 +459,15 @@ class KernelCore : public PollSource, public std::enable_shared_from_this<Kernel
       if (!received) return;
       std::vector<std::string> frames;
       frames.reserve(parts.size());
+      size_t message_bytes = 0;
       for (zmq::message_t& part : parts) {
-        bytes += part.size();
+        message_bytes += part.size();
         frames.push_back(part.to_string());
       }
+      bytes += message_bytes;
       absl::StatusOr<Message> message = codec_->Decode(std::move(frames), filter);
-      if (!message.ok()) {
-        ++rejected_frames_;
-        continue;
-      }
+      if (&socket == &*iopub_) CountIopub(message.ok(), message_bytes);
+      if (!message.ok()) continue;
       handler(*std::move(message));
       if (!shell_) return;  // the handler closed the connection
     }
@@ -543,6 +544,10 @@ class KernelCore : public PollSource, public std::enable_shared_from_this<Kernel
         MaybeComplete(it);
       }
       return;
+    }
+    if (message.unparsed_content_bytes > 0) {
+      absl::MutexLock lock(&snapshot_mutex);
+      snapshot_traffic.unparsed_output_bytes += message.unparsed_content_bytes;
     }
     if (it != pending_.end() && message.unparsed_content_bytes > 0) {
       PendingRequest& request = it->second;
@@ -712,6 +717,16 @@ class KernelCore : public PollSource, public std::enable_shared_from_this<Kernel
     on_exited_.clear();
   }
 
+  void CountIopub(bool verified, size_t bytes) {
+    absl::MutexLock lock(&snapshot_mutex);
+    if (verified) {
+      ++snapshot_traffic.messages;
+      snapshot_traffic.bytes += bytes;
+    } else {
+      ++snapshot_traffic.rejected_messages;
+    }
+  }
+
   void SetSnapshot(KernelPhase phase) {
     absl::MutexLock lock(&snapshot_mutex);
     snapshot_phase = phase;
@@ -745,7 +760,6 @@ class KernelCore : public PollSource, public std::enable_shared_from_this<Kernel
   std::string kill_reason_;  // why Kill() was called, if it was
   std::unique_ptr<KernelCgroup> cgroup_;
   absl::Time ping_sent_at_;
-  uint64_t rejected_frames_ = 0;
 };
 
 Kernel::Kernel(KernelIoLoop& loop, std::string kernel_dir, std::string log_path)
@@ -826,6 +840,11 @@ int Kernel::pid() const {
 KernelInfo Kernel::info() const {
   absl::MutexLock lock(&core_->snapshot_mutex);
   return core_->snapshot_info;
+}
+
+IopubTraffic Kernel::iopub_traffic() const {
+  absl::MutexLock lock(&core_->snapshot_mutex);
+  return core_->snapshot_traffic;
 }
 
 std::string Kernel::log_tail(size_t max_bytes) const { return ReadFileTail(log_path_, max_bytes); }

@@ -48,6 +48,14 @@ struct KernelOptions {
   uint64_t cgroup_memory_bytes = 0;
 };
 
+// Counters of a kernel process's IOPub channel.
+struct IopubTraffic {
+  uint64_t messages = 0;  // verified
+  uint64_t bytes = 0;     // of the verified messages, all frames
+  uint64_t unparsed_output_bytes = 0;
+  uint64_t rejected_messages = 0;
+};
+
 // What the kernel said about itself in kernel_info_reply.
 struct KernelInfo {
   std::string protocol_version;
@@ -151,6 +159,7 @@ class Kernel {
   KernelPhase phase() const;
   int pid() const;
   KernelInfo info() const;
+  IopubTraffic iopub_traffic() const;
   std::string kernel_dir() const { return kernel_dir_; }
   std::string log_tail(size_t max_bytes = 4096) const;
 

@@ -192,6 +192,12 @@ v1::Kernel KernelSession::Describe() const {
                                                               : info.language);
     kernel.mutable_language()->set_version(info.language_version);
     kernel.set_pid(kernel_->pid());
+    const kernel::IopubTraffic traffic = kernel_->iopub_traffic();
+    v1::IopubTraffic* out = kernel.mutable_iopub_traffic();
+    out->set_messages(traffic.messages);
+    out->set_bytes(traffic.bytes);
+    out->set_unparsed_output_bytes(traffic.unparsed_output_bytes);
+    out->set_rejected_messages(traffic.rejected_messages);
   }
   *kernel.mutable_created_at() = ToProtoTime(created_at_);
   *kernel.mutable_last_activity_at() = ToProtoTime(last_activity_at_);

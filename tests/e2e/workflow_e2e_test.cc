@@ -258,5 +258,29 @@ TEST_F(WorkflowTest, ExecuteReturnsTextReadyForAPrompt) {
   EXPECT_TRUE(client().Shutdown(kernel_id).ok());
 }
 
+TEST_F(WorkflowTest, KernelCountsItsIopubTraffic) {
+  const std::string kernel_id = client().MustStartKernel();
+  v1::GetKernelRequest request;
+  request.set_kernel_id(kernel_id);
+  v1::Kernel before;
+  {
+    auto context = client().Context();
+    ASSERT_TRUE(client().stub().GetKernel(context.get(), request, &before).ok());
+  }
+  // 64 KiB of stdout: the counters grow by at least that much, and by several messages (busy,
+  // execute_input, stream, idle).
+  client().MustExecute(kernel_id, "print('x' * 65536)");
+  v1::Kernel after;
+  {
+    auto context = client().Context();
+    ASSERT_TRUE(client().stub().GetKernel(context.get(), request, &after).ok());
+  }
+  EXPECT_GE(after.iopub_traffic().messages(), before.iopub_traffic().messages() + 4);
+  EXPECT_GE(after.iopub_traffic().bytes(), before.iopub_traffic().bytes() + 65536);
+  EXPECT_EQ(after.iopub_traffic().unparsed_output_bytes(), 0u);
+  EXPECT_EQ(after.iopub_traffic().rejected_messages(), 0u);
+  EXPECT_TRUE(client().Shutdown(kernel_id).ok());
+}
+
 }  // namespace
 }  // namespace cellgate

@@ -995,6 +995,11 @@ TEST_F(RlimitsFaultTest, AGigabyteOfStdoutIsInterruptedAndTheGatewayDoesNotGrowW
                        MiB(flood.peak_rss - baseline_.rss_bytes)));
   EXPECT_EQ(flood.result.status(), v1::EXECUTION_STATUS_INTERRUPTED) << Describe(flood.result);
   EXPECT_TRUE(flood.result.truncated());
+  // What it printed past the cap was counted, not parsed; nothing was rejected.
+  const v1::IopubTraffic traffic = MustGetKernel(client(), victim_.id).iopub_traffic();
+  EXPECT_GT(traffic.unparsed_output_bytes(), 0u);
+  EXPECT_GT(traffic.bytes(), traffic.unparsed_output_bytes() + 8 * kMaxOutputBytes);
+  EXPECT_EQ(traffic.rejected_messages(), 0u);
   EXPECT_LE(flood.peak_rss, baseline_.rss_bytes + kFloodRssBound)
       << "gateway peak RSS " << MiB(flood.peak_rss - baseline_.rss_bytes) << " over baseline";
   ExpectVictimUsable();

@@ -353,6 +353,9 @@ class KernelInfo:
     idle_timeout_seconds: int
     pending_executions: int
     limits: kernel_pb2.ResourceLimits = field(repr=False)
+    # IOPub counters of the current process: messages, bytes, unparsed_output_bytes (output
+    # past the hard cap), rejected_messages.
+    iopub_traffic: kernel_pb2.IopubTraffic = field(repr=False)
     proto: kernel_pb2.Kernel = field(repr=False, compare=False)
 
     @property
@@ -380,6 +383,7 @@ class KernelInfo:
             idle_timeout_seconds=m.idle_timeout_seconds,
             pending_executions=m.pending_executions,
             limits=m.limits,
+            iopub_traffic=m.iopub_traffic,
             proto=m,
         )
 

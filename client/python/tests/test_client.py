@@ -216,8 +216,12 @@ def test_restart_and_dead_kernel(client: Client) -> None:
     with client.start_kernel() as k:
         cell = k.add_cell("v = 41")
         assert k.run_cell(cell.cell_id).ok
+        traffic = k.info().iopub_traffic
+        assert traffic.messages > 0 and traffic.bytes > 0 and traffic.rejected_messages == 0
         info = k.restart()
         assert info.state is KernelState.IDLE and info.restart_count == 1
+        # The counters are the new process's.
+        assert info.iopub_traffic.messages < traffic.messages + 100
         assert k.cell(cell.cell_id).state is CellState.STALE
         r = k.execute("v")
         assert r.status is ExecutionStatus.ERROR and r.error is not None and r.error.ename == "NameError"

@@ -14,7 +14,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x63\x65llgate/v1/kernel.proto\x12\x0b\x63\x65llgate.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xbc\x01\n\x0eResourceLimits\x12\x1b\n\x13\x61\x64\x64ress_space_bytes\x18\x01 \x01(\x03\x12\x13\n\x0b\x63pu_seconds\x18\x02 \x01(\x03\x12\x15\n\rmax_processes\x18\x03 \x01(\x05\x12\x16\n\x0emax_open_files\x18\x04 \x01(\x05\x12\x1b\n\x13max_file_size_bytes\x18\x05 \x01(\x03\x12\x1a\n\rallow_network\x18\x06 \x01(\x08H\x00\x88\x01\x01\x42\x10\n\x0e_allow_network\"-\n\x0cLanguageInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\"v\n\nKernelSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x10\n\x08language\x18\x03 \x01(\t\x12\x32\n\x0einterrupt_mode\x18\x04 \x01(\x0e\x32\x1a.cellgate.v1.InterruptMode\"\xce\x04\n\x06Kernel\x12\x11\n\tkernel_id\x18\x01 \x01(\t\x12\x13\n\x0bkernel_spec\x18\x02 \x01(\t\x12\'\n\x05state\x18\x03 \x01(\x0e\x32\x18.cellgate.v1.KernelState\x12+\n\x08language\x18\x04 \x01(\x0b\x32\x19.cellgate.v1.LanguageInfo\x12\x0b\n\x03pid\x18\x05 \x01(\x05\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x34\n\x10last_activity_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0f\x65xecution_count\x18\x08 \x01(\x05\x12\x12\n\ncell_count\x18\t \x01(\x05\x12\x10\n\x08last_seq\x18\n \x01(\x03\x12/\n\x06labels\x18\x0b \x03(\x0b\x32\x1f.cellgate.v1.Kernel.LabelsEntry\x12+\n\x06limits\x18\x0c \x01(\x0b\x32\x1b.cellgate.v1.ResourceLimits\x12\x15\n\rrestart_count\x18\r \x01(\x05\x12\x19\n\x11last_death_reason\x18\x0e \x01(\t\x12\x1c\n\x14idle_timeout_seconds\x18\x0f \x01(\x05\x12\x1b\n\x13oldest_retained_seq\x18\x10 \x01(\x03\x12\x1a\n\x12pending_executions\x18\x11 \x01(\x05\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01*\xc8\x01\n\x0bKernelState\x12\x1c\n\x18KERNEL_STATE_UNSPECIFIED\x10\x00\x12\x19\n\x15KERNEL_STATE_STARTING\x10\x01\x12\x15\n\x11KERNEL_STATE_IDLE\x10\x02\x12\x15\n\x11KERNEL_STATE_BUSY\x10\x03\x12\x1b\n\x17KERNEL_STATE_RESTARTING\x10\x04\x12\x15\n\x11KERNEL_STATE_DEAD\x10\x05\x12\x1e\n\x1aKERNEL_STATE_SHUTTING_DOWN\x10\x06*f\n\rInterruptMode\x12\x1e\n\x1aINTERRUPT_MODE_UNSPECIFIED\x10\x00\x12\x19\n\x15INTERRUPT_MODE_SIGNAL\x10\x01\x12\x1a\n\x16INTERRUPT_MODE_MESSAGE\x10\x02\x42\x18Z\x16\x63\x65llgate/v1;cellgatev1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x63\x65llgate/v1/kernel.proto\x12\x0b\x63\x65llgate.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xbc\x01\n\x0eResourceLimits\x12\x1b\n\x13\x61\x64\x64ress_space_bytes\x18\x01 \x01(\x03\x12\x13\n\x0b\x63pu_seconds\x18\x02 \x01(\x03\x12\x15\n\rmax_processes\x18\x03 \x01(\x05\x12\x16\n\x0emax_open_files\x18\x04 \x01(\x05\x12\x1b\n\x13max_file_size_bytes\x18\x05 \x01(\x03\x12\x1a\n\rallow_network\x18\x06 \x01(\x08H\x00\x88\x01\x01\x42\x10\n\x0e_allow_network\"-\n\x0cLanguageInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\"v\n\nKernelSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x10\n\x08language\x18\x03 \x01(\t\x12\x32\n\x0einterrupt_mode\x18\x04 \x01(\x0e\x32\x1a.cellgate.v1.InterruptMode\"\x80\x05\n\x06Kernel\x12\x11\n\tkernel_id\x18\x01 \x01(\t\x12\x13\n\x0bkernel_spec\x18\x02 \x01(\t\x12\'\n\x05state\x18\x03 \x01(\x0e\x32\x18.cellgate.v1.KernelState\x12+\n\x08language\x18\x04 \x01(\x0b\x32\x19.cellgate.v1.LanguageInfo\x12\x0b\n\x03pid\x18\x05 \x01(\x05\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x34\n\x10last_activity_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0f\x65xecution_count\x18\x08 \x01(\x05\x12\x12\n\ncell_count\x18\t \x01(\x05\x12\x10\n\x08last_seq\x18\n \x01(\x03\x12/\n\x06labels\x18\x0b \x03(\x0b\x32\x1f.cellgate.v1.Kernel.LabelsEntry\x12+\n\x06limits\x18\x0c \x01(\x0b\x32\x1b.cellgate.v1.ResourceLimits\x12\x15\n\rrestart_count\x18\r \x01(\x05\x12\x19\n\x11last_death_reason\x18\x0e \x01(\t\x12\x1c\n\x14idle_timeout_seconds\x18\x0f \x01(\x05\x12\x1b\n\x13oldest_retained_seq\x18\x10 \x01(\x03\x12\x1a\n\x12pending_executions\x18\x11 \x01(\x05\x12\x30\n\riopub_traffic\x18\x12 \x01(\x0b\x32\x19.cellgate.v1.IopubTraffic\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"i\n\x0cIopubTraffic\x12\x10\n\x08messages\x18\x01 \x01(\x04\x12\r\n\x05\x62ytes\x18\x02 \x01(\x04\x12\x1d\n\x15unparsed_output_bytes\x18\x03 \x01(\x04\x12\x19\n\x11rejected_messages\x18\x04 \x01(\x04*\xc8\x01\n\x0bKernelState\x12\x1c\n\x18KERNEL_STATE_UNSPECIFIED\x10\x00\x12\x19\n\x15KERNEL_STATE_STARTING\x10\x01\x12\x15\n\x11KERNEL_STATE_IDLE\x10\x02\x12\x15\n\x11KERNEL_STATE_BUSY\x10\x03\x12\x1b\n\x17KERNEL_STATE_RESTARTING\x10\x04\x12\x15\n\x11KERNEL_STATE_DEAD\x10\x05\x12\x1e\n\x1aKERNEL_STATE_SHUTTING_DOWN\x10\x06*f\n\rInterruptMode\x12\x1e\n\x1aINTERRUPT_MODE_UNSPECIFIED\x10\x00\x12\x19\n\x15INTERRUPT_MODE_SIGNAL\x10\x01\x12\x1a\n\x16INTERRUPT_MODE_MESSAGE\x10\x02\x42\x18Z\x16\x63\x65llgate/v1;cellgatev1b\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'cellgate.v1.kernel_pb2', globals())
@@ -24,10 +24,10 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   DESCRIPTOR._serialized_options = b'Z\026cellgate/v1;cellgatev1'
   _KERNEL_LABELSENTRY._options = None
   _KERNEL_LABELSENTRY._serialized_options = b'8\001'
-  _KERNELSTATE._serialized_start=1026
-  _KERNELSTATE._serialized_end=1226
-  _INTERRUPTMODE._serialized_start=1228
-  _INTERRUPTMODE._serialized_end=1330
+  _KERNELSTATE._serialized_start=1183
+  _KERNELSTATE._serialized_end=1383
+  _INTERRUPTMODE._serialized_start=1385
+  _INTERRUPTMODE._serialized_end=1487
   _RESOURCELIMITS._serialized_start=75
   _RESOURCELIMITS._serialized_end=263
   _LANGUAGEINFO._serialized_start=265
@@ -35,7 +35,9 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   _KERNELSPEC._serialized_start=312
   _KERNELSPEC._serialized_end=430
   _KERNEL._serialized_start=433
-  _KERNEL._serialized_end=1023
-  _KERNEL_LABELSENTRY._serialized_start=978
-  _KERNEL_LABELSENTRY._serialized_end=1023
+  _KERNEL._serialized_end=1073
+  _KERNEL_LABELSENTRY._serialized_start=1028
+  _KERNEL_LABELSENTRY._serialized_end=1073
+  _IOPUBTRAFFIC._serialized_start=1075
+  _IOPUBTRAFFIC._serialized_end=1180
 # @@protoc_insertion_point(module_scope)

@@ -17,8 +17,20 @@ KERNEL_STATE_SHUTTING_DOWN: KernelState
 KERNEL_STATE_STARTING: KernelState
 KERNEL_STATE_UNSPECIFIED: KernelState
 
+class IopubTraffic(_message.Message):
+    __slots__ = ["bytes", "messages", "rejected_messages", "unparsed_output_bytes"]
+    BYTES_FIELD_NUMBER: _ClassVar[int]
+    MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    REJECTED_MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    UNPARSED_OUTPUT_BYTES_FIELD_NUMBER: _ClassVar[int]
+    bytes: int
+    messages: int
+    rejected_messages: int
+    unparsed_output_bytes: int
+    def __init__(self, messages: _Optional[int] = ..., bytes: _Optional[int] = ..., unparsed_output_bytes: _Optional[int] = ..., rejected_messages: _Optional[int] = ...) -> None: ...
+
 class Kernel(_message.Message):
-    __slots__ = ["cell_count", "created_at", "execution_count", "idle_timeout_seconds", "kernel_id", "kernel_spec", "labels", "language", "last_activity_at", "last_death_reason", "last_seq", "limits", "oldest_retained_seq", "pending_executions", "pid", "restart_count", "state"]
+    __slots__ = ["cell_count", "created_at", "execution_count", "idle_timeout_seconds", "iopub_traffic", "kernel_id", "kernel_spec", "labels", "language", "last_activity_at", "last_death_reason", "last_seq", "limits", "oldest_retained_seq", "pending_executions", "pid", "restart_count", "state"]
     class LabelsEntry(_message.Message):
         __slots__ = ["key", "value"]
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -30,6 +42,7 @@ class Kernel(_message.Message):
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     EXECUTION_COUNT_FIELD_NUMBER: _ClassVar[int]
     IDLE_TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    IOPUB_TRAFFIC_FIELD_NUMBER: _ClassVar[int]
     KERNEL_ID_FIELD_NUMBER: _ClassVar[int]
     KERNEL_SPEC_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
@@ -47,6 +60,7 @@ class Kernel(_message.Message):
     created_at: _timestamp_pb2.Timestamp
     execution_count: int
     idle_timeout_seconds: int
+    iopub_traffic: IopubTraffic
     kernel_id: str
     kernel_spec: str
     labels: _containers.ScalarMap[str, str]
@@ -60,7 +74,7 @@ class Kernel(_message.Message):
     pid: int
     restart_count: int
     state: KernelState
-    def __init__(self, kernel_id: _Optional[str] = ..., kernel_spec: _Optional[str] = ..., state: _Optional[_Union[KernelState, str]] = ..., language: _Optional[_Union[LanguageInfo, _Mapping]] = ..., pid: _Optional[int] = ..., created_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., last_activity_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., execution_count: _Optional[int] = ..., cell_count: _Optional[int] = ..., last_seq: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ..., limits: _Optional[_Union[ResourceLimits, _Mapping]] = ..., restart_count: _Optional[int] = ..., last_death_reason: _Optional[str] = ..., idle_timeout_seconds: _Optional[int] = ..., oldest_retained_seq: _Optional[int] = ..., pending_executions: _Optional[int] = ...) -> None: ...
+    def __init__(self, kernel_id: _Optional[str] = ..., kernel_spec: _Optional[str] = ..., state: _Optional[_Union[KernelState, str]] = ..., language: _Optional[_Union[LanguageInfo, _Mapping]] = ..., pid: _Optional[int] = ..., created_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., last_activity_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., execution_count: _Optional[int] = ..., cell_count: _Optional[int] = ..., last_seq: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ..., limits: _Optional[_Union[ResourceLimits, _Mapping]] = ..., restart_count: _Optional[int] = ..., last_death_reason: _Optional[str] = ..., idle_timeout_seconds: _Optional[int] = ..., oldest_retained_seq: _Optional[int] = ..., pending_executions: _Optional[int] = ..., iopub_traffic: _Optional[_Union[IopubTraffic, _Mapping]] = ...) -> None: ...
 
 class KernelSpec(_message.Message):
     __slots__ = ["display_name", "interrupt_mode", "language", "name"]
