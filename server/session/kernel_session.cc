@@ -66,9 +66,7 @@ struct KernelSession::Execution {
   bool reported = false;  // the caller already has its result (KEEP_RUNNING timeout)
   std::string kernel_msg_id;  // the execute_request's msg_id
   bool flooded = false;       // interrupted for printing past the hard cap
-  // Interrupted by the gateway: re-interrupted every second, killed if still running at this
-  // time (InfiniteFuture = not interrupted yet).
-  absl::Time kill_if_running_at = absl::InfiniteFuture();
+  bool escalation_armed = false;  // interrupted; killed if still running after the grace
   bool escalated = false;         // ignored the interrupt: the kernel was killed
 };
 
@@ -634,34 +632,23 @@ void KernelSession::OnTimeout(uint64_t generation, const std::string& execution_
 void KernelSession::InterruptRunningLocked() {
   if (kernel_ == nullptr) return;
   kernel_->Interrupt();
-  if (running_ == nullptr || running_->kill_if_running_at != absl::InfiniteFuture() ||
+  if (running_ == nullptr || running_->escalation_armed ||
       config_.restart_policy.interrupt_escalation <= absl::ZeroDuration()) {
-    return;  // the first interrupt's deadline stands
+    return;
   }
-  running_->kill_if_running_at = absl::Now() + config_.restart_policy.interrupt_escalation;
-  ScheduleInterruptCheckLocked();
-}
-
-void KernelSession::ScheduleInterruptCheckLocked() {
+  running_->escalation_armed = true;  // the first interrupt's deadline stands
   std::weak_ptr<KernelSession> weak = weak_from_this();
-  loop_.PostAfter(std::min(kReinterruptInterval, running_->kill_if_running_at - absl::Now()),
+  loop_.PostAfter(config_.restart_policy.interrupt_escalation,
                   [weak, generation = generation_, execution_id = running_->execution_id]() {
-                    if (auto self = weak.lock()) self->OnInterruptPending(generation, execution_id);
+                    if (auto self = weak.lock()) self->OnInterruptIgnored(generation, execution_id);
                   });
 }
 
-void KernelSession::OnInterruptPending(uint64_t generation, const std::string& execution_id) {
+void KernelSession::OnInterruptIgnored(uint64_t generation, const std::string& execution_id) {
   absl::MutexLock lock(&mutex_);
   if (generation != generation_ || running_ == nullptr ||
       running_->execution_id != execution_id || kernel_ == nullptr) {
     return;  // it stopped (or the kernel was replaced) in time
-  }
-  if (absl::Now() < running_->kill_if_running_at) {
-    // A SIGINT that lands just before a blocking call starts is only seen when the call ends
-    // (CPython checks for signals between bytecodes): interrupt again.
-    kernel_->Interrupt();
-    ScheduleInterruptCheckLocked();
-    return;
   }
   running_->escalated = true;
   kernel_->Kill(absl::StrCat("ignored an interrupt for ",

@@ -156,12 +156,8 @@ class KernelSession : public std::enable_shared_from_this<KernelSession> {
       ABSL_LOCKS_EXCLUDED(mutex_);
   // Interrupts the running execution and arms the escalation: killed if it ignores the interrupt.
   void InterruptRunningLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
-  void ScheduleInterruptCheckLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
-  // The running execution was interrupted and is still running: interrupt it again, or, past
-  // its deadline, kill the kernel.
-  void OnInterruptPending(uint64_t generation, const std::string& execution_id)
+  void OnInterruptIgnored(uint64_t generation, const std::string& execution_id)
       ABSL_LOCKS_EXCLUDED(mutex_);
-  static constexpr absl::Duration kReinterruptInterval = absl::Seconds(1);
   void OnHeartbeat(uint64_t generation, bool responsive) ABSL_LOCKS_EXCLUDED(mutex_);
   void OnSilentTooLong(uint64_t generation, uint64_t silence) ABSL_LOCKS_EXCLUDED(mutex_);
   // Answers the caller now with TIMEOUT; the execution itself goes on being tracked.
