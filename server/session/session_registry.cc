@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include "absl/strings/escaping.h"
+#include "server/common/heap_release.h"
 #include "absl/strings/str_cat.h"
 
 namespace cellgate::session {
@@ -25,6 +26,7 @@ void SessionRegistry::ScheduleHousekeeping() {
     std::shared_ptr<SessionRegistry*> registry = alive.lock();
     if (registry == nullptr) return;
     (*registry)->CullIdleKernels();
+    (*registry)->ReleaseFreeHeap();
     (*registry)->ScheduleHousekeeping();
   });
 }
@@ -37,6 +39,13 @@ void SessionRegistry::CullIdleKernels() {
       session->Shutdown(nullptr, *reason);
     }
   }
+}
+
+void SessionRegistry::ReleaseFreeHeap() {
+  // A flood or a dropped kernel leaves freed memory in the allocator; give it back once it is
+  // more than noise. Checking costs a walk of the allocator's free lists: not every pass.
+  if (++housekeeping_passes_ % 5 != 0) return;
+  common::ReleaseFreeHeapAbove(16 << 20);
 }
 
 absl::StatusOr<std::string> SessionRegistry::NewKernelId() const {

@@ -72,12 +72,15 @@ class SessionRegistry {
  private:
   absl::StatusOr<std::string> NewKernelId() const;
   void ScheduleHousekeeping();
+  // Every few housekeeping passes, returns the allocator's free memory to the system.
+  void ReleaseFreeHeap();
 
   RegistryDeps deps_;
   mutable absl::Mutex mutex_;
   std::map<std::string, std::shared_ptr<KernelSession>> sessions_ ABSL_GUARDED_BY(mutex_);
   int starting_ ABSL_GUARDED_BY(mutex_) = 0;  // sessions not yet in `sessions_`
   uint64_t next_dir_ ABSL_GUARDED_BY(mutex_) = 0;
+  uint64_t housekeeping_passes_ = 0;  // only on the I/O loop
   bool draining_ ABSL_GUARDED_BY(mutex_) = false;
   // Housekeeping tasks hold a weak reference; gone once the registry is.
   std::shared_ptr<SessionRegistry*> alive_ = std::make_shared<SessionRegistry*>(this);
