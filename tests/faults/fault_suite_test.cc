@@ -926,9 +926,11 @@ TEST_F(RlimitsFaultTest, RecursionPastTheCStackKillsOnlyThatKernel) {
   ExpectRestartedAfterDeath("killed by SIGSEGV");
 }
 
-// What the gateway may hold while a flood goes through, by its caps: a few copies of the
-// 16 MiB event log in flight, plus the usual slack. Independent of how much the kernel prints.
-constexpr int64_t kFloodRssBound = kEventLogBytes * 3 + kRssSlack;
+// What the gateway may hold at the peak of a 1 GiB flood: its caps (the 16 MiB event log, the
+// 8 MiB hard cap) plus what the kernel writes between crossing the hard cap and taking the
+// interrupt (a rate times a latency, 20-140 MiB seen on a 2-core machine). A quarter of the
+// flood: a gateway that held the flood would be far past it.
+constexpr int64_t kFloodRssBound = 256ll << 20;
 
 // Prints `mib` MiB to stdout in 1 MiB writes in the victim, sampling the gateway's RSS.
 struct Flood {
@@ -957,16 +959,16 @@ Flood PrintMegabytes(GatewayClient& client, pid_t gateway, const std::string& ke
   return flood;
 }
 
-TEST_F(RlimitsFaultTest, HundredMegabytesOfStdoutAreTruncatedAndTheGatewayStaysBounded) {
-  // 100 MiB (1 GB as in the issue takes too long for CI). Stored outputs stop at
-  // --max-output-bytes (1 MiB) with a marker.
-  const Flood flood = PrintMegabytes(client(), server().pid(), victim_.id, 100);
-  const v1::ExecutionResult& result = flood.result;
-  Observe(result);
+TEST_F(RlimitsFaultTest, AGigabyteOfStdoutIsInterruptedAndTheGatewayDoesNotGrowWithIt) {
+  // Output past the hard cap (8 MiB here) is counted, not parsed, and the execution is
+  // interrupted: the gateway keeps pace with the kernel, so nothing piles up in its IOPub queue.
+  const Flood flood = PrintMegabytes(client(), server().pid(), victim_.id, 1024);
+  Observe(flood.result);
   Observe(absl::StrCat("took ", absl::FormatDuration(flood.took), ", gateway peak RSS ",
                        MiB(flood.peak_rss - baseline_.rss_bytes)));
-  // Past the output hard cap (8 x --max-output-bytes) the gateway stops parsing the flood and
-  // interrupts it.
+  // Past the output hard cap (8 x --max-output-bytes) the execution is interrupted; its
+  // stored outputs stopped at --max-output-bytes (1 MiB) with a marker.
+  const v1::ExecutionResult& result = flood.result;
   EXPECT_EQ(result.status(), v1::EXECUTION_STATUS_INTERRUPTED) << Describe(result);
   EXPECT_EQ(result.status_detail(),
             absl::StrCat("printed more than the output hard cap of ", 8 * kMaxOutputBytes,
@@ -981,20 +983,6 @@ TEST_F(RlimitsFaultTest, HundredMegabytesOfStdoutAreTruncatedAndTheGatewayStaysB
     }
   }
   EXPECT_TRUE(marker) << "no truncation marker in the stored outputs";
-  EXPECT_LE(flood.peak_rss, baseline_.rss_bytes + kFloodRssBound)
-      << "gateway peak RSS " << MiB(flood.peak_rss - baseline_.rss_bytes) << " over baseline";
-  ExpectVictimUsable();
-}
-
-TEST_F(RlimitsFaultTest, AGigabyteOfStdoutIsInterruptedAndTheGatewayDoesNotGrowWithIt) {
-  // Output past the hard cap (8 MiB here) is counted, not parsed, and the execution is
-  // interrupted: the gateway keeps pace with the kernel, so nothing piles up in its IOPub queue.
-  const Flood flood = PrintMegabytes(client(), server().pid(), victim_.id, 1024);
-  Observe(flood.result);
-  Observe(absl::StrCat("took ", absl::FormatDuration(flood.took), ", gateway peak RSS ",
-                       MiB(flood.peak_rss - baseline_.rss_bytes)));
-  EXPECT_EQ(flood.result.status(), v1::EXECUTION_STATUS_INTERRUPTED) << Describe(flood.result);
-  EXPECT_TRUE(flood.result.truncated());
   // What it printed past the cap was counted, not parsed; nothing was rejected.
   const v1::IopubTraffic traffic = MustGetKernel(client(), victim_.id).iopub_traffic();
   EXPECT_GT(traffic.unparsed_output_bytes(), 0u);
