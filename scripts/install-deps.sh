@@ -16,7 +16,7 @@ runtime_packages=(
   bubblewrap procps
 )
 test_packages=(
-  python3-grpcio python3-pytest python3-nbformat python3-pytest-asyncio python3-pip
+  python3-grpcio python3-pytest python3-nbformat python3-nbclient python3-pytest-asyncio python3-pip
   golang-go golang-google-grpc-dev golang-google-protobuf-dev protoc-gen-go protoc-gen-go-grpc
   clang libclang-rt-14-dev  # the libFuzzer smoke run
 )
