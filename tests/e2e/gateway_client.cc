@@ -82,4 +82,33 @@ grpc::Status GatewayClient::Shutdown(const std::string& kernel_id) {
   return stub_->ShutdownKernel(Context().get(), request, &response);
 }
 
+v1::Kernel GatewayClient::WaitForKernel(const std::string& kernel_id,
+                                        const std::function<bool(const v1::Kernel&)>& done,
+                                        absl::Duration timeout) {
+  v1::GetKernelRequest get;
+  get.set_kernel_id(kernel_id);
+  v1::Kernel kernel;
+  const absl::Time deadline = absl::Now() + timeout;
+  do {
+    kernel.Clear();
+    if (!stub_->GetKernel(Context().get(), get, &kernel).ok()) break;
+  } while (!done(kernel) && absl::Now() < deadline);
+  return kernel;
+}
+
+v1::Cell GatewayClient::WaitForCell(const std::string& kernel_id, const std::string& cell_id,
+                                    const std::function<bool(const v1::Cell&)>& done,
+                                    absl::Duration timeout) {
+  v1::GetCellRequest get;
+  get.set_kernel_id(kernel_id);
+  get.set_cell_id(cell_id);
+  v1::Cell cell;
+  const absl::Time deadline = absl::Now() + timeout;
+  do {
+    cell.Clear();
+    if (!stub_->GetCell(Context().get(), get, &cell).ok()) break;
+  } while (!done(cell) && absl::Now() < deadline);
+  return cell;
+}
+
 }  // namespace cellgate::testing

@@ -2,10 +2,13 @@
 
 // A small synchronous wrapper over the generated C++ stub, for end-to-end tests.
 
+#include <functional>
 #include <memory>
 #include <string>
 
 #include <grpcpp/grpcpp.h>
+
+#include "absl/time/time.h"
 
 #include "cellgate/v1/kernel_gateway.grpc.pb.h"
 
@@ -32,6 +35,15 @@ class GatewayClient {
                                   int64_t timeout_ms = 0);
   v1::Notebook MustGetNotebook(const std::string& kernel_id);
   grpc::Status Shutdown(const std::string& kernel_id);
+
+  // Polls GetKernel / GetCell until `done` holds or `timeout` passes; returns the last one seen
+  // (empty if the call failed).
+  v1::Kernel WaitForKernel(const std::string& kernel_id,
+                           const std::function<bool(const v1::Kernel&)>& done,
+                           absl::Duration timeout = absl::Seconds(60));
+  v1::Cell WaitForCell(const std::string& kernel_id, const std::string& cell_id,
+                       const std::function<bool(const v1::Cell&)>& done,
+                       absl::Duration timeout = absl::Seconds(60));
 
  private:
   std::shared_ptr<grpc::Channel> channel_;

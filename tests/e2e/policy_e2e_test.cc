@@ -17,20 +17,6 @@ using ::testing::HasSubstr;
 using testing::GatewayClient;
 using testing::ServerSuite;
 
-// Polls GetKernel until `done(kernel)` or the deadline; returns the last state seen.
-v1::Kernel WaitForKernel(GatewayClient& client, const std::string& kernel_id,
-                         const std::function<bool(const v1::Kernel&)>& done) {
-  v1::GetKernelRequest get;
-  get.set_kernel_id(kernel_id);
-  v1::Kernel kernel;
-  const absl::Time deadline = absl::Now() + absl::Seconds(60);
-  do {
-    kernel.Clear();
-    if (!client.stub().GetKernel(client.Context().get(), get, &kernel).ok()) break;
-  } while (!done(kernel) && absl::Now() < deadline);
-  return kernel;
-}
-
 // Whether ListKernels (which touches no kernel) still lists `kernel_id`.
 bool Listed(GatewayClient& client, const std::string& kernel_id) {
   v1::ListKernelsResponse listed;
@@ -60,9 +46,9 @@ class RestartPolicyTest : public ServerSuite<RestartLimitFlags> {};
 
 TEST_F(RestartPolicyTest, RestartsOnDeathUntilTheLimitThenStaysDeadWithTheReason) {
   const std::string kernel_id = client().MustStartKernel();
-  v1::Kernel kernel = WaitForKernel(client(), kernel_id, [](const v1::Kernel&) { return true; });
+  v1::Kernel kernel = client().WaitForKernel(kernel_id, [](const v1::Kernel&) { return true; });
   ASSERT_EQ(::kill(kernel.pid(), SIGKILL), 0);
-  kernel = WaitForKernel(client(), kernel_id, [&](const v1::Kernel& k) {
+  kernel = client().WaitForKernel(kernel_id, [&](const v1::Kernel& k) {
     return k.state() == v1::KERNEL_STATE_IDLE && k.restart_count() == 1;
   });
   ASSERT_EQ(kernel.restart_count(), 1);
@@ -71,7 +57,7 @@ TEST_F(RestartPolicyTest, RestartsOnDeathUntilTheLimitThenStaysDeadWithTheReason
 
   // The second death within the window is over the limit of one restart.
   ASSERT_EQ(::kill(kernel.pid(), SIGKILL), 0);
-  kernel = WaitForKernel(client(), kernel_id,
+  kernel = client().WaitForKernel(kernel_id,
                          [](const v1::Kernel& k) { return k.state() == v1::KERNEL_STATE_DEAD; });
   EXPECT_EQ(kernel.state(), v1::KERNEL_STATE_DEAD);
   EXPECT_THAT(kernel.last_death_reason(), HasSubstr("killed by SIGKILL"));
