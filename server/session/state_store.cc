@@ -1,0 +1,302 @@
+#include "server/session/state_store.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <utility>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "server/obs/log.h"
+
+namespace cellgate::session {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr uint32_t kFormat = 1;
+constexpr absl::string_view kSuffix = ".state";
+
+absl::Status ErrnoError(absl::string_view what, const std::string& path) {
+  return absl::InternalError(absl::StrCat(what, " ", path, ": ", std::strerror(errno)));
+}
+
+// Closes a file descriptor when it goes out of scope.
+class Fd {
+ public:
+  explicit Fd(int fd) : fd_(fd) {}
+  ~Fd() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  int get() const { return fd_; }
+  int Release() { return std::exchange(fd_, -1); }
+
+ private:
+  int fd_;
+};
+
+absl::Status FsyncDirectory(const std::string& dir) {
+  Fd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (fd.get() < 0) return ErrnoError("cannot open", dir);
+  if (::fsync(fd.get()) != 0) return ErrnoError("cannot fsync", dir);
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status StateStore::WriteAtomically(const std::string& path, const std::string& bytes) {
+  const std::string temporary = path + ".tmp";
+  Fd fd(::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+  if (fd.get() < 0) return ErrnoError("cannot create", temporary);
+  size_t written = 0;
+  while (written < bytes.size()) {
+    const ssize_t n = ::write(fd.get(), bytes.data() + written, bytes.size() - written);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      const absl::Status status = ErrnoError("cannot write", temporary);
+      ::unlink(temporary.c_str());
+      return status;
+    }
+    written += static_cast<size_t>(n);
+  }
+  if (::fsync(fd.get()) != 0) {
+    const absl::Status status = ErrnoError("cannot fsync", temporary);
+    ::unlink(temporary.c_str());
+    return status;
+  }
+  if (::close(fd.Release()) != 0) {
+    const absl::Status status = ErrnoError("cannot close", temporary);
+    ::unlink(temporary.c_str());
+    return status;
+  }
+  if (::rename(temporary.c_str(), path.c_str()) != 0) {
+    const absl::Status status = ErrnoError("cannot rename to", path);
+    ::unlink(temporary.c_str());
+    return status;
+  }
+  return FsyncDirectory(fs::path(path).parent_path().string());
+}
+
+absl::StatusOr<std::unique_ptr<StateStore>> StateStore::Open(Options options) {
+  const std::string kernels_dir = absl::StrCat(options.dir, "/kernels");
+  std::error_code error;
+  fs::create_directories(kernels_dir, error);
+  if (error) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "--state-dir: cannot create ", kernels_dir, ": ", error.message(),
+        " (pass a writable directory, or --state-dir= to keep nothing)"));
+  }
+  ::chmod(options.dir.c_str(), 0700);
+  ::chmod(kernels_dir.c_str(), 0700);
+  // Proves the directory can be written, with the same steps as a real write.
+  const std::string probe = absl::StrCat(kernels_dir, "/.probe");
+  if (absl::Status status = WriteAtomically(probe, "probe"); !status.ok()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("--state-dir: ", status.message(),
+                     " (pass a writable directory, or --state-dir= to keep nothing)"));
+  }
+  fs::remove(probe, error);
+  return std::unique_ptr<StateStore>(new StateStore(std::move(options)));
+}
+
+StateStore::StateStore(Options options)
+    : options_(std::move(options)), kernels_dir_(absl::StrCat(options_.dir, "/kernels")) {
+  writer_ = std::thread([this] { WriterLoop(); });
+}
+
+StateStore::~StateStore() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  writer_.join();
+}
+
+std::string StateStore::PathFor(const std::string& kernel_id) const {
+  return absl::StrCat(kernels_dir_, "/", kernel_id, kSuffix);
+}
+
+StateStore::Loaded StateStore::LoadAll() const {
+  Loaded loaded;
+  std::error_code error;
+  for (const fs::directory_entry& entry : fs::directory_iterator(kernels_dir_, error)) {
+    const std::string path = entry.path().string();
+    const std::string name = entry.path().filename().string();
+    if (absl::EndsWith(name, ".tmp")) {
+      // A write the last gateway did not finish: the file it was replacing is intact.
+      fs::remove(entry.path(), error);
+      continue;
+    }
+    if (!absl::EndsWith(name, kSuffix)) continue;
+    const std::string kernel_id = name.substr(0, name.size() - kSuffix.size());
+    std::ifstream in(path, std::ios::binary);
+    std::stringstream bytes;
+    bytes << in.rdbuf();
+    internal::KernelState state;
+    std::string problem;
+    if (!in.good() && !in.eof()) {
+      problem = "cannot be read";
+    } else if (!state.ParseFromString(bytes.str())) {
+      problem = "is not a kernel state file";
+    } else if (state.format() != kFormat) {
+      problem = absl::StrCat("has format ", state.format(), ", this server reads ", kFormat);
+    } else if (state.kernel_id() != kernel_id) {
+      problem = absl::StrCat("holds kernel '", state.kernel_id(), "', not '", kernel_id, "'");
+    }
+    if (problem.empty()) {
+      loaded.kernels.push_back(std::move(state));
+      continue;
+    }
+    const std::string aside = path + ".bad";
+    fs::rename(path, aside, error);
+    loaded.problems.push_back(absl::StrCat(path, " ", problem, "; moved to ", aside));
+  }
+  return loaded;
+}
+
+void StateStore::Register(const std::string& kernel_id, Snapshot snapshot) {
+  absl::MutexLock lock(&mu_);
+  snapshots_[kernel_id] = std::make_shared<Snapshot>(std::move(snapshot));
+  changed_.insert(kernel_id);
+  urgent_ = true;
+}
+
+void StateStore::MarkChanged(const std::string& kernel_id, bool urgent) {
+  absl::MutexLock lock(&mu_);
+  if (!snapshots_.contains(kernel_id)) return;
+  changed_.insert(kernel_id);
+  urgent_ = urgent_ || urgent;
+}
+
+void StateStore::AfterNextWrite(const std::string& kernel_id, absl::AnyInvocable<void()> then) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (snapshots_.contains(kernel_id)) {
+      changed_.insert(kernel_id);
+      urgent_ = true;
+      waiting_[kernel_id].push_back(std::move(then));
+      return;
+    }
+  }
+  then();
+}
+
+void StateStore::Remove(const std::string& kernel_id) {
+  std::vector<absl::AnyInvocable<void()>> waiting;
+  {
+    absl::MutexLock io_lock(&io_mu_);
+    {
+      absl::MutexLock lock(&mu_);
+      snapshots_.erase(kernel_id);
+      changed_.erase(kernel_id);
+      if (auto it = waiting_.find(kernel_id); it != waiting_.end()) {
+        waiting = std::move(it->second);
+        waiting_.erase(it);
+      }
+    }
+    std::error_code error;
+    fs::remove(PathFor(kernel_id), error);
+  }
+  for (auto& then : waiting) then();
+}
+
+void StateStore::Flush() {
+  absl::MutexLock lock(&mu_);
+  flush_requested_ = true;
+  const uint64_t target = passes_started_ + 1;
+  auto written = [this, target]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return passes_done_ >= target;
+  };
+  mu_.Await(absl::Condition(&written));
+}
+
+int64_t StateStore::failed_writes() const {
+  absl::MutexLock lock(&mu_);
+  return failed_writes_;
+}
+
+void StateStore::WriterLoop() {
+  absl::Time last_pass_end = absl::InfinitePast();
+  while (true) {
+    std::set<std::string> batch;
+    std::vector<absl::AnyInvocable<void()>> then;
+    uint64_t pass = 0;
+    {
+      absl::MutexLock lock(&mu_);
+      auto has_work = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return !changed_.empty() || stopping_ || flush_requested_;
+      };
+      mu_.Await(absl::Condition(&has_work));
+      // Coalesce: changes that are not urgent wait out the interval since the last pass.
+      auto now_please = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return urgent_ || stopping_ || flush_requested_;
+      };
+      mu_.AwaitWithDeadline(absl::Condition(&now_please), last_pass_end + options_.write_interval);
+      batch.swap(changed_);
+      for (const std::string& kernel_id : batch) {
+        auto it = waiting_.find(kernel_id);
+        if (it == waiting_.end()) continue;
+        for (auto& callback : it->second) then.push_back(std::move(callback));
+        waiting_.erase(it);
+      }
+      urgent_ = false;
+      flush_requested_ = false;
+      pass = ++passes_started_;
+      if (stopping_ && batch.empty()) {
+        passes_done_ = pass;
+        return;
+      }
+    }
+    WriteKernels(batch);
+    for (auto& callback : then) callback();
+    last_pass_end = absl::Now();
+    absl::MutexLock lock(&mu_);
+    passes_done_ = pass;
+  }
+}
+
+void StateStore::WriteKernels(const std::set<std::string>& kernel_ids) {
+  for (const std::string& kernel_id : kernel_ids) {
+    std::shared_ptr<Snapshot> snapshot;
+    {
+      absl::MutexLock lock(&mu_);
+      auto it = snapshots_.find(kernel_id);
+      if (it == snapshots_.end()) continue;
+      snapshot = it->second;
+    }
+    std::optional<internal::KernelState> state = (*snapshot)();
+    if (!state.has_value()) continue;
+    state->set_format(kFormat);
+    state->set_kernel_id(kernel_id);
+    const absl::Time now = absl::Now();
+    state->mutable_written_at()->set_seconds(absl::ToUnixSeconds(now));
+    state->mutable_written_at()->set_nanos(
+        static_cast<int32_t>(absl::ToInt64Nanoseconds(now - absl::FromUnixSeconds(
+                                                                absl::ToUnixSeconds(now)))));
+    const std::string bytes = state->SerializeAsString();
+
+    absl::MutexLock io_lock(&io_mu_);
+    {
+      absl::MutexLock lock(&mu_);
+      if (!snapshots_.contains(kernel_id)) continue;  // removed meanwhile: stays removed
+    }
+    if (absl::Status status = WriteAtomically(PathFor(kernel_id), bytes); !status.ok()) {
+      {
+        absl::MutexLock lock(&mu_);
+        ++failed_writes_;
+      }
+      obs::Log(obs::LogLevel::kError, "state_write_failed",
+               {{"kernel_id", kernel_id}, {"error", std::string(status.message())}});
+    }
+  }
+}
+
+}  // namespace cellgate::session
