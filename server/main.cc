@@ -31,6 +31,7 @@
 #include "absl/time/time.h"
 #include "server/api/auth.h"
 #include "server/api/kernel_gateway_service.h"
+#include "server/api/request_validation.h"
 #include "server/kernel/cgroup.h"
 #include "server/kernel/io_loop.h"
 #include "server/kernel/kernel_spec.h"
@@ -40,13 +41,18 @@
 #include "server/obs/log.h"
 #include "server/session/gateway_config.h"
 #include "server/session/session_registry.h"
+#include "server/session/state_store.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:50051",
           "Address to serve gRPC on: HOST:PORT (port 0 picks a free port) or unix:/path");
 ABSL_FLAG(std::string, port_file, "",
           "Once listening, write the bound port here (how tests and scripts find it)");
 ABSL_FLAG(std::string, state_dir, "/var/lib/cellgate",
-          "Directory for persisted notebooks and server state");
+          "Directory where every kernel's notebook is saved as it changes; a gateway started on "
+          "the same directory restores them. Empty: nothing is saved");
+ABSL_FLAG(int, state_write_interval_ms, 500,
+          "How often a kernel's saved state is rewritten while outputs stream in; cell edits, "
+          "finished executions and kernel state changes are written at once");
 ABSL_FLAG(std::string, runtime_dir, "",
           "Directory for kernel working dirs and sockets; keep it short (unix socket paths are "
           "limited to 107 bytes). Default: /tmp/cellgate-<pid>");
@@ -241,6 +247,29 @@ absl::Status CheckReachableByOtherUids(const std::string& dir) {
   return absl::OkStatus();
 }
 
+// Brings back the kernels an earlier gateway saved in the state dir.
+void RestoreKernels(session::StateStore& store, session::SessionRegistry& registry,
+                    const session::GatewayConfig& config) {
+  session::StateStore::Loaded loaded = store.LoadAll();
+  for (const std::string& problem : loaded.problems) {
+    Log(LogLevel::kError, "state_file_unreadable", {{"detail", problem}});
+  }
+  for (const internal::KernelState& state : loaded.kernels) {
+    const absl::Status status = registry.RestoreKernel(
+        state, api::EffectiveLimits(state.start_request().limits(), config));
+    if (status.ok()) {
+      Log(LogLevel::kInfo, "kernel_restored",
+          {{"kernel_id", state.kernel_id()},
+           {"cells", absl::StrCat(state.notebook().cells_size())},
+           {"saved_last_seq", absl::StrCat(state.notebook().last_seq())}});
+    } else {
+      Log(LogLevel::kError, "kernel_not_restored",
+          {{"kernel_id", state.kernel_id()}, {"error", std::string(status.message())},
+           {"detail", "its state file is kept for a later gateway"}});
+    }
+  }
+}
+
 int Fail(const absl::Status& status) {
   Log(LogLevel::kError, "startup_failed", {{"error", std::string(status.message())}});
   return 2;
@@ -326,6 +355,13 @@ int Serve() {
     uid_pool = std::make_unique<kernel::UidPool>(absl::GetFlag(FLAGS_kernel_uid_base),
                                                  config.max_kernels);
   }
+  std::unique_ptr<session::StateStore> state_store;
+  if (const std::string state_dir = absl::GetFlag(FLAGS_state_dir); !state_dir.empty()) {
+    absl::StatusOr<std::unique_ptr<session::StateStore>> opened = session::StateStore::Open(
+        {state_dir, absl::Milliseconds(std::max(absl::GetFlag(FLAGS_state_write_interval_ms), 0))});
+    if (!opened.ok()) return Fail(opened.status());
+    state_store = *std::move(opened);
+  }
   session::RegistryDeps deps;
   deps.config = &config;
   deps.loop = &loop;
@@ -335,7 +371,9 @@ int Serve() {
   deps.runtime_dir = runtime_dir;
   deps.bwrap_path = absl::GetFlag(FLAGS_bwrap_path);
   deps.cgroups = cgroups.get();
+  deps.state_store = state_store.get();
   session::SessionRegistry registry(std::move(deps));
+  if (state_store != nullptr) RestoreKernels(*state_store, registry, config);
   api::KernelGatewayService service(
       registry, config, specs, auth,
       api::ServerIdentity{CELLGATE_VERSION, absl::Now(), caps});
@@ -373,10 +411,13 @@ int Serve() {
   registry.BeginDrain();
   const absl::Time drain_deadline = absl::Now() + absl::Seconds(absl::GetFlag(FLAGS_drain_seconds));
   registry.WaitForIdle(drain_deadline);
+  // Every notebook as it stands, before shutting kernels down: the next gateway restores them.
+  if (state_store != nullptr) state_store->Flush();
   // Shutting kernels down closes their event logs, which ends every stream.
   registry.ShutdownAll(drain_deadline + absl::Seconds(10));
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   server->Wait();
+  if (state_store != nullptr) state_store->Flush();
   std::error_code error;
   std::filesystem::remove_all(runtime_dir, error);
   Log(LogLevel::kInfo, "stopped");

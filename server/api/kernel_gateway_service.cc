@@ -28,6 +28,28 @@ grpc::ServerUnaryReactor* Reply(grpc::CallbackServerContext* context, absl::Stat
   return Reply(context, result.status());
 }
 
+// As Reply, but a success is sent once the kernel's saved state includes the change: a client
+// told its change was made can count on it surviving a gateway restart.
+template <typename T>
+grpc::ServerUnaryReactor* ReplyWhenSaved(grpc::CallbackServerContext* context,
+                                         const session::KernelSession& session,
+                                         absl::StatusOr<T> result, T* response) {
+  if (!result.ok()) return Reply(context, result.status());
+  *response = *std::move(result);
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  session.AfterSaved([reactor] { reactor->Finish(grpc::Status::OK); });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* ReplyWhenSaved(grpc::CallbackServerContext* context,
+                                         const session::KernelSession& session,
+                                         const absl::Status& status) {
+  if (!status.ok()) return Reply(context, status);
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  session.AfterSaved([reactor] { reactor->Finish(grpc::Status::OK); });
+  return reactor;
+}
+
 v1::InterruptMode ToProto(kernel::InterruptMode mode) {
   return mode == kernel::InterruptMode::kMessage ? v1::INTERRUPT_MODE_MESSAGE
                                                  : v1::INTERRUPT_MODE_SIGNAL;
@@ -269,10 +291,10 @@ grpc::ServerUnaryReactor* KernelGatewayService::AddCell(grpc::CallbackServerCont
   if (!status.ok()) return Reply(context, status);
   std::optional<int> index;
   if (request->has_index()) index = request->index();
-  return Reply(context,
-               (*session)->AddCell(request->source(), request->cell_type(), index,
-                                   request->cell_id(), request->metadata()),
-               response);
+  return ReplyWhenSaved(context, **session,
+                        (*session)->AddCell(request->source(), request->cell_type(), index,
+                                            request->cell_id(), request->metadata()),
+                        response);
 }
 
 grpc::ServerUnaryReactor* KernelGatewayService::EditCell(grpc::CallbackServerContext* context,
@@ -284,10 +306,10 @@ grpc::ServerUnaryReactor* KernelGatewayService::EditCell(grpc::CallbackServerCon
   if (!status.ok()) return Reply(context, status);
   std::optional<std::string> metadata;
   if (request->has_metadata()) metadata = request->metadata();
-  return Reply(context,
-               (*session)->EditCell(request->cell_id(), request->source(), request->cell_type(),
-                                    std::move(metadata)),
-               response);
+  return ReplyWhenSaved(context, **session,
+                        (*session)->EditCell(request->cell_id(), request->source(),
+                                             request->cell_type(), std::move(metadata)),
+                        response);
 }
 
 grpc::ServerUnaryReactor* KernelGatewayService::DeleteCell(grpc::CallbackServerContext* context,
@@ -296,8 +318,8 @@ grpc::ServerUnaryReactor* KernelGatewayService::DeleteCell(grpc::CallbackServerC
   auto session = Authorize(context, request->kernel_id());
   absl::Status status = session.status();
   if (status.ok()) status = ValidateCellId(request->cell_id());
-  if (status.ok()) status = (*session)->DeleteCell(request->cell_id());
-  return Reply(context, status);
+  if (!status.ok()) return Reply(context, status);
+  return ReplyWhenSaved(context, **session, (*session)->DeleteCell(request->cell_id()));
 }
 
 grpc::ServerUnaryReactor* KernelGatewayService::MoveCell(grpc::CallbackServerContext* context,
@@ -307,7 +329,8 @@ grpc::ServerUnaryReactor* KernelGatewayService::MoveCell(grpc::CallbackServerCon
   absl::Status status = session.status();
   if (status.ok()) status = ValidateMoveCell(*request, config_);
   if (!status.ok()) return Reply(context, status);
-  return Reply(context, (*session)->MoveCell(request->cell_id(), request->index()), response);
+  return ReplyWhenSaved(context, **session,
+                        (*session)->MoveCell(request->cell_id(), request->index()), response);
 }
 
 grpc::ServerUnaryReactor* KernelGatewayService::GetNotebook(grpc::CallbackServerContext* context,
@@ -345,7 +368,9 @@ grpc::ServerUnaryReactor* KernelGatewayService::ImportNotebook(
   absl::Status status = session.status();
   if (status.ok()) status = ValidateImportNotebook(*request, config_);
   if (!status.ok()) return Reply(context, status);
-  return Reply(context, (*session)->ImportNotebook(request->ipynb(), request->replace()), response);
+  return ReplyWhenSaved(context, **session,
+                        (*session)->ImportNotebook(request->ipynb(), request->replace()),
+                        response);
 }
 
 // ---- Execution ----

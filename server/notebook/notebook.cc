@@ -298,6 +298,25 @@ absl::Status Notebook::set_metadata_json(const std::string& metadata_json) {
   return absl::OkStatus();
 }
 
+absl::Status Notebook::RestoreCells(std::vector<v1::Cell> cells) {
+  std::vector<v1::Cell> saved = cells;
+  for (v1::Cell& cell : cells) cell.clear_outputs();
+  if (absl::Status status = LoadCells(std::move(cells), /*replace=*/true); !status.ok()) {
+    return status;
+  }
+  for (size_t i = 0; i < saved.size() && i < cells_.size(); ++i) {
+    v1::Cell& restored = cells_[i]->cell;
+    v1::Cell& from = saved[i];
+    if (from.state() != v1::CELL_STATE_UNSPECIFIED) restored.set_state(from.state());
+    if (from.has_last_run()) *restored.mutable_last_run() = std::move(*from.mutable_last_run());
+    if (restored.cell_type() == v1::CELL_TYPE_CODE) {
+      cells_[i]->outputs->RestoreSaved(std::move(*from.mutable_outputs()),
+                                       from.outputs_truncated());
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status Notebook::LoadCells(std::vector<v1::Cell> cells, bool replace) {
   if (replace) {
     for (const auto& entry : cells_) {

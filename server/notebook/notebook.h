@@ -97,6 +97,12 @@ class Notebook {
   // with `replace`, FAILED_PRECONDITION if a cell is QUEUED or RUNNING.
   absl::Status LoadCells(std::vector<v1::Cell> cells, bool replace);
 
+  // Replaces every cell with `cells` as Snapshot gave them (saved by a gateway before it
+  // restarted): ids, types, sources, metadata, execution counts, outputs (as they were,
+  // truncation included), states and last runs are taken as given. All or nothing; errors as
+  // LoadCells.
+  absl::Status RestoreCells(std::vector<v1::Cell> cells);
+
   // For the session. Each is NOT_FOUND / INVALID_ARGUMENT for an unknown / malformed id and
   // FAILED_PRECONDITION for a markdown or raw cell (except SetState(NEW)).
 

@@ -67,6 +67,14 @@ bool OutputList::MergeIntoLastStream(v1::StreamName name, const std::string& tex
   return true;
 }
 
+void OutputList::RestoreSaved(google::protobuf::RepeatedPtrField<v1::Output> outputs,
+                              bool truncated) {
+  Reset();
+  outputs_ = std::move(outputs);
+  for (const v1::Output& output : outputs_) size_bytes_ += OutputBytes(output);
+  truncated_ = truncated;
+}
+
 void OutputList::MarkTruncated() {
   if (truncated_) return;
   truncated_ = true;

@@ -46,6 +46,10 @@ class OutputList {
   // Removes all outputs and forgets a pending clear and the truncation.
   void Reset();
 
+  // Puts back outputs saved from an OutputList (by a gateway before it restarted) as they were:
+  // not merged or capped again, a truncation marker kept as it is.
+  void RestoreSaved(google::protobuf::RepeatedPtrField<v1::Output> outputs, bool truncated);
+
   const google::protobuf::RepeatedPtrField<v1::Output>& outputs() const { return outputs_; }
   bool empty() const { return outputs_.empty(); }
   // The bytes the stored outputs count against the cap (the truncation marker excluded).

@@ -78,8 +78,9 @@ KernelSession::KernelSession(Params params)
     : params_(std::move(params)),
       config_(*params_.config),
       loop_(*params_.loop),
-      event_log_(std::make_shared<EventLog>(EventLog::Options{config_.event_log_max_bytes})),
-      created_at_(absl::Now()),
+      event_log_(std::make_shared<EventLog>(
+          EventLog::Options{config_.event_log_max_bytes, params_.first_seq})),
+      created_at_(params_.created_at.value_or(absl::Now())),
       notebook_(notebook::Notebook::Limits{config_.max_cells_per_kernel, config_.max_source_bytes,
                                            config_.max_execution_output_bytes}),
       last_activity_at_(created_at_) {}
@@ -165,7 +166,81 @@ void KernelSession::SetStateLocked(v1::KernelState state, const std::string& rea
 
 void KernelSession::AppendEventLocked(v1::OutputEvent event) {
   event.set_kernel_id(params_.kernel_id);
+  // Outputs are saved within the store's interval, however many; ends and states at once.
+  const bool urgent =
+      !(event.has_output() || event.has_display_update() || event.has_clear_output());
   event_log_->Append(std::move(event));
+  MarkChangedLocked(urgent);
+}
+
+void KernelSession::MarkChangedLocked(bool urgent) {
+  if (params_.state_store != nullptr) params_.state_store->MarkChanged(params_.kernel_id, urgent);
+}
+
+void KernelSession::AfterSaved(absl::AnyInvocable<void()> then) const {
+  if (params_.state_store == nullptr) {
+    then();
+    return;
+  }
+  params_.state_store->AfterNextWrite(params_.kernel_id, std::move(then));
+}
+
+void KernelSession::ReplyWhenSavedLocked(absl::AnyInvocable<void()> reply,
+                                         Deferred& deferred) const {
+  // Run after the lock is released: the store may call `reply` at once.
+  deferred.push_back([self = shared_from_this(), reply = std::move(reply)]() mutable {
+    self->AfterSaved(std::move(reply));
+  });
+}
+
+internal::KernelState KernelSession::SaveState() const {
+  internal::KernelState state;
+  absl::MutexLock lock(&mutex_);
+  state.set_kernel_id(params_.kernel_id);
+  *state.mutable_start_request() = params_.start_request;
+  *state.mutable_created_at() = ToProtoTime(created_at_);
+  v1::Notebook* notebook = state.mutable_notebook();
+  *notebook = notebook_.Snapshot();
+  notebook->set_kernel_id(params_.kernel_id);
+  notebook->set_last_seq(event_log_->last_seq());
+  state.mutable_cell_extras()->insert(cell_extras_.begin(), cell_extras_.end());
+  return state;
+}
+
+absl::Status KernelSession::Restore(const internal::KernelState& state) {
+  std::vector<v1::Cell> cells(state.notebook().cells().begin(), state.notebook().cells().end());
+  int interrupted = 0;
+  for (v1::Cell& cell : cells) {
+    switch (cell.state()) {
+      case v1::CELL_STATE_RUNNING:
+        cell.set_state(v1::CELL_STATE_ERROR);
+        cell.mutable_last_run()->set_status(v1::EXECUTION_STATUS_KERNEL_DIED);
+        ++interrupted;
+        break;
+      case v1::CELL_STATE_QUEUED:
+        cell.set_state(v1::CELL_STATE_CANCELLED);
+        cell.mutable_last_run()->set_status(v1::EXECUTION_STATUS_CANCELLED);
+        break;
+      case v1::CELL_STATE_OK:
+      case v1::CELL_STATE_ERROR:
+      case v1::CELL_STATE_CANCELLED:
+        cell.set_state(v1::CELL_STATE_STALE);
+        break;
+      default:
+        break;
+    }
+  }
+  absl::MutexLock lock(&mutex_);
+  if (absl::Status status = notebook_.RestoreCells(std::move(cells)); !status.ok()) return status;
+  notebook_.set_metadata_json(state.notebook().metadata()).IgnoreError();
+  cell_extras_ = {state.cell_extras().begin(), state.cell_extras().end()};
+  std::string reason =
+      "restored after a gateway restart: a fresh kernel is starting; cells that ran are STALE";
+  if (interrupted > 0) {
+    absl::StrAppend(&reason, "; the cell that was running ends with KERNEL_DIED");
+  }
+  SetStateLocked(v1::KERNEL_STATE_STARTING, reason);
+  return absl::OkStatus();
 }
 
 void KernelSession::TouchLocked() { last_activity_at_ = absl::Now(); }
@@ -231,7 +306,9 @@ absl::StatusOr<v1::Cell> KernelSession::AddCell(const std::string& source, v1::C
                                                 const std::string& metadata) {
   absl::MutexLock lock(&mutex_);
   TouchLocked();
-  return notebook_.AddCell(source, type, index, cell_id, metadata);
+  auto cell = notebook_.AddCell(source, type, index, cell_id, metadata);
+  if (cell.ok()) MarkChangedLocked(/*urgent=*/true);
+  return cell;
 }
 
 absl::StatusOr<v1::Cell> KernelSession::EditCell(const std::string& cell_id,
@@ -240,19 +317,28 @@ absl::StatusOr<v1::Cell> KernelSession::EditCell(const std::string& cell_id,
                                                  std::optional<std::string> metadata) {
   absl::MutexLock lock(&mutex_);
   TouchLocked();
-  return notebook_.EditCell(cell_id, std::move(source), type, std::move(metadata));
+  auto cell = notebook_.EditCell(cell_id, std::move(source), type, std::move(metadata));
+  if (cell.ok()) MarkChangedLocked(/*urgent=*/true);
+  return cell;
 }
 
 absl::Status KernelSession::DeleteCell(const std::string& cell_id) {
   absl::MutexLock lock(&mutex_);
   TouchLocked();
-  return notebook_.DeleteCell(cell_id);
+  absl::Status status = notebook_.DeleteCell(cell_id);
+  if (status.ok()) {
+    cell_extras_.erase(cell_id);
+    MarkChangedLocked(/*urgent=*/true);
+  }
+  return status;
 }
 
 absl::StatusOr<v1::Cell> KernelSession::MoveCell(const std::string& cell_id, int index) {
   absl::MutexLock lock(&mutex_);
   TouchLocked();
-  return notebook_.MoveCell(cell_id, index);
+  auto cell = notebook_.MoveCell(cell_id, index);
+  if (cell.ok()) MarkChangedLocked(/*urgent=*/true);
+  return cell;
 }
 
 absl::StatusOr<v1::Cell> KernelSession::GetCell(const std::string& cell_id) const {
@@ -327,6 +413,7 @@ absl::StatusOr<v1::Notebook> KernelSession::ImportNotebook(const std::string& ip
   for (size_t i = 0; i < loaded && i < file->cell_extras.size(); ++i) {
     if (!file->cell_extras[i].empty()) cell_extras_[ids[first + i]] = file->cell_extras[i];
   }
+  MarkChangedLocked(/*urgent=*/true);
   v1::Notebook notebook = notebook_.Snapshot();
   notebook.set_kernel_id(params_.kernel_id);
   notebook.set_last_seq(event_log_->last_seq());
@@ -936,17 +1023,18 @@ void KernelSession::FinishLocked(const std::shared_ptr<Execution>& execution,
     // both schedule it.
     if (tracker->remaining == 0 && tracker->done) {
       SortSkippedInNotebookOrderLocked(tracker->result);
-      deferred.push_back([done = std::exchange(tracker->done, nullptr),
-                          result = std::move(tracker->result)]() mutable {
+      ReplyWhenSavedLocked([done = std::exchange(tracker->done, nullptr),
+                            result = std::move(tracker->result)]() mutable {
         done(std::move(result));
-      });
+      }, deferred);
     }
     return;
   }
   // After a KEEP_RUNNING timeout the caller already has its answer: `done` is empty.
   if (execution->done) {
-    deferred.push_back([done = std::exchange(execution->done, nullptr),
-                        result = std::move(result)]() mutable { done(std::move(result)); });
+    ReplyWhenSavedLocked([done = std::exchange(execution->done, nullptr),
+                          result = std::move(result)]() mutable { done(std::move(result)); },
+                         deferred);
   }
 }
 

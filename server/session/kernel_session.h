@@ -13,6 +13,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "cellgate/internal/kernel_state.pb.h"
 #include "cellgate/v1/execution.pb.h"
 #include "cellgate/v1/kernel.pb.h"
 #include "cellgate/v1/notebook.pb.h"
@@ -22,6 +23,7 @@
 #include "server/notebook/output_list.h"
 #include "server/session/event_log.h"
 #include "server/session/gateway_config.h"
+#include "server/session/state_store.h"
 
 namespace cellgate::session {
 
@@ -64,6 +66,14 @@ class KernelSession : public std::enable_shared_from_this<KernelSession> {
     int idle_timeout_seconds = 0;
     const GatewayConfig* config = nullptr;
     kernel::KernelIoLoop* loop = nullptr;
+    // The request that started the kernel (without `notebook_ipynb`): saved with its state.
+    v1::StartKernelRequest start_request;
+    // Where the session's state is saved whenever it changes; null: nowhere.
+    StateStore* state_store = nullptr;
+    // A restored kernel keeps its creation time and continues its event numbering after
+    // `first_seq - 1`.
+    std::optional<absl::Time> created_at;
+    int64_t first_seq = 1;
     // Called once the session is finished (shut down): the registry forgets it.
     absl::AnyInvocable<void()> on_closed;
   };
@@ -73,6 +83,20 @@ class KernelSession : public std::enable_shared_from_this<KernelSession> {
 
   // Launches the kernel; `done` gets OK once it answered kernel_info, else UNAVAILABLE.
   void Start(DoneCallback done);
+
+  // What a later gateway needs to bring this kernel back: its notebook (cells, outputs, states,
+  // last runs, metadata, last seq) and the request that started it.
+  internal::KernelState SaveState() const ABSL_LOCKS_EXCLUDED(mutex_);
+
+  // Before Start, on a session created for a saved kernel: takes its notebook back. The kernel
+  // that Start launches is a fresh process, so what ran is STALE; a cell that was running when
+  // the old gateway stopped ends ERROR with `last_run.status` KERNEL_DIED, a queued one
+  // CANCELLED. Appends a kernel_status event saying so.
+  absl::Status Restore(const internal::KernelState& state) ABSL_LOCKS_EXCLUDED(mutex_);
+
+  // Runs `then` once the saved state includes every change made so far (at once when nothing
+  // is saved). Replies to changes go through it: what a client was told is on disk.
+  void AfterSaved(absl::AnyInvocable<void()> then) const;
 
   const std::string& kernel_id() const { return params_.kernel_id; }
   const std::map<std::string, std::string>& labels() const { return params_.labels; }
@@ -184,9 +208,14 @@ class KernelSession : public std::enable_shared_from_this<KernelSession> {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
   void AppendEventLocked(v1::OutputEvent event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
   void TouchLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  // The state to save changed: written soon (`urgent`) or within the store's interval.
+  void MarkChangedLocked(bool urgent) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
   // The notebook metadata with `kernelspec` and `language_info` filled in when missing.
   std::string MetadataForExportLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
   static void RunDeferred(Deferred& deferred);
+  // Defers `reply` until the state it reports is saved (AfterSaved).
+  void ReplyWhenSavedLocked(absl::AnyInvocable<void()> reply, Deferred& deferred) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
 
   Params params_;
   const GatewayConfig& config_;

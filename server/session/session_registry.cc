@@ -57,9 +57,13 @@ absl::StatusOr<std::string> SessionRegistry::NewKernelId() const {
       absl::string_view(reinterpret_cast<const char*>(bytes), sizeof(bytes)));
 }
 
-absl::Status SessionRegistry::StartKernel(const v1::StartKernelRequest& request,
-                                          const kernel::ResourceLimits& limits,
-                                          StartCallback done) {
+// A restored kernel's events continue this far past the saved last seq: further than a kernel
+// can get between two saves, so no seq given out before the restart is given out again.
+constexpr int64_t kSeqGapAfterRestore = int64_t{1} << 32;
+
+absl::StatusOr<SessionRegistry::NewSessionResult> SessionRegistry::NewSession(
+    const std::string& kernel_id, const v1::StartKernelRequest& request,
+    const kernel::ResourceLimits& limits, const internal::KernelState* restored) {
   const GatewayConfig& config = *deps_.config;
   const std::string spec_name =
       request.kernel_spec().empty() ? config.default_kernel_spec : request.kernel_spec();
@@ -68,17 +72,23 @@ absl::Status SessionRegistry::StartKernel(const v1::StartKernelRequest& request,
     return absl::InvalidArgumentError(absl::StrCat(
         "kernel_spec: ", spec.status().message(), " (ListKernelSpecs lists what is available)"));
   }
-  absl::StatusOr<std::string> kernel_id = NewKernelId();
-  if (!kernel_id.ok()) return kernel_id.status();
 
   KernelSession::Params params;
-  params.kernel_id = *kernel_id;
+  params.kernel_id = kernel_id;
   params.labels = {request.labels().begin(), request.labels().end()};
   params.idle_timeout_seconds = request.idle_timeout_seconds() > 0
                                     ? request.idle_timeout_seconds()
                                     : config.default_idle_timeout_seconds;
   params.config = deps_.config;
   params.loop = deps_.loop;
+  params.start_request = request;
+  params.start_request.clear_notebook_ipynb();
+  params.state_store = deps_.state_store;
+  if (restored != nullptr) {
+    params.created_at = absl::FromUnixSeconds(restored->created_at().seconds()) +
+                        absl::Nanoseconds(restored->created_at().nanos());
+    params.first_seq = std::max<int64_t>(restored->notebook().last_seq(), 0) + kSeqGapAfterRestore;
+  }
   KernelLaunch& launch = params.launch;
   launch.spec = *spec;
   launch.env = {request.env().begin(), request.env().end()};
@@ -102,6 +112,9 @@ absl::Status SessionRegistry::StartKernel(const v1::StartKernelRequest& request,
           absl::StrCat("max kernels reached (", config.max_kernels,
                        "); shut one down or raise --max-kernels"));
     }
+    if (sessions_.contains(kernel_id)) {
+      return absl::AlreadyExistsError(absl::StrCat("kernel '", kernel_id, "' exists already"));
+    }
     launch.kernel_dir = absl::StrCat(deps_.runtime_dir, "/k", next_dir_++);
   }
   int uid = -1;
@@ -112,16 +125,28 @@ absl::Status SessionRegistry::StartKernel(const v1::StartKernelRequest& request,
     launch.policy.uid = launch.policy.gid = uid;
   }
   const std::string kernel_dir = launch.kernel_dir;
-  params.on_closed = [this, id = *kernel_id, uid, kernel_dir]() {
+  params.on_closed = [this, id = kernel_id, uid, kernel_dir]() {
     if (uid >= 0) deps_.uid_pool->Release(uid);
     std::error_code error;
     std::filesystem::remove_all(kernel_dir, error);
     std::filesystem::remove(kernel_dir + ".log", error);
-    absl::MutexLock lock(&mutex_);
-    sessions_.erase(id);
+    bool stopping = false;
+    {
+      absl::MutexLock lock(&mutex_);
+      sessions_.erase(id);
+      stopping = draining_;
+    }
+    // A kernel shut down, culled or never started is gone for good; one closed because the
+    // gateway stops is restored by the next gateway.
+    if (deps_.state_store != nullptr && !stopping) deps_.state_store->Remove(id);
   };
-
   std::shared_ptr<KernelSession> session = KernelSession::Create(std::move(params));
+  if (restored != nullptr) {
+    if (absl::Status status = session->Restore(*restored); !status.ok()) {
+      if (uid >= 0) deps_.uid_pool->Release(uid);
+      return status;
+    }
+  }
   if (!request.notebook_ipynb().empty()) {
     absl::StatusOr<v1::Notebook> imported = session->ImportNotebook(request.notebook_ipynb(),
                                                                     /*replace=*/true);
@@ -131,16 +156,51 @@ absl::Status SessionRegistry::StartKernel(const v1::StartKernelRequest& request,
           absl::StrCat("notebook_ipynb: ", imported.status().message()));
     }
   }
+  return NewSessionResult{std::move(session), uid};
+}
+
+absl::Status SessionRegistry::AddSession(const std::shared_ptr<KernelSession>& session) {
+  const GatewayConfig& config = *deps_.config;
   {
     absl::MutexLock lock(&mutex_);
     // Checked again: another start may have taken the last slot meanwhile.
-    if (static_cast<int>(sessions_.size()) >= config.max_kernels || draining_) {
-      if (uid >= 0) deps_.uid_pool->Release(uid);
-      return draining_ ? absl::UnavailableError("server is draining: no new kernels")
-                       : absl::ResourceExhaustedError(absl::StrCat(
-                             "max kernels reached (", config.max_kernels, ")"));
+    if (static_cast<int>(sessions_.size()) >= config.max_kernels || draining_ ||
+        sessions_.contains(session->kernel_id())) {
+      const absl::Status status =
+          draining_ ? absl::UnavailableError("server is draining: no new kernels")
+          : sessions_.contains(session->kernel_id())
+              ? absl::AlreadyExistsError(
+                    absl::StrCat("kernel '", session->kernel_id(), "' exists already"))
+              : absl::ResourceExhaustedError(
+                    absl::StrCat("max kernels reached (", config.max_kernels, ")"));
+      return status;
     }
-    sessions_[*kernel_id] = session;
+    sessions_[session->kernel_id()] = session;
+  }
+  if (deps_.state_store != nullptr) {
+    std::weak_ptr<KernelSession> weak = session;
+    deps_.state_store->Register(session->kernel_id(),
+                                [weak]() -> std::optional<internal::KernelState> {
+                                  std::shared_ptr<KernelSession> session = weak.lock();
+                                  if (session == nullptr) return std::nullopt;
+                                  return session->SaveState();
+                                });
+  }
+  return absl::OkStatus();
+}
+
+absl::Status SessionRegistry::StartKernel(const v1::StartKernelRequest& request,
+                                          const kernel::ResourceLimits& limits,
+                                          StartCallback done) {
+  absl::StatusOr<std::string> kernel_id = NewKernelId();
+  if (!kernel_id.ok()) return kernel_id.status();
+  absl::StatusOr<NewSessionResult> created =
+      NewSession(*kernel_id, request, limits, /*restored=*/nullptr);
+  if (!created.ok()) return created.status();
+  std::shared_ptr<KernelSession> session = std::move(created->session);
+  if (absl::Status status = AddSession(session); !status.ok()) {
+    if (created->uid >= 0) deps_.uid_pool->Release(created->uid);
+    return status;
   }
   std::weak_ptr<KernelSession> weak = session;
   session->Start([this, weak, id = *kernel_id, done = std::move(done)](absl::Status status) mutable {
@@ -162,6 +222,21 @@ absl::Status SessionRegistry::StartKernel(const v1::StartKernelRequest& request,
     }
     done(session->Describe());
   });
+  return absl::OkStatus();
+}
+
+absl::Status SessionRegistry::RestoreKernel(const internal::KernelState& state,
+                                            const kernel::ResourceLimits& limits) {
+  absl::StatusOr<NewSessionResult> created =
+      NewSession(state.kernel_id(), state.start_request(), limits, &state);
+  if (!created.ok()) return created.status();
+  std::shared_ptr<KernelSession> session = std::move(created->session);
+  if (absl::Status status = AddSession(session); !status.ok()) {
+    if (created->uid >= 0) deps_.uid_pool->Release(created->uid);
+    return status;
+  }
+  // A restored kernel that fails to start stays, DEAD with the reason: its notebook is kept.
+  session->Start([](absl::Status) {});
   return absl::OkStatus();
 }
 

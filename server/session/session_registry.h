@@ -30,6 +30,7 @@ struct RegistryDeps {
   std::string runtime_dir;  // kernel dirs live here; keep it short
   std::string bwrap_path = "/usr/bin/bwrap";
   kernel::CgroupManager* cgroups = nullptr;  // null: no per-kernel cgroups
+  StateStore* state_store = nullptr;         // null: nothing saved
   absl::Duration housekeeping_interval = absl::Seconds(1);
 };
 
@@ -48,6 +49,14 @@ class SessionRegistry {
   absl::Status StartKernel(const v1::StartKernelRequest& request,
                            const kernel::ResourceLimits& limits, StartCallback done)
       ABSL_LOCKS_EXCLUDED(mutex_);
+
+  // Brings back a kernel saved by an earlier gateway (StateStore::LoadAll): same kernel id,
+  // its notebook as saved (see KernelSession::Restore), event numbering continued well past
+  // the saved last seq, and a fresh kernel process started the way the saved request asked.
+  // A kernel that fails to start stays DEAD with the reason, its notebook kept. Errors (the
+  // kernelspec is gone, max kernels reached, the id is taken) leave its file for a later try.
+  absl::Status RestoreKernel(const internal::KernelState& state,
+                             const kernel::ResourceLimits& limits) ABSL_LOCKS_EXCLUDED(mutex_);
 
   // NOT_FOUND naming the id when there is no such kernel.
   absl::StatusOr<std::shared_ptr<KernelSession>> Find(const std::string& kernel_id) const
@@ -71,6 +80,21 @@ class SessionRegistry {
 
  private:
   absl::StatusOr<std::string> NewKernelId() const;
+  // A session for `kernel_id` as `request` asks (not yet started, not yet registered), with a
+  // uid from the pool (-1: none), which the caller gives back if it doesn't register the session
+  // (a registered one gives it back when closed). `restored`: the state of a kernel saved by
+  // an earlier gateway.
+  struct NewSessionResult {
+    std::shared_ptr<KernelSession> session;
+    int uid = -1;
+  };
+  absl::StatusOr<NewSessionResult> NewSession(
+      const std::string& kernel_id, const v1::StartKernelRequest& request,
+      const kernel::ResourceLimits& limits, const internal::KernelState* restored)
+      ABSL_LOCKS_EXCLUDED(mutex_);
+  // Registers a session (max kernels and draining checked again) and has its state saved.
+  absl::Status AddSession(const std::shared_ptr<KernelSession>& session)
+      ABSL_LOCKS_EXCLUDED(mutex_);
   void ScheduleHousekeeping();
   // Every few housekeeping passes, returns the allocator's free memory to the system.
   void ReleaseFreeHeap();
