@@ -166,11 +166,14 @@ void KernelSession::SetStateLocked(v1::KernelState state, const std::string& rea
 
 void KernelSession::AppendEventLocked(v1::OutputEvent event) {
   event.set_kernel_id(params_.kernel_id);
-  // Outputs are saved within the store's interval, however many; ends and states at once.
-  const bool urgent =
-      !(event.has_output() || event.has_display_update() || event.has_clear_output());
+  // Only what the notebook keeps is saved: a cell's outputs within the store's interval
+  // however many, its end at once. Execute (no cell) changes nothing saved, except through a
+  // display update, which may reach any cell; a kernel status may come with cells made STALE.
+  const bool of_a_cell = !event.cell_id().empty();
+  const bool urgent = of_a_cell && event.has_execution_finished();
+  const bool changed = of_a_cell || event.has_display_update() || event.has_kernel_status();
   event_log_->Append(std::move(event));
-  MarkChangedLocked(urgent);
+  if (changed) MarkChangedLocked(urgent);
 }
 
 void KernelSession::MarkChangedLocked(bool urgent) {
@@ -1032,9 +1035,16 @@ void KernelSession::FinishLocked(const std::shared_ptr<Execution>& execution,
   }
   // After a KEEP_RUNNING timeout the caller already has its answer: `done` is empty.
   if (execution->done) {
-    ReplyWhenSavedLocked([done = std::exchange(execution->done, nullptr),
-                          result = std::move(result)]() mutable { done(std::move(result)); },
-                         deferred);
+    absl::AnyInvocable<void()> reply = [done = std::exchange(execution->done, nullptr),
+                                        result = std::move(result)]() mutable {
+      done(std::move(result));
+    };
+    // A cell's result is sent once it is saved; Execute's changes nothing that is.
+    if (execution->cell_id.empty()) {
+      deferred.push_back(std::move(reply));
+    } else {
+      ReplyWhenSavedLocked(std::move(reply), deferred);
+    }
   }
 }
 
