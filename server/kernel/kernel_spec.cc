@@ -124,7 +124,7 @@ absl::StatusOr<KernelSpec> KernelSpecRegistry::Find(const std::string& name) con
     text << file.rdbuf();
     return ParseKernelSpec(name, text.str(), resource_dir.string());
   }
-  return absl::NotFoundError(absl::StrCat("kernel_spec: no kernelspec named '", name, "'"));
+  return absl::NotFoundError(absl::StrCat("no kernelspec named '", name, "'"));
 }
 
 std::vector<KernelSpec> KernelSpecRegistry::List() const {
