@@ -417,7 +417,6 @@ int Serve() {
   registry.ShutdownAll(drain_deadline + absl::Seconds(10));
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   server->Wait();
-  if (state_store != nullptr) state_store->Flush();
   std::error_code error;
   std::filesystem::remove_all(runtime_dir, error);
   Log(LogLevel::kInfo, "stopped");

@@ -30,17 +30,6 @@ grpc::ServerUnaryReactor* Reply(grpc::CallbackServerContext* context, absl::Stat
 
 // As Reply, but a success is sent once the kernel's saved state includes the change: a client
 // told its change was made can count on it surviving a gateway restart.
-template <typename T>
-grpc::ServerUnaryReactor* ReplyWhenSaved(grpc::CallbackServerContext* context,
-                                         const session::KernelSession& session,
-                                         absl::StatusOr<T> result, T* response) {
-  if (!result.ok()) return Reply(context, result.status());
-  *response = *std::move(result);
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  session.AfterSaved([reactor] { reactor->Finish(grpc::Status::OK); });
-  return reactor;
-}
-
 grpc::ServerUnaryReactor* ReplyWhenSaved(grpc::CallbackServerContext* context,
                                          const session::KernelSession& session,
                                          const absl::Status& status) {
@@ -48,6 +37,14 @@ grpc::ServerUnaryReactor* ReplyWhenSaved(grpc::CallbackServerContext* context,
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   session.AfterSaved([reactor] { reactor->Finish(grpc::Status::OK); });
   return reactor;
+}
+
+template <typename T>
+grpc::ServerUnaryReactor* ReplyWhenSaved(grpc::CallbackServerContext* context,
+                                         const session::KernelSession& session,
+                                         absl::StatusOr<T> result, T* response) {
+  if (result.ok()) *response = *std::move(result);
+  return ReplyWhenSaved(context, session, result.status());
 }
 
 v1::InterruptMode ToProto(kernel::InterruptMode mode) {

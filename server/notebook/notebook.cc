@@ -299,19 +299,32 @@ absl::Status Notebook::set_metadata_json(const std::string& metadata_json) {
 }
 
 absl::Status Notebook::RestoreCells(std::vector<v1::Cell> cells) {
-  std::vector<v1::Cell> saved = cells;
-  for (v1::Cell& cell : cells) cell.clear_outputs();
+  // LoadCells takes what an import gives; the rest of each cell is put back afterwards.
+  struct RunState {
+    v1::CellState state;
+    std::optional<v1::LastRun> last_run;
+    google::protobuf::RepeatedPtrField<v1::Output> outputs;
+    bool outputs_truncated;
+  };
+  std::vector<RunState> saved;
+  saved.reserve(cells.size());
+  for (v1::Cell& cell : cells) {
+    RunState& run = saved.emplace_back();
+    run.state = cell.state();
+    if (cell.has_last_run()) run.last_run = std::move(*cell.mutable_last_run());
+    run.outputs.Swap(cell.mutable_outputs());
+    run.outputs_truncated = cell.outputs_truncated();
+  }
   if (absl::Status status = LoadCells(std::move(cells), /*replace=*/true); !status.ok()) {
     return status;
   }
   for (size_t i = 0; i < saved.size() && i < cells_.size(); ++i) {
     v1::Cell& restored = cells_[i]->cell;
-    v1::Cell& from = saved[i];
-    if (from.state() != v1::CELL_STATE_UNSPECIFIED) restored.set_state(from.state());
-    if (from.has_last_run()) *restored.mutable_last_run() = std::move(*from.mutable_last_run());
+    RunState& run = saved[i];
+    if (run.state != v1::CELL_STATE_UNSPECIFIED) restored.set_state(run.state);
+    if (run.last_run.has_value()) *restored.mutable_last_run() = std::move(*run.last_run);
     if (restored.cell_type() == v1::CELL_TYPE_CODE) {
-      cells_[i]->outputs->RestoreSaved(std::move(*from.mutable_outputs()),
-                                       from.outputs_truncated());
+      cells_[i]->outputs->RestoreSaved(std::move(run.outputs), run.outputs_truncated);
     }
   }
   return absl::OkStatus();

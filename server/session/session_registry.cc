@@ -1,5 +1,6 @@
 #include "server/session/session_registry.h"
 
+#include <google/protobuf/util/time_util.h>
 #include <openssl/rand.h>
 
 #include <filesystem>
@@ -85,8 +86,8 @@ absl::StatusOr<SessionRegistry::NewSessionResult> SessionRegistry::NewSession(
   params.start_request.clear_notebook_ipynb();
   params.state_store = deps_.state_store;
   if (restored != nullptr) {
-    params.created_at = absl::FromUnixSeconds(restored->created_at().seconds()) +
-                        absl::Nanoseconds(restored->created_at().nanos());
+    params.created_at = absl::FromUnixNanos(
+        google::protobuf::util::TimeUtil::TimestampToNanoseconds(restored->created_at()));
     params.first_seq = std::max<int64_t>(restored->notebook().last_seq(), 0) + kSeqGapAfterRestore;
   }
   KernelLaunch& launch = params.launch;
@@ -164,16 +165,14 @@ absl::Status SessionRegistry::AddSession(const std::shared_ptr<KernelSession>& s
   {
     absl::MutexLock lock(&mutex_);
     // Checked again: another start may have taken the last slot meanwhile.
-    if (static_cast<int>(sessions_.size()) >= config.max_kernels || draining_ ||
-        sessions_.contains(session->kernel_id())) {
-      const absl::Status status =
-          draining_ ? absl::UnavailableError("server is draining: no new kernels")
-          : sessions_.contains(session->kernel_id())
-              ? absl::AlreadyExistsError(
-                    absl::StrCat("kernel '", session->kernel_id(), "' exists already"))
-              : absl::ResourceExhaustedError(
-                    absl::StrCat("max kernels reached (", config.max_kernels, ")"));
-      return status;
+    if (draining_) return absl::UnavailableError("server is draining: no new kernels");
+    if (sessions_.contains(session->kernel_id())) {
+      return absl::AlreadyExistsError(
+          absl::StrCat("kernel '", session->kernel_id(), "' exists already"));
+    }
+    if (static_cast<int>(sessions_.size()) >= config.max_kernels) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("max kernels reached (", config.max_kernels, ")"));
     }
     sessions_[session->kernel_id()] = session;
   }

@@ -11,6 +11,8 @@
 #include <sstream>
 #include <utility>
 
+#include <google/protobuf/util/time_util.h>
+
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "server/obs/log.h"
@@ -218,11 +220,6 @@ void StateStore::Flush() {
   mu_.Await(absl::Condition(&written));
 }
 
-int64_t StateStore::failed_writes() const {
-  absl::MutexLock lock(&mu_);
-  return failed_writes_;
-}
-
 void StateStore::WriterLoop() {
   absl::Time last_pass_end = absl::InfinitePast();
   while (true) {
@@ -276,11 +273,8 @@ void StateStore::WriteKernels(const std::set<std::string>& kernel_ids) {
     if (!state.has_value()) continue;
     state->set_format(kFormat);
     state->set_kernel_id(kernel_id);
-    const absl::Time now = absl::Now();
-    state->mutable_written_at()->set_seconds(absl::ToUnixSeconds(now));
-    state->mutable_written_at()->set_nanos(
-        static_cast<int32_t>(absl::ToInt64Nanoseconds(now - absl::FromUnixSeconds(
-                                                                absl::ToUnixSeconds(now)))));
+    *state->mutable_written_at() =
+        google::protobuf::util::TimeUtil::NanosecondsToTimestamp(absl::ToUnixNanos(absl::Now()));
     const std::string bytes = state->SerializeAsString();
 
     absl::MutexLock io_lock(&io_mu_);
@@ -289,10 +283,6 @@ void StateStore::WriteKernels(const std::set<std::string>& kernel_ids) {
       if (!snapshots_.contains(kernel_id)) continue;  // removed meanwhile: stays removed
     }
     if (absl::Status status = WriteAtomically(PathFor(kernel_id), bytes); !status.ok()) {
-      {
-        absl::MutexLock lock(&mu_);
-        ++failed_writes_;
-      }
       obs::Log(obs::LogLevel::kError, "state_write_failed",
                {{"kernel_id", kernel_id}, {"error", std::string(status.message())}});
     }

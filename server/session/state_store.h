@@ -78,8 +78,6 @@ class StateStore {
   void Flush() ABSL_LOCKS_EXCLUDED(mu_, io_mu_);
 
   const std::string& dir() const { return options_.dir; }
-  // How many writes failed since the start (each is logged).
-  int64_t failed_writes() const ABSL_LOCKS_EXCLUDED(mu_);
 
   // Writes `state` to `path` atomically (temporary file, fsync, rename, fsync of the directory).
   static absl::Status WriteAtomically(const std::string& path, const std::string& bytes);
@@ -107,7 +105,6 @@ class StateStore {
   // Bumped when a writer pass finishes: Flush waits for a pass that started after it was called.
   uint64_t passes_started_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t passes_done_ ABSL_GUARDED_BY(mu_) = 0;
-  int64_t failed_writes_ ABSL_GUARDED_BY(mu_) = 0;
   bool flush_requested_ ABSL_GUARDED_BY(mu_) = false;
   std::thread writer_;
 };
