@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import ctypes
 import faulthandler
 import hashlib
 import json
@@ -39,12 +38,10 @@ import os
 import platform
 import random
 import resource
-import secrets
 import shutil
 import signal
 import statistics
 import struct
-import subprocess
 import sys
 import tempfile
 import threading
@@ -65,13 +62,13 @@ from cellgate import _requests as rq  # noqa: E402
 from cellgate.errors import CellgateError  # noqa: E402
 from cellgate.v1 import kernel_gateway_pb2 as gw  # noqa: E402
 from cellgate.v1 import notebook_pb2  # noqa: E402
+from gateway_server import GatewayServer  # noqa: E402
 
 EXIT_PASSED, EXIT_FAILED, EXIT_SETUP_FAILED, EXIT_WATCHDOG, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 RPC_DEADLINE_S = 60.0
 KERNEL_START_DEADLINE_S = 120.0
 SERVER_START_DEADLINE_S = 30.0
-SERVER_STOP_DEADLINE_S = 40.0
 
 SERVICE = "/cellgate.v1.KernelGateway/"
 DEFAULT_SERVER = Path(os.environ.get("CELLGATE_BINARY") or "/work/build/server/cellgate")
@@ -257,81 +254,20 @@ def describe(nb: nbformat.NotebookNode) -> Dict[str, int]:
 # The server
 # ---------------------------------------------------------------------------------------------
 
-PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    """In the server's child before exec: SIGKILL it if this script dies."""
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-
-
-class GatewayServer:
-    """One cellgate on 127.0.0.1:<free port> in its own temp dir, with a bearer token; its
-    output goes to <dir>/server.log."""
+class BenchServer(GatewayServer):
+    """The benchmark's server in `workdir`; `save`: with a state dir (else --state-dir=)."""
 
     def __init__(self, binary: Path, workdir: Path, kernel_uid_base: int, save: bool,
                  extra_args: Sequence[str]) -> None:
-        self.dir = workdir
-        self.token = secrets.token_hex(16)
-        token_file = self.dir / "tokens"
-        token_file.write_text(f"# import bench\n{self.token}\n")
-        os.chmod(token_file, 0o600)
-        self.port_file = self.dir / "port"
-        self.log_path = self.dir / "server.log"
         flags = [
-            "--listen=127.0.0.1:0",
-            f"--port-file={self.port_file}",
-            f"--runtime-dir={self.dir / 'r'}",
-            f"--state-dir={self.dir / 'state' if save else ''}",  # empty: nothing saved
-            f"--auth-token-file={token_file}",
+            f"--state-dir={workdir / 'state' if save else ''}",  # empty: nothing saved
             f"--kernel-uid-base={kernel_uid_base}",
             "--max-kernels=2",
             "--drain-seconds=5",
         ]
         if (REPO_ROOT / "kernels").is_dir():
             flags.append(f"--kernels-dir={REPO_ROOT / 'kernels'}")
-        self.command = [str(binary), *flags, *extra_args]
-        self._serving = threading.Event()
-        self._log_file = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(self.command, stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     start_new_session=True, preexec_fn=_die_with_parent)
-        self.pid = self.proc.pid
-        self._copier = threading.Thread(target=self._copy_log, name="server-log", daemon=True)
-        self._copier.start()
-        self.target = ""
-
-    def _copy_log(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self._log_file.write(line)
-            self._log_file.flush()
-            if b"event=serving" in line:
-                self._serving.set()
-        self._log_file.close()
-        self._serving.set()
-
-    def wait_until_serving(self, deadline_s: float) -> None:
-        if not self._serving.wait(deadline_s) or self.proc.poll() is not None:
-            raise RuntimeError(f"cellgate did not start serving within {deadline_s:.0f} s "
-                               f"(exit status {self.proc.poll()}):\n{self.log_tail()}")
-        self.target = f"127.0.0.1:{int(self.port_file.read_text().strip())}"
-
-    def log_tail(self, limit: int = 3000) -> str:
-        try:
-            return self.log_path.read_bytes()[-limit:].decode(errors="replace")
-        except OSError:
-            return ""
-
-    def log_problem_count(self) -> Tuple[int, int]:
-        """(warnings, errors) in the log, not counting the sandbox-layer startup report."""
-        try:
-            lines = self.log_path.read_text(errors="replace").splitlines()
-        except OSError:
-            return 0, 0
-        lines = [x for x in lines if "event=sandbox_layer" not in x]
-        return (sum("level=warning" in x for x in lines), sum("level=error" in x for x in lines))
+        super().__init__(binary, workdir, [*flags, *extra_args], log=log)
 
     def cpu_ns(self) -> int:
         """CPU time of all the server's threads so far, in ns (schedstat: exact, unlike the
@@ -367,26 +303,6 @@ class GatewayServer:
         except OSError:
             pass
         return 0
-
-    def stop(self) -> Optional[int]:
-        """SIGTERM, then SIGKILL if it does not exit in time; returns the exit status."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=SERVER_STOP_DEADLINE_S)
-            except subprocess.TimeoutExpired:
-                log(f"cellgate did not exit {SERVER_STOP_DEADLINE_S:.0f} s after SIGTERM: SIGKILL")
-                self.kill()
-        self._copier.join(timeout=5)
-        return self.proc.returncode
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                pass
 
 
 # ---------------------------------------------------------------------------------------------
@@ -485,7 +401,7 @@ class Bench:
                 f"outputs {counts['outputs']} ({counts['images']} PNGs)  {path}")
 
     def start(self) -> None:
-        self.server = GatewayServer(self.s.server, self.workdir, self.s.kernel_uid_base,
+        self.server = BenchServer(self.s.server, self.workdir, self.s.kernel_uid_base,
                                     self.s.state_dir == "temp", self.s.server_arg)
         self.server.wait_until_serving(SERVER_START_DEADLINE_S)
         self.client = Client(self.server.target, self.server.token, rpc_timeout=RPC_DEADLINE_S)
@@ -853,7 +769,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 bench.server.kill()
             code = EXIT_INTERRUPTED
     load_after = os.getloadavg()
-    warnings, errors = bench.server.log_problem_count() if bench.server else (0, 0)
+    warnings, errors, _ = bench.server.log_problems() if bench.server else (0, 0, [])
     if results is not None:
         bench.print_report(results)
     log(f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f}; gateway RSS at "

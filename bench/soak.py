@@ -19,14 +19,11 @@ from __future__ import annotations
 
 import argparse
 import collections
-import ctypes
 import faulthandler
 import json
 import os
 import random
-import re
 import secrets
-import shutil
 import signal
 import subprocess
 import sys
@@ -49,6 +46,7 @@ from cellgate.types import (Cell, CellState, ExecutionResult, ExecutionStatus,  
 from cellgate.v1 import execution_pb2, kernel_pb2, output_pb2  # noqa: E402
 from cellgate.v1 import kernel_gateway_pb2 as gw  # noqa: E402
 from cellgate.v1 import kernel_gateway_pb2_grpc as gw_grpc  # noqa: E402
+from gateway_server import GatewayServer  # noqa: E402
 
 # ---------------------------------------------------------------------------------------------
 # Constants
@@ -64,7 +62,6 @@ EXECUTION_TIMEOUT_MS = 60_000      # server-side timeout of every execution expe
 EXECUTION_DEADLINE_S = EXECUTION_TIMEOUT_MS / 1000 + 30
 RUN_ALL_CELL_TIMEOUT_MS = 30_000
 SERVER_START_DEADLINE_S = 30.0
-SERVER_STOP_DEADLINE_S = 40.0
 EVENT_WAIT_DEADLINE_S = 30.0       # waiting on the event stream for something that must happen
 
 # Setup gets this long (plus per kernel) before the watchdog fires.
@@ -204,38 +201,17 @@ class SoakFailure(Exception):
 # The server process
 # ---------------------------------------------------------------------------------------------
 
-PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    """Runs in the server's child process before exec: SIGKILL it when this script's main
-    thread (the one that forked it) dies, so a crashed soak run never leaves a gateway
-    behind. The kernels have PR_SET_PDEATHSIG themselves and die with the gateway."""
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-
-
-class GatewayServer:
-    """One cellgate process on 127.0.0.1:<free port>, in its own temporary directory, with a
-    bearer token. Its log goes to <dir>/server.log."""
+class SoakServer(GatewayServer):
+    """The soak's server, in its own temporary directory: uids for the kernels and a few spare,
+    the restart policy and the event log size from the settings."""
 
     def __init__(self, binary: Path, kernels: int, settings: argparse.Namespace) -> None:
-        self.dir = Path(tempfile.mkdtemp(prefix="cgsoak-"))  # short: ipc socket paths
-        os.chmod(self.dir, 0o711)  # kernels run as their own uids (as root) and must traverse it
-        self.token = secrets.token_hex(16)
-        token_file = self.dir / "tokens"
-        token_file.write_text(f"# soak run\n{self.token}\n")
-        os.chmod(token_file, 0o600)
+        workdir = Path(tempfile.mkdtemp(prefix="cgsoak-"))  # short: ipc socket paths
+        os.chmod(workdir, 0o711)  # kernels run as their own uids (as root) and must traverse it
         self.max_kernels = kernels + 4  # a few spare uids for restarts in flight
         self.uid_range = range(settings.kernel_uid_base, settings.kernel_uid_base + self.max_kernels)
-        self.port_file = self.dir / "port"
-        self.log_path = self.dir / "server.log"
-        flags = [
-            "--listen=127.0.0.1:0",
-            f"--port-file={self.port_file}",
-            f"--runtime-dir={self.dir / 'r'}",
-            f"--state-dir={self.dir / 'state'}",
-            f"--auth-token-file={token_file}",
+        super().__init__(binary, workdir, [
+            f"--state-dir={workdir / 'state'}",
             f"--kernel-uid-base={settings.kernel_uid_base}",
             f"--max-kernels={self.max_kernels}",
             f"--event-log-bytes={settings.event_log_mib << 20}",
@@ -247,95 +223,7 @@ class GatewayServer:
             *([f"--interrupt-escalation-seconds={settings.escalation_seconds}"]
               if settings.escalation_seconds else []),
             *settings.server_arg,
-        ]
-        self.command = [str(binary), *flags]
-        self._serving = threading.Event()
-        self._log_file = open(self.log_path, "wb")
-        # Own session: a Ctrl-C in the terminal reaches this script only; it stops the server.
-        self.proc = subprocess.Popen(self.command, stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     start_new_session=True, preexec_fn=_die_with_parent)
-        self.pid = self.proc.pid
-        self._log_copier = threading.Thread(target=self._copy_log, name="server-log",
-                                            daemon=True)
-        self._log_copier.start()
-        self.port = 0
-        self.target = ""
-
-    def _copy_log(self) -> None:
-        """Copies the server's output to server.log and notes when it says it is serving
-        (it writes --port-file before that line)."""
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self._log_file.write(line)
-            self._log_file.flush()
-            if b"event=serving" in line:
-                self._serving.set()
-        self._log_file.close()
-        self._serving.set()  # EOF: the process is gone; wait_until_serving sees it
-
-    def wait_until_serving(self, deadline_s: float) -> None:
-        if not self._serving.wait(deadline_s) or self.proc.poll() is not None:
-            raise RuntimeError(f"cellgate did not start serving within {deadline_s:.0f} s "
-                               f"(exit status {self.proc.poll()}):\n{self.log_tail()}")
-        self.port = int(self.port_file.read_text().strip())
-        self.target = f"127.0.0.1:{self.port}"
-
-    def log_tail(self, limit: int = 3000) -> str:
-        try:
-            return self.log_path.read_bytes()[-limit:].decode(errors="replace")
-        except OSError:
-            return ""
-
-    def log_problems(self) -> Tuple[int, int, List[str]]:
-        """(warnings, errors, a few distinct problem lines) from the server log, not counting
-        the startup report of unavailable sandbox layers."""
-        warnings = errors = 0
-        samples: List[str] = []
-        try:
-            lines = self.log_path.read_text(errors="replace").splitlines()
-        except OSError:
-            return 0, 0, []
-        seen_events = set()
-        for line in lines:
-            if "event=sandbox_layer" in line:
-                continue
-            is_error = "level=error" in line
-            is_warning = "level=warning" in line
-            if not (is_error or is_warning):
-                continue
-            errors += is_error
-            warnings += is_warning
-            event = re.search(r"event=(\S+)", line)
-            key = event.group(1) if event else line[:60]
-            if key not in seen_events and len(samples) < 10:
-                seen_events.add(key)
-                samples.append(line[:300])
-        return warnings, errors, samples
-
-    def stop(self) -> Optional[int]:
-        """SIGTERM (the server drains and exits 0), then SIGKILL if it does not exit in time.
-        Returns the exit status (negative: killed by that signal)."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=SERVER_STOP_DEADLINE_S)
-            except subprocess.TimeoutExpired:
-                log(f"cellgate did not exit {SERVER_STOP_DEADLINE_S:.0f} s after SIGTERM: SIGKILL")
-                self.kill()
-        self._log_copier.join(timeout=5)
-        return self.proc.returncode
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                pass
-
-    def remove_dir(self) -> None:
-        shutil.rmtree(self.dir, ignore_errors=True)
+        ], log=log)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1648,7 +1536,7 @@ class SoakRun:
 
     def start_server(self) -> None:
         s = self.settings
-        self.server = GatewayServer(s.server, s.kernels, s)
+        self.server = SoakServer(s.server, s.kernels, s)
         log(f"server: {' '.join(self.server.command)}")
         self.server.wait_until_serving(SERVER_START_DEADLINE_S)
         self.gateway = Gateway(self.server.target, self.server.token)

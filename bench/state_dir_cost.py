@@ -16,46 +16,30 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Tuple
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "client" / "python"))
 
 import cellgate  # noqa: E402
+from gateway_server import GatewayServer  # noqa: E402
 
 START_DEADLINE_S = 60.0
 
 
-class Server:
-    def __init__(self, binary: str, saving: bool, uid_base: int) -> None:
-        self.dir = Path(tempfile.mkdtemp(prefix="cgcost-"))
-        os.chmod(self.dir, 0o711)  # kernels with their own uid must reach the runtime dir
-        state_dir = str(self.dir / "state") if saving else ""
-        self.proc = subprocess.Popen(
-            [binary, "--listen=127.0.0.1:0", f"--port-file={self.dir / 'port'}",
-             f"--runtime-dir={self.dir / 'r'}", f"--state-dir={state_dir}",
-             f"--kernel-uid-base={uid_base}", "--max-kernels=2"],
-            stdout=subprocess.DEVNULL, stderr=open(self.dir / "server.log", "wb"))
-        port_file = self.dir / "port"
-        deadline = time.monotonic() + START_DEADLINE_S
-        while not (port_file.exists() and port_file.read_text().strip()):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"cellgate did not start; see {self.dir / 'server.log'}")
-            time.sleep(0.02)  # the port file is the server's only signal
-        self.client = cellgate.Client(f"127.0.0.1:{port_file.read_text().strip()}")
-
-    def stop(self) -> None:
-        self.client.close()
-        self.proc.send_signal(signal.SIGTERM)
-        self.proc.wait(timeout=60)
-        shutil.rmtree(self.dir, ignore_errors=True)
+def start_server(binary: str, saving: bool, uid_base: int) -> Tuple[GatewayServer, cellgate.Client]:
+    workdir = Path(tempfile.mkdtemp(prefix="cgcost-"))
+    os.chmod(workdir, 0o711)  # kernels with their own uid must reach the runtime dir
+    server = GatewayServer(Path(binary), workdir, [
+        f"--state-dir={workdir / 'state' if saving else ''}",  # empty: nothing saved
+        f"--kernel-uid-base={uid_base}", "--max-kernels=2"])
+    server.wait_until_serving(START_DEADLINE_S)
+    return server, cellgate.Client(server.target, server.token)
 
 
 def main() -> int:
@@ -66,11 +50,11 @@ def main() -> int:
     parser.add_argument("--per-round", type=int, default=40)
     args = parser.parse_args()
 
-    servers = {"state-dir": Server(args.server, True, 910000),
-               "none": Server(args.server, False, 910100)}
+    servers = {"state-dir": start_server(args.server, True, 910000),
+               "none": start_server(args.server, False, 910100)}
     samples: dict[tuple[str, str], list[float]] = {}
     try:
-        kernels = {name: s.client.start_kernel() for name, s in servers.items()}
+        kernels = {name: client.start_kernel() for name, (_, client) in servers.items()}
         cells = {name: k.add_cell("1") for name, k in kernels.items()}
         calls = {
             "RunCell": lambda k, c: k.run_cell(c.cell_id),
@@ -89,8 +73,10 @@ def main() -> int:
                             return 1
                         samples.setdefault((name, call), []).append(elapsed * 1000)
     finally:
-        for server in servers.values():
+        for server, client in servers.values():
+            client.close()
             server.stop()
+            server.remove_dir()
 
     def p90(values: list[float]) -> float:
         return sorted(values)[int(len(values) * 0.9)]
