@@ -131,6 +131,10 @@ ABSL_FLAG(int, kernel_uid_base, 200000,
           "When root: kernels run as uids [base, base + --max-kernels) (gid = uid). Leftover "
           "processes of those uids are killed, so two servers on one host need disjoint ranges");
 ABSL_FLAG(int, drain_seconds, 10, "On SIGTERM: how long running work may take to finish");
+ABSL_FLAG(bool, kernels_outlive_gateway, false,
+          "Kernel processes go on running when the gateway stops or dies (no parent-death "
+          "signal; on SIGTERM they are left running), and the next gateway on the same "
+          "--state-dir re-attaches them with their memory intact. Needs --state-dir");
 
 namespace cellgate {
 namespace {
@@ -177,6 +181,7 @@ absl::Status WritePortFile(const std::string& path, int port) {
 session::GatewayConfig ConfigFromFlags(kernel::SandboxMode mode) {
   session::GatewayConfig config;
   config.max_kernels = absl::GetFlag(FLAGS_max_kernels);
+  config.kernels_outlive_gateway = absl::GetFlag(FLAGS_kernels_outlive_gateway);
   config.default_kernel_spec = absl::GetFlag(FLAGS_default_kernel_spec);
   config.sandbox_mode = mode;
   config.default_allow_network = absl::GetFlag(FLAGS_allow_network);
@@ -254,20 +259,24 @@ void RestoreKernels(session::StateStore& store, session::SessionRegistry& regist
   for (const std::string& problem : loaded.problems) {
     Log(LogLevel::kError, "state_file_unreadable", {{"detail", problem}});
   }
-  for (const internal::KernelState& state : loaded.kernels) {
-    const absl::Status status = registry.RestoreKernel(
-        state, api::EffectiveLimits(state.start_request().limits(), config));
-    if (status.ok()) {
-      Log(LogLevel::kInfo, "kernel_restored",
-          {{"kernel_id", state.kernel_id()},
-           {"cells", absl::StrCat(state.notebook().cells_size())},
-           {"saved_last_seq", absl::StrCat(state.notebook().last_seq())}});
-    } else {
-      Log(LogLevel::kError, "kernel_not_restored",
-          {{"kernel_id", state.kernel_id()}, {"error", std::string(status.message())},
-           {"detail", "its state file is kept for a later gateway"}});
-    }
-  }
+  registry.RestoreKernels(
+      std::move(loaded.kernels),
+      [&config](const v1::StartKernelRequest& request) {
+        return api::EffectiveLimits(request.limits(), config);
+      },
+      [](const internal::KernelState& state, const absl::Status& status) {
+        if (status.ok()) {
+          Log(LogLevel::kInfo, "kernel_restored",
+              {{"kernel_id", state.kernel_id()},
+               {"cells", absl::StrCat(state.notebook().cells_size())},
+               {"saved_last_seq", absl::StrCat(state.notebook().last_seq())},
+               {"saved_pid", absl::StrCat(state.process().pid())}});
+        } else {
+          Log(LogLevel::kError, "kernel_not_restored",
+              {{"kernel_id", state.kernel_id()}, {"error", std::string(status.message())},
+               {"detail", "its state file is kept for a later gateway"}});
+        }
+      });
 }
 
 int Fail(const absl::Status& status) {
@@ -289,6 +298,11 @@ int Serve() {
   absl::StatusOr<kernel::SandboxMode> mode = ParseSandboxMode(absl::GetFlag(FLAGS_sandbox));
   if (!mode.ok()) return Fail(mode.status());
 
+  const bool kernels_outlive_gateway = absl::GetFlag(FLAGS_kernels_outlive_gateway);
+  if (kernels_outlive_gateway && absl::GetFlag(FLAGS_state_dir).empty()) {
+    return Fail(absl::InvalidArgumentError(
+        "--kernels-outlive-gateway needs a --state-dir: it is where the next gateway finds them"));
+  }
   std::string runtime_dir = absl::GetFlag(FLAGS_runtime_dir);
   if (runtime_dir.empty()) runtime_dir = absl::StrCat("/tmp/cellgate-", ::getpid());
   if (absl::Status status = EnsureDirectory(runtime_dir, 0711); !status.ok()) {
@@ -312,12 +326,20 @@ int Serve() {
   if (cgroup_mode == "off") {
     caps.layers.push_back({"cgroup", false, "--cgroup=off"});
   } else if (absl::StatusOr<std::unique_ptr<kernel::CgroupManager>> detected =
-                 kernel::CgroupManager::Detect({});
+                 kernel::CgroupManager::Detect(
+                     {.keep_leftover_kernels = kernels_outlive_gateway});
              detected.ok()) {
     cgroups = *std::move(detected);
     caps.layers.push_back({"cgroup", true, cgroups->Describe()});
   } else {
     caps.layers.push_back({"cgroup", false, std::string(detected.status().message())});
+  }
+  if (kernels_outlive_gateway) {
+    for (kernel::SandboxLayer& layer : caps.layers) {
+      if (layer.name != "parent_death_signal") continue;
+      layer.available = false;
+      layer.detail = "--kernels-outlive-gateway: kernels go on running without the gateway";
+    }
   }
   for (const kernel::SandboxLayer& layer : caps.layers) {
     Log(layer.available ? LogLevel::kInfo : LogLevel::kWarning, "sandbox_layer",
@@ -411,14 +433,24 @@ int Serve() {
   registry.BeginDrain();
   const absl::Time drain_deadline = absl::Now() + absl::Seconds(absl::GetFlag(FLAGS_drain_seconds));
   registry.WaitForIdle(drain_deadline);
-  // Every notebook as it stands, before shutting kernels down: the next gateway restores them.
-  if (state_store != nullptr) state_store->Flush();
-  // Shutting kernels down closes their event logs, which ends every stream.
-  registry.ShutdownAll(drain_deadline + absl::Seconds(10));
+  if (kernels_outlive_gateway) {
+    // Kernels go on running; their files stay for the next gateway. Closing the sessions ends
+    // every stream.
+    registry.DetachAll();
+  } else {
+    // Every notebook as it stands, before shutting kernels down: the next gateway restores them.
+    if (state_store != nullptr) state_store->Flush();
+    // Shutting kernels down closes their event logs, which ends every stream.
+    registry.ShutdownAll(drain_deadline + absl::Seconds(10));
+  }
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   server->Wait();
   std::error_code error;
-  std::filesystem::remove_all(runtime_dir, error);
+  if (kernels_outlive_gateway) {
+    std::filesystem::remove(runtime_dir, error);  // only once no kernel lives in it
+  } else {
+    std::filesystem::remove_all(runtime_dir, error);
+  }
   Log(LogLevel::kInfo, "stopped");
   return 0;
 }

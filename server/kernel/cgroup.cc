@@ -116,6 +116,9 @@ void KillAndRemoveCgroup(const std::string& dir) {
   }
 }
 
+constexpr char kParentPrefix[] = "cellgate-";
+constexpr char kKeptParentPrefix[] = "cellgate-keep-";
+
 void RemoveLeftoverKernelCgroups(const std::string& parent) {
   std::error_code error;
   for (std::filesystem::directory_iterator it(parent, error);
@@ -126,21 +129,33 @@ void RemoveLeftoverKernelCgroups(const std::string& parent) {
   }
 }
 
-// v1 parents are per gateway (cellgate-<pid>): those of gateways that no longer run (killed
-// without a chance to clean up) go, with whatever their kernels left.
+// v1 parents are per gateway: cellgate-<pid>, or cellgate-keep-<pid> for one whose kernels
+// outlive it. Those of gateways that no longer run (killed without a chance to clean up) go,
+// with whatever their kernels left; but a kept parent holds kernels a later gateway re-attaches:
+// it goes only once they have ended, and nothing in it is killed.
 void RemoveParentsOfGoneGateways(const std::string& dir, int gateway_pid) {
   std::error_code error;
   for (std::filesystem::directory_iterator it(dir, error);
        !error && it != std::filesystem::directory_iterator(); it.increment(error)) {
     const std::string name = it->path().filename().string();
+    const bool kept = absl::StartsWith(name, kKeptParentPrefix);
+    const size_t pid_at = kept ? std::strlen(kKeptParentPrefix) : std::strlen(kParentPrefix);
     int pid = 0;
-    if (!absl::StartsWith(name, "cellgate-") ||
-        !absl::SimpleAtoi(name.substr(std::strlen("cellgate-")), &pid) || pid == gateway_pid) {
+    if (!absl::StartsWith(name, kParentPrefix) || !absl::SimpleAtoi(name.substr(pid_at), &pid) ||
+        pid == gateway_pid) {
       continue;
     }
     const std::optional<std::string> comm = ReadWholeFile(absl::StrCat("/proc/", pid, "/comm"));
     if (comm && absl::StartsWith(*comm, "cellgate")) continue;  // still running
-    RemoveLeftoverKernelCgroups(it->path().string());
+    if (kept) {
+      // A kernel cgroup with processes in it can't be removed: it stays, and so does its parent.
+      for (std::filesystem::directory_iterator kernel(it->path(), error);
+           !error && kernel != std::filesystem::directory_iterator(); kernel.increment(error)) {
+        if (kernel->is_directory()) ::rmdir(kernel->path().c_str());
+      }
+    } else {
+      RemoveLeftoverKernelCgroups(it->path().string());
+    }
     ::rmdir(it->path().c_str());
   }
 }
@@ -197,7 +212,8 @@ absl::StatusOr<std::unique_ptr<CgroupManager>> CgroupManager::Detect(const Optio
       if (status.ok()) status = WriteValue(leaf + "/cgroup.procs", absl::StrCat(gateway_pid));
       if (status.ok()) status = WriteValue(base + "/cgroup.subtree_control", "+memory +pids");
       if (status.ok()) {
-        RemoveLeftoverKernelCgroups(base);  // of an earlier gateway in this cgroup
+        // Of an earlier gateway in this cgroup.
+        if (!options.keep_leftover_kernels) RemoveLeftoverKernelCgroups(base);
         return std::unique_ptr<CgroupManager>(
             new CgroupManager(CgroupVersion::kV2, {base}, {}));
       }
@@ -221,7 +237,8 @@ absl::StatusOr<std::unique_ptr<CgroupManager>> CgroupManager::Detect(const Optio
     return Unusable(absl::StrCat(v2_why, "; ", memory_root, " and ", pids_root,
                                  " are not both cgroup v1 mounts"));
   }
-  const std::string name = absl::StrCat("/cellgate-", gateway_pid);
+  const std::string name = absl::StrCat(
+      "/", options.keep_leftover_kernels ? kKeptParentPrefix : kParentPrefix, gateway_pid);
   const std::string memory_parent = JoinPath(memory_root, *memory_path) + name;
   const std::string pids_parent = JoinPath(pids_root, *pids_path) + name;
   RemoveParentsOfGoneGateways(JoinPath(memory_root, *memory_path), gateway_pid);
@@ -289,6 +306,21 @@ absl::StatusOr<std::unique_ptr<KernelCgroup>> CgroupManager::Create(const std::s
   return cgroup;
 }
 
+absl::StatusOr<std::unique_ptr<KernelCgroup>> CgroupManager::Adopt(
+    const std::vector<std::string>& dirs, const CgroupLimits& limits) {
+  if (dirs.size() != parents_.size()) {
+    return absl::NotFoundError(absl::StrCat("cgroup of ", dirs.size(), " directories, not ",
+                                            parents_.size(), " as in this hierarchy"));
+  }
+  for (const std::string& dir : dirs) {
+    struct stat info;
+    if (::stat(dir.c_str(), &info) != 0 || !S_ISDIR(info.st_mode)) {
+      return absl::NotFoundError(absl::StrCat("cgroup ", dir, " is gone"));
+    }
+  }
+  return std::unique_ptr<KernelCgroup>(new KernelCgroup(version_, dirs, limits));
+}
+
 KernelCgroup::KernelCgroup(CgroupVersion version, std::vector<std::string> dirs,
                            CgroupLimits limits)
     : version_(version), dirs_(std::move(dirs)), limits_(limits) {}
@@ -299,18 +331,25 @@ KernelCgroup::~KernelCgroup() {
   for (const std::string& dir : dirs_) KillAndRemoveCgroup(dir);
 }
 
+void KernelCgroup::Release() {
+  CloseProcsFds();
+  dirs_.clear();
+}
+
 void KernelCgroup::CloseProcsFds() {
   for (int fd : procs_fds_) ::close(fd);
   procs_fds_.clear();
 }
 
 int64_t KernelCgroup::OomKills() const {
+  if (dirs_.empty()) return 0;
   const std::string file =
       dirs_[0] + (version_ == CgroupVersion::kV2 ? "/memory.events" : "/memory.oom_control");
   return CgroupKeyedValue(ReadWholeFile(file).value_or(""), "oom_kill");
 }
 
 void KernelCgroup::KillAll() const {
+  if (dirs_.empty()) return;
   if (version_ == CgroupVersion::kV2 && ::access((dirs_[0] + "/cgroup.kill").c_str(), F_OK) == 0 &&
       WriteValue(dirs_[0] + "/cgroup.kill", "1").ok()) {
     return;

@@ -37,6 +37,11 @@ class CgroupManager {
     // Whether mount_root must be a cgroup2 filesystem for v2 (tests point it at a plain dir).
     bool check_filesystem = true;
     int gateway_pid = 0;  // 0 = this process
+    // Kernels outlive the gateway and the next one re-attaches them. v2: kernel cgroups an
+    // earlier gateway left in this cgroup are not killed. v1: the parent is named
+    // cellgate-keep-<pid>, which no later gateway kills anything in (it is removed once empty);
+    // cellgate-<pid> parents of gateways that are gone are killed and removed either way.
+    bool keep_leftover_kernels = false;
   };
 
   // Finds a hierarchy the gateway can create kernel cgroups in, preferring v2, and prepares it
@@ -52,6 +57,11 @@ class CgroupManager {
   // among live kernel cgroups.
   absl::StatusOr<std::unique_ptr<KernelCgroup>> Create(const std::string& name,
                                                        const CgroupLimits& limits);
+
+  // Takes over the cgroup of a kernel an earlier gateway started (KernelCgroup::dirs() as it
+  // was then): NOT_FOUND when its directories are gone or of another hierarchy layout.
+  absl::StatusOr<std::unique_ptr<KernelCgroup>> Adopt(const std::vector<std::string>& dirs,
+                                                      const CgroupLimits& limits);
 
  private:
   CgroupManager(CgroupVersion version, std::vector<std::string> parents,
@@ -80,6 +90,11 @@ class KernelCgroup {
 
   // SIGKILLs every process in it, again until none is left (a fork may race the first pass).
   void KillAll() const;
+
+  // Its directories (v2: one; v1: memory, pids), for Adopt by a later gateway.
+  const std::vector<std::string>& dirs() const { return dirs_; }
+  // Forgets the cgroup without killing or removing anything: its kernel outlives the gateway.
+  void Release();
 
  private:
   friend class CgroupManager;

@@ -2,6 +2,8 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <poll.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -12,8 +14,11 @@
 
 #include <cerrno>
 #include <cstring>
+#include <fstream>
+#include <sstream>
 
 #include "absl/status/status.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 
 namespace cellgate::kernel {
@@ -98,8 +103,10 @@ struct RlimitSetting {
   }
   if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) FailInChild(error_fd, kStepNoNewPrivs);
   // After the uid change: changing credentials clears the parent-death signal.
-  if (::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0) FailInChild(error_fd, kStepDeathSignal);
-  if (::getppid() != parent_pid) ::_exit(126);  // the parent died before PDEATHSIG was set
+  if (plan.die_with_parent) {
+    if (::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0) FailInChild(error_fd, kStepDeathSignal);
+    if (::getppid() != parent_pid) ::_exit(126);  // the parent died before PDEATHSIG was set
+  }
   if (::chdir(plan.working_dir.c_str()) != 0) FailInChild(error_fd, kStepChdir);
   // Everything above fd 2 closes at exec, the error pipe included.
   if (::close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) != 0) FailInChild(error_fd, kStepCloseFds);
@@ -170,22 +177,43 @@ std::string SignalName(int signal) {
 }
 
 std::string ExitStatus::Describe() const {
+  if (unknown) return "ended (how is unknown: an earlier gateway started it)";
   if (!signaled) return absl::StrCat("exited with code ", code);
   return absl::StrCat("killed by ", SignalName(signal), core_dumped ? " (core dumped)" : "");
 }
 
 ChildProcess::ChildProcess(pid_t pid, int pidfd) : pid_(pid), pidfd_(pidfd) {}
 
+ChildProcess ChildProcess::Adopt(pid_t pid, int pidfd) {
+  ChildProcess process(pid, pidfd);
+  process.adopted_ = true;
+  return process;
+}
+
 ChildProcess::ChildProcess(ChildProcess&& other) noexcept
-    : pid_(other.pid_), pidfd_(other.pidfd_), exit_status_(std::move(other.exit_status_)) {
+    : pid_(other.pid_),
+      pidfd_(other.pidfd_),
+      adopted_(other.adopted_),
+      exit_status_(std::move(other.exit_status_)) {
   other.pid_ = -1;
   other.pidfd_ = -1;
+}
+
+void ChildProcess::Release() {
+  pid_ = -1;
+  if (pidfd_ >= 0) ::close(pidfd_);
+  pidfd_ = -1;
 }
 
 ChildProcess::~ChildProcess() {
   if (pid_ > 0 && !exit_status_.has_value()) {
     SignalGroup(SIGKILL);
     int status = 0;
+    // Only a child can be waited for; an adopted process is reaped by whoever adopted it.
+    if (adopted_) {
+      if (pidfd_ >= 0) ::close(pidfd_);
+      return;
+    }
     while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
     }
   }
@@ -203,6 +231,17 @@ void ChildProcess::SignalGroup(int signal) const {
 
 const std::optional<ExitStatus>& ChildProcess::TryReap() {
   if (exit_status_.has_value() || pid_ <= 0) return exit_status_;
+  if (adopted_) {
+    bool ended = false;
+    if (pidfd_ >= 0) {
+      pollfd item{pidfd_, POLLIN, 0};
+      ended = ::poll(&item, 1, 0) > 0 && (item.revents & (POLLIN | POLLHUP)) != 0;
+    } else {
+      ended = ::kill(pid_, 0) != 0 && errno == ESRCH;
+    }
+    if (ended) exit_status_ = ExitStatus{.unknown = true};
+    return exit_status_;
+  }
   siginfo_t info;
   std::memset(&info, 0, sizeof(info));
   int rc;
@@ -273,6 +312,32 @@ absl::StatusOr<ChildProcess> SpawnChild(const LaunchPlan& plan) {
                                                std::strerror(failure.error)));
   }
   return child;
+}
+
+std::optional<uint64_t> ProcessStartTime(pid_t pid) {
+  std::ifstream file(absl::StrCat("/proc/", pid, "/stat"));
+  std::string line;
+  if (pid <= 0 || !file || !std::getline(file, line)) return std::nullopt;
+  // "pid (comm) state ppid ...": comm may hold spaces and parentheses; it ends at the last ')'.
+  const size_t comm_end = line.rfind(')');
+  if (comm_end == std::string::npos) return std::nullopt;
+  std::istringstream fields(line.substr(comm_end + 1));
+  std::string field;
+  // Field 3 is the state: a zombie (Z) or dead (X) process has ended.
+  if (!(fields >> field) || field == "Z" || field == "X") return std::nullopt;
+  for (int i = 4; i <= 22 && fields >> field; ++i) {
+    if (i == 22) {
+      uint64_t ticks = 0;
+      if (absl::SimpleAtoi(field, &ticks)) return ticks;
+    }
+  }
+  return std::nullopt;
+}
+
+int ProcessUid(pid_t pid) {
+  struct stat info;
+  if (pid <= 0 || ::stat(absl::StrCat("/proc/", pid).c_str(), &info) != 0) return -1;
+  return static_cast<int>(info.st_uid);
 }
 
 }  // namespace cellgate::kernel

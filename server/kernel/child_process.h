@@ -16,6 +16,9 @@ struct ExitStatus {
   int code = 0;    // exit code when !signaled
   int signal = 0;  // terminating signal when signaled
   bool core_dumped = false;
+  // The process was not this gateway's child (an earlier gateway started it): it ended, but
+  // how is not known.
+  bool unknown = false;
 
   // "exited with code 3", "killed by SIGKILL", "killed by SIGSEGV (core dumped)".
   std::string Describe() const;
@@ -26,6 +29,9 @@ struct ExitStatus {
 class ChildProcess {
  public:
   ChildProcess(pid_t pid, int pidfd);
+  // A process an earlier gateway started (so not a child of this one): its end is seen through
+  // the pidfd (or by polling), with an unknown exit status, and it is never waited for.
+  static ChildProcess Adopt(pid_t pid, int pidfd);
   ChildProcess(ChildProcess&& other) noexcept;
   ChildProcess& operator=(ChildProcess&&) = delete;
   ChildProcess(const ChildProcess&) = delete;
@@ -43,14 +49,28 @@ class ChildProcess {
   // Reaps the child if it has exited (never blocks). Returns its status once it has.
   const std::optional<ExitStatus>& TryReap();
 
+  // Lets the process go on running: no signal, no wait, nothing more done to it.
+  void Release();
+
  private:
   pid_t pid_;
   int pidfd_;
+  bool adopted_ = false;
   std::optional<ExitStatus> exit_status_;
 };
 
+// When the process started, in clock ticks since boot (/proc/<pid>/stat field 22): with the
+// pid, it tells a process from a later one given the same pid. nullopt when there is no such
+// process, or it has ended (a zombie nobody reaped yet).
+std::optional<uint64_t> ProcessStartTime(pid_t pid);
+
+// The uid that owns /proc/<pid> (the process's effective uid), or -1 when there is no such
+// process.
+int ProcessUid(pid_t pid);
+
 // Starts `plan` with fork/exec: in the child, a new session, rlimits (soft = hard), the uid/gid
-// of the policy, PR_SET_NO_NEW_PRIVS, PR_SET_PDEATHSIG(SIGKILL), stdin from /dev/null,
+// of the policy, PR_SET_NO_NEW_PRIVS, PR_SET_PDEATHSIG(SIGKILL) (unless the plan's kernel is to
+// outlive the gateway), stdin from /dev/null,
 // stdout/stderr to the plan's log, every other fd closed. An exec failure (or any failing
 // step) is reported back through a CLOEXEC pipe as an error naming the step.
 //

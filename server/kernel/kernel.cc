@@ -143,6 +143,22 @@ class KernelCore : public PollSource, public std::enable_shared_from_this<Kernel
       CleanUpFiles();
       return;
     }
+    BeginStartup();
+  }
+
+  void Attach(const KernelProcess& process) {
+    absl::Status status = AdoptProcessAndConnect(process);
+    if (!status.ok()) {
+      phase_ = KernelPhase::kExited;
+      SetSnapshot(phase_);
+      FailStart(status);
+      return;
+    }
+    BeginStartup();
+  }
+
+  // Until ready: kernel_info nudges, the startup deadline, and the exit watched.
+  void BeginStartup() {
     loop_.AddPollSource(shared_from_this());
     SetSnapshot(KernelPhase::kStarting);
     std::weak_ptr<KernelCore> weak = weak_from_this();
@@ -210,6 +226,19 @@ class KernelCore : public PollSource, public std::enable_shared_from_this<Kernel
     });
   }
 
+  void Detach() {
+    if (closed_) return;
+    closed_ = true;
+    events_ = KernelEvents{};
+    on_ready_ = nullptr;
+    FailAllPending(RequestCompletion::Kind::kClosed,
+                   "the gateway is stopping; the kernel goes on running");
+    on_exited_.clear();
+    Disconnect();
+    if (child_) child_->Release();
+    if (cgroup_ != nullptr) cgroup_->Release();
+  }
+
   // The handle is gone: kill now, reap, and never call back again.
   void Close() {
     if (closed_) return;
@@ -270,6 +299,7 @@ class KernelCore : public PollSource, public std::enable_shared_from_this<Kernel
   mutable absl::Mutex snapshot_mutex;
   KernelPhase snapshot_phase ABSL_GUARDED_BY(snapshot_mutex) = KernelPhase::kStarting;
   int snapshot_pid ABSL_GUARDED_BY(snapshot_mutex) = 0;
+  std::optional<KernelProcess> snapshot_process ABSL_GUARDED_BY(snapshot_mutex);
   KernelInfo snapshot_info ABSL_GUARDED_BY(snapshot_mutex);
   IopubTraffic snapshot_traffic ABSL_GUARDED_BY(snapshot_mutex);
 
@@ -355,6 +385,7 @@ class KernelCore : public PollSource, public std::enable_shared_from_this<Kernel
     request.extra_env = options_.env;
     request.policy = options_.policy;
     request.bwrap_path = options_.bwrap_path;
+    request.die_with_parent = options_.die_with_parent;
     absl::StatusOr<LaunchPlan> plan = BuildLaunchPlan(request);
     if (!plan.ok()) return plan.status();
     if (options_.cgroups != nullptr) {
@@ -372,11 +403,39 @@ class KernelCore : public PollSource, public std::enable_shared_from_this<Kernel
     if (cgroup_ != nullptr) cgroup_->CloseProcsFds();
     if (!child.ok()) return child.status();
     child_.emplace(*std::move(child));
-    {
-      absl::MutexLock lock(&snapshot_mutex);
-      snapshot_pid = child_->pid();
-    }
+    KernelProcess process;
+    process.pid = child_->pid();
+    process.start_time = ProcessStartTime(child_->pid()).value_or(0);
+    process.connection = connection;
+    if (cgroup_ != nullptr) process.cgroup_dirs = cgroup_->dirs();
+    SetProcessSnapshot(std::move(process));
     return Connect(connection);
+  }
+
+  absl::Status AdoptProcessAndConnect(const KernelProcess& process) {
+    child_.emplace(ChildProcess::Adopt(process.pid, OpenPidfd(process.pid)));
+    dir_created_ = true;  // its files are this kernel's from now on
+    if (options_.cgroups != nullptr && !process.cgroup_dirs.empty()) {
+      absl::StatusOr<std::unique_ptr<KernelCgroup>> cgroup = options_.cgroups->Adopt(
+          process.cgroup_dirs,
+          CgroupLimits{.memory_bytes = options_.cgroup_memory_bytes,
+                       .max_processes = options_.policy.limits.max_processes});
+      // Without it the kernel keeps its rlimits and uid; only the cgroup's kill-all is lost.
+      if (cgroup.ok()) cgroup_ = *std::move(cgroup);
+    }
+    absl::StatusOr<std::unique_ptr<protocol::MessageSigner>> signer =
+        protocol::MakeMessageSigner(process.connection.signature_scheme, process.connection.key);
+    if (!signer.ok()) return signer.status();
+    codec_ = std::make_unique<protocol::WireCodec>(*std::move(signer));
+    attached_ = true;
+    SetProcessSnapshot(process);
+    return Connect(process.connection);
+  }
+
+  void SetProcessSnapshot(KernelProcess process) {
+    absl::MutexLock lock(&snapshot_mutex);
+    snapshot_pid = process.pid;
+    snapshot_process = std::move(process);
   }
 
   absl::Status Connect(const protocol::ConnectionInfo& connection) {
@@ -611,8 +670,10 @@ class KernelCore : public PollSource, public std::enable_shared_from_this<Kernel
     if (!iopub_seen_ || !kernel_info_replied_) {
       // Until IOPub delivers something, every kernel_info_request also makes the kernel publish
       // a status message; the first one that arrives proves the subscription is live.
+      // An adopted kernel may still be executing what it was given before: shell would make
+      // kernel_info wait for that, control answers at once.
       SendNow(protocol::MakeMessage("kernel_info_request", nlohmann::json::object(), session_id_),
-              *shell_);
+              attached_ ? *control_ : *shell_);
     }
     std::weak_ptr<KernelCore> weak = weak_from_this();
     nudge_timer_ = loop_.RunAfter(options_.nudge_interval, [weak]() {
@@ -745,6 +806,7 @@ class KernelCore : public PollSource, public std::enable_shared_from_this<Kernel
   std::optional<ExitStatus> exit_status_;
   bool dir_created_ = false;
   bool closed_ = false;
+  bool attached_ = false;  // the process was started by an earlier gateway
 
   KernelPhase phase_ = KernelPhase::kStarting;
   bool iopub_seen_ = false;
@@ -765,18 +827,33 @@ class KernelCore : public PollSource, public std::enable_shared_from_this<Kernel
 Kernel::Kernel(KernelIoLoop& loop, std::string kernel_dir, std::string log_path)
     : loop_(loop), kernel_dir_(std::move(kernel_dir)), log_path_(std::move(log_path)) {}
 
-std::unique_ptr<Kernel> Kernel::Start(KernelIoLoop& loop, KernelOptions options,
-                                      KernelEvents events, ReadyCallback on_ready) {
+std::unique_ptr<Kernel> Kernel::NewHandle(KernelIoLoop& loop, KernelOptions options,
+                                          KernelEvents events, ReadyCallback on_ready) {
   const std::string kernel_dir = options.kernel_dir;
   // The log sits beside the kernel dir, not in it: the kernel can't rewrite what it said.
-  const std::string log_path = kernel_dir + ".log";
-  std::unique_ptr<Kernel> kernel(new Kernel(loop, kernel_dir, log_path));
+  std::unique_ptr<Kernel> kernel(new Kernel(loop, kernel_dir, kernel_dir + ".log"));
   kernel->session_id_ = protocol::NewMessageId();
   kernel->core_ = std::make_shared<KernelCore>(loop, std::move(options), std::move(events),
                                                std::move(on_ready), kernel->session_id_,
-                                               log_path);
+                                               kernel->log_path_);
+  return kernel;
+}
+
+std::unique_ptr<Kernel> Kernel::Start(KernelIoLoop& loop, KernelOptions options,
+                                      KernelEvents events, ReadyCallback on_ready) {
+  std::unique_ptr<Kernel> kernel =
+      NewHandle(loop, std::move(options), std::move(events), std::move(on_ready));
   // Fork on the loop thread: PR_SET_PDEATHSIG follows the thread that forked.
   loop.Post([core = kernel->core_]() { core->Launch(); });
+  return kernel;
+}
+
+std::unique_ptr<Kernel> Kernel::Attach(KernelIoLoop& loop, KernelOptions options,
+                                       KernelProcess process, KernelEvents events,
+                                       ReadyCallback on_ready) {
+  std::unique_ptr<Kernel> kernel =
+      NewHandle(loop, std::move(options), std::move(events), std::move(on_ready));
+  loop.Post([core = kernel->core_, process = std::move(process)]() { core->Attach(process); });
   return kernel;
 }
 
@@ -787,7 +864,17 @@ Kernel::~Kernel() {
   } else {
     loop_.RunAndWait(close);
   }
-  ::unlink(log_path_.c_str());
+  if (!detached_) ::unlink(log_path_.c_str());
+}
+
+void Kernel::Detach() {
+  detached_ = true;
+  auto detach = [core = core_]() { core->Detach(); };
+  if (loop_.IsLoopThread()) {
+    detach();
+  } else {
+    loop_.RunAndWait(detach);
+  }
 }
 
 std::string Kernel::SendRequest(const std::string& msg_type, nlohmann::json content,
@@ -835,6 +922,11 @@ KernelPhase Kernel::phase() const {
 int Kernel::pid() const {
   absl::MutexLock lock(&core_->snapshot_mutex);
   return core_->snapshot_pid;
+}
+
+std::optional<KernelProcess> Kernel::process() const {
+  absl::MutexLock lock(&core_->snapshot_mutex);
+  return core_->snapshot_process;
 }
 
 KernelInfo Kernel::info() const {

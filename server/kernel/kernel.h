@@ -15,6 +15,7 @@
 #include "server/kernel/io_loop.h"
 #include "server/kernel/kernel_spec.h"
 #include "server/kernel/sandbox_policy.h"
+#include "server/protocol/connection_info.h"
 #include "server/protocol/message.h"
 
 namespace cellgate::kernel {
@@ -46,6 +47,16 @@ struct KernelOptions {
   // policy.limits.max_processes); its processes are killed through it when it ends.
   CgroupManager* cgroups = nullptr;
   uint64_t cgroup_memory_bytes = 0;
+  // false: the process is not killed when the gateway dies (a later gateway may Attach it).
+  bool die_with_parent = true;
+};
+
+// A running kernel process as a later gateway needs it to take the kernel over (Attach).
+struct KernelProcess {
+  int pid = 0;
+  uint64_t start_time = 0;  // ProcessStartTime(pid) when it was started: tells pid reuse
+  protocol::ConnectionInfo connection;
+  std::vector<std::string> cgroup_dirs;  // empty: no cgroup of its own
 };
 
 // Counters of a kernel process's IOPub channel.
@@ -130,6 +141,17 @@ class Kernel {
   // INVALID_ARGUMENT for a spec that can't run).
   static std::unique_ptr<Kernel> Start(KernelIoLoop& loop, KernelOptions options,
                                        KernelEvents events, ReadyCallback on_ready);
+
+  // Takes over a kernel process an earlier gateway started with `die_with_parent` false and
+  // left running: `options` as it was started (kernel_dir, spec, policy, cgroups), `process`
+  // as process() told then. Connects with the saved connection info, adopts its cgroup, and
+  // asks kernel_info on control, which ipykernel answers even while it executes. `on_ready`
+  // as for Start: OK once it answered with IOPub live; UNAVAILABLE when it is gone, or silent
+  // for options.startup_timeout (then it is killed). Its exit status is never known (it is not
+  // this gateway's child): on_exit reports it as ExitStatus::unknown.
+  static std::unique_ptr<Kernel> Attach(KernelIoLoop& loop, KernelOptions options,
+                                        KernelProcess process, KernelEvents events,
+                                        ReadyCallback on_ready);
   ~Kernel();
   Kernel(const Kernel&) = delete;
   Kernel& operator=(const Kernel&) = delete;
@@ -155,9 +177,15 @@ class Kernel {
   // waiting the configured graces in between. `on_exited` runs once the process is reaped.
   void Shutdown(absl::AnyInvocable<void(const ExitStatus&)> on_exited);
 
+  // Leaves the process running for a later gateway to Attach: the sockets close, pending
+  // requests end kClosed, no callback runs again, its files and cgroup stay. Returns once done.
+  void Detach();
+
   // Snapshot accessors (thread-safe).
   KernelPhase phase() const;
   int pid() const;
+  // Set once the process was started or adopted; what Attach needs of it.
+  std::optional<KernelProcess> process() const;
   KernelInfo info() const;
   IopubTraffic iopub_traffic() const;
   std::string kernel_dir() const { return kernel_dir_; }
@@ -165,12 +193,16 @@ class Kernel {
 
  private:
   explicit Kernel(KernelIoLoop& loop, std::string kernel_dir, std::string log_path);
+  // A handle and its core, nothing started yet.
+  static std::unique_ptr<Kernel> NewHandle(KernelIoLoop& loop, KernelOptions options,
+                                           KernelEvents events, ReadyCallback on_ready);
 
   KernelIoLoop& loop_;
   const std::string kernel_dir_;
   const std::string log_path_;
   std::string session_id_;
   std::shared_ptr<KernelCore> core_;
+  bool detached_ = false;  // set by Detach: the destructor leaves the files alone
 };
 
 // The last `max_bytes` of a file (for a kernel's log in error messages).

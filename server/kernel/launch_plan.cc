@@ -81,7 +81,8 @@ std::vector<std::string> BuildKernelEnvironment(const LaunchRequest& request) {
 }
 
 std::vector<std::string> BuildBwrapArgs(const std::string& bwrap_path,
-                                        const std::string& working_dir, bool allow_network) {
+                                        const std::string& working_dir, bool allow_network,
+                                        bool die_with_parent) {
   namespace fs = std::filesystem;
   std::vector<std::string> args = {bwrap_path, "--ro-bind", "/usr", "/usr"};
   // Debian 12 has a merged /usr: /bin, /lib, ... are symlinks into it. Mirror whatever is there.
@@ -98,7 +99,8 @@ std::vector<std::string> BuildBwrapArgs(const std::string& bwrap_path,
   args.insert(args.end(), {"--ro-bind", "/etc", "/etc", "--proc", "/proc", "--dev", "/dev",
                            "--tmpfs", "/tmp", "--tmpfs", "/run", "--bind", working_dir,
                            working_dir, "--chdir", working_dir, "--unshare-pid", "--unshare-ipc",
-                           "--unshare-uts", "--unshare-cgroup-try", "--die-with-parent"});
+                           "--unshare-uts", "--unshare-cgroup-try"});
+  if (die_with_parent) args.push_back("--die-with-parent");
   if (!allow_network) args.push_back("--unshare-net");
   args.push_back("--");
   return args;
@@ -119,9 +121,10 @@ absl::StatusOr<LaunchPlan> BuildLaunchPlan(const LaunchRequest& request) {
   plan.working_dir = request.working_dir;
   plan.log_path = request.log_path;
   plan.policy = request.policy;
+  plan.die_with_parent = request.die_with_parent;
   if (request.policy.mode == SandboxMode::kBwrap) {
     plan.argv = BuildBwrapArgs(request.bwrap_path, request.working_dir,
-                               request.policy.allow_network);
+                               request.policy.allow_network, request.die_with_parent);
   }
   plan.argv.insert(plan.argv.end(), kernel_argv.begin(), kernel_argv.end());
   return plan;

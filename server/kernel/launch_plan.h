@@ -20,6 +20,9 @@ struct LaunchPlan {
   SandboxPolicy policy;
   // `cgroup.procs` files open for writing: the child joins each cgroup (writes "0") first.
   std::vector<int> cgroup_procs_fds;
+  // Killed when the gateway dies (PR_SET_PDEATHSIG, bwrap --die-with-parent); false for a
+  // kernel that is to outlive the gateway and be re-attached by the next one.
+  bool die_with_parent = true;
 };
 
 // Inputs of BuildLaunchPlan.
@@ -31,6 +34,7 @@ struct LaunchRequest {
   std::map<std::string, std::string> extra_env;  // from the request; cannot set reserved keys
   SandboxPolicy policy;
   std::string bwrap_path = "/usr/bin/bwrap";
+  bool die_with_parent = true;  // see LaunchPlan
 };
 
 // Environment keys a request may not set: the gateway owns them.
@@ -42,9 +46,11 @@ bool IsReservedEnvKey(const std::string& key);
 std::vector<std::string> BuildKernelEnvironment(const LaunchRequest& request);
 
 // The bubblewrap argv prefix for `policy` (ends with "--"): read-only system, private /tmp,
-// /proc and /dev, the working dir the only writable place, optional empty network namespace.
+// /proc and /dev, the working dir the only writable place, optional empty network namespace,
+// and (with `die_with_parent`) the sandbox killed when the gateway dies.
 std::vector<std::string> BuildBwrapArgs(const std::string& bwrap_path,
-                                        const std::string& working_dir, bool allow_network);
+                                        const std::string& working_dir, bool allow_network,
+                                        bool die_with_parent = true);
 
 // Resolves argv[0] against PATH when relative, expands the kernelspec templates and wraps in
 // bwrap when the policy says so. INVALID_ARGUMENT when argv is empty or argv[0] can't be found.

@@ -35,6 +35,18 @@ absl::StatusOr<int> UidPool::Acquire() {
   return uid;
 }
 
+absl::Status UidPool::Reserve(int uid) {
+  if (uid < first_uid_ || uid >= first_uid_ + count_) {
+    return absl::InvalidArgumentError(absl::StrCat("uid ", uid, " is outside the kernel uids [",
+                                                   first_uid_, ", ", first_uid_ + count_, ")"));
+  }
+  absl::MutexLock lock(&mutex_);
+  if (!in_use_.insert(uid).second) {
+    return absl::AlreadyExistsError(absl::StrCat("uid ", uid, " is in use"));
+  }
+  return absl::OkStatus();
+}
+
 void UidPool::Release(int uid) {
   KillAllProcessesOfUid(uid);
   absl::MutexLock lock(&mutex_);

@@ -20,6 +20,11 @@ class UidPool {
   // (left behind by an earlier kernel) is killed before the uid is handed out.
   absl::StatusOr<int> Acquire() ABSL_LOCKS_EXCLUDED(mutex_);
 
+  // Takes `uid` as in use without killing anything: the uid of a kernel that outlived an
+  // earlier gateway and is re-attached. INVALID_ARGUMENT outside the range, ALREADY_EXISTS when
+  // taken. Call before any Acquire, which would kill what runs as the uid.
+  absl::Status Reserve(int uid) ABSL_LOCKS_EXCLUDED(mutex_);
+
   // Kills every process still running as `uid`, then makes the uid available again.
   void Release(int uid) ABSL_LOCKS_EXCLUDED(mutex_);
 

@@ -28,6 +28,9 @@ struct GatewayConfig {
   RestartPolicy restart_policy;
   // Kernels.
   int max_kernels = 64;
+  // Kernel processes are not tied to the gateway: they go on running when it stops or dies,
+  // their state file says how to reach them, and the next gateway re-attaches them.
+  bool kernels_outlive_gateway = false;
   std::string default_kernel_spec = "python3";
   kernel::ResourceLimits default_limits{
       .address_space_bytes = 8ull << 30,

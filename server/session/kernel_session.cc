@@ -106,6 +106,7 @@ void KernelSession::Start(DoneCallback done) {
 
 void KernelSession::LaunchKernelLocked(DoneCallback done) {
   const uint64_t generation = ++generation_;
+  process_.reset();
   kernel::KernelOptions options;
   options.spec = params_.launch.spec;
   options.kernel_dir = params_.launch.kernel_dir;
@@ -116,6 +117,7 @@ void KernelSession::LaunchKernelLocked(DoneCallback done) {
   options.startup_timeout = params_.launch.startup_timeout;
   options.cgroups = params_.launch.cgroups;
   options.cgroup_memory_bytes = params_.launch.cgroup_memory_bytes;
+  options.die_with_parent = !config_.kernels_outlive_gateway;
 
   std::weak_ptr<KernelSession> weak = weak_from_this();
   kernel::KernelEvents events;
@@ -129,14 +131,32 @@ void KernelSession::LaunchKernelLocked(DoneCallback done) {
     if (auto self = weak.lock()) self->OnHeartbeat(generation, responsive);
   };
   responsive_ = true;
-  auto on_ready = [weak, generation, done = std::move(done)](absl::Status status) mutable {
+  std::optional<kernel::KernelProcess> attach = std::exchange(params_.attach, std::nullopt);
+  const bool attaching = attach.has_value();
+  auto on_ready = [weak, generation, attaching,
+                   done = std::move(done)](absl::Status status) mutable {
     auto self = weak.lock();
     if (!self) return;
     Deferred deferred;
     {
       absl::MutexLock lock(&self->mutex_);
+      if (generation == self->generation_ && !self->closed_ && attaching && !status.ok()) {
+        // Gone, or not answering: a fresh kernel takes its place, as without re-attaching.
+        self->notebook_.MarkAllStale();
+        self->execution_count_ = 0;
+        self->SetStateLocked(
+            v1::KERNEL_STATE_STARTING,
+            absl::StrCat("could not re-attach the kernel process that outlived the gateway (",
+                         status.message(), "): a fresh kernel is starting; cells that ran are "
+                         "STALE"));
+        // Inside this kernel's own callback: destroy its handle (which kills it) later.
+        self->loop_.Post([kernel = std::move(self->kernel_)]() mutable { kernel.reset(); });
+        self->LaunchKernelLocked(std::move(done));
+        return;
+      }
       if (generation == self->generation_ && !self->closed_) {
         if (status.ok()) {
+          self->process_ = self->kernel_->process();
           self->SetStateLocked(v1::KERNEL_STATE_IDLE, "");
           // Executions asked for while the kernel was (re)starting start now.
           self->StartNextLocked();
@@ -151,8 +171,10 @@ void KernelSession::LaunchKernelLocked(DoneCallback done) {
     RunDeferred(deferred);
     if (done) done(status);
   };
-  kernel_ = kernel::Kernel::Start(loop_, std::move(options), std::move(events),
-                                  std::move(on_ready));
+  kernel_ = attaching ? kernel::Kernel::Attach(loop_, std::move(options), *std::move(attach),
+                                               std::move(events), std::move(on_ready))
+                      : kernel::Kernel::Start(loop_, std::move(options), std::move(events),
+                                              std::move(on_ready));
 }
 
 void KernelSession::SetStateLocked(v1::KernelState state, const std::string& reason) {
@@ -207,11 +229,30 @@ internal::KernelState KernelSession::SaveState() const {
   notebook->set_kernel_id(params_.kernel_id);
   notebook->set_last_seq(event_log_->last_seq());
   state.mutable_cell_extras()->insert(cell_extras_.begin(), cell_extras_.end());
+  if (config_.kernels_outlive_gateway && process_.has_value()) {
+    internal::KernelProcessState* process = state.mutable_process();
+    process->set_pid(process_->pid);
+    process->set_start_time(process_->start_time);
+    process->set_uid(params_.launch.policy.uid);
+    process->set_kernel_dir(params_.launch.kernel_dir);
+    const protocol::ConnectionInfo& connection = process_->connection;
+    process->set_transport(connection.transport);
+    process->set_ip(connection.ip);
+    process->set_shell_port(connection.shell_port);
+    process->set_iopub_port(connection.iopub_port);
+    process->set_stdin_port(connection.stdin_port);
+    process->set_control_port(connection.control_port);
+    process->set_hb_port(connection.hb_port);
+    process->set_key(connection.key);
+    process->set_signature_scheme(connection.signature_scheme);
+    for (const std::string& dir : process_->cgroup_dirs) process->add_cgroup_dirs(dir);
+  }
   return state;
 }
 
 absl::Status KernelSession::Restore(const internal::KernelState& state) {
   std::vector<v1::Cell> cells(state.notebook().cells().begin(), state.notebook().cells().end());
+  if (params_.attach.has_value()) return RestoreAttached(state, std::move(cells));
   int interrupted = 0;
   for (v1::Cell& cell : cells) {
     switch (cell.state()) {
@@ -244,6 +285,66 @@ absl::Status KernelSession::Restore(const internal::KernelState& state) {
   }
   SetStateLocked(v1::KERNEL_STATE_STARTING, reason);
   return absl::OkStatus();
+}
+
+absl::Status KernelSession::RestoreAttached(const internal::KernelState& state,
+                                            std::vector<v1::Cell> cells) {
+  int cut_off = 0;
+  int execution_count = 0;
+  for (v1::Cell& cell : cells) {
+    execution_count = std::max(execution_count, cell.execution_count());
+    if (cell.state() == v1::CELL_STATE_RUNNING || cell.state() == v1::CELL_STATE_QUEUED) {
+      if (cell.state() == v1::CELL_STATE_RUNNING) ++cut_off;
+      cell.set_state(v1::CELL_STATE_CANCELLED);
+      cell.mutable_last_run()->set_status(v1::EXECUTION_STATUS_CANCELLED);
+    }
+  }
+  absl::MutexLock lock(&mutex_);
+  if (absl::Status status = notebook_.RestoreCells(std::move(cells)); !status.ok()) return status;
+  notebook_.set_metadata_json(state.notebook().metadata()).IgnoreError();
+  cell_extras_ = {state.cell_extras().begin(), state.cell_extras().end()};
+  execution_count_ = execution_count;
+  uncaptured_execution_ = cut_off > 0;
+  std::string reason =
+      "restored after a gateway restart: re-attaching the kernel process, which went on running "
+      "(its memory is intact)";
+  if (cut_off > 0) {
+    absl::StrAppend(&reason, "; the cell that was running ends CANCELLED: the kernel may still "
+                             "be running it, and its output after the old gateway stopped was "
+                             "not captured");
+  }
+  SetStateLocked(v1::KERNEL_STATE_STARTING, reason);
+  return absl::OkStatus();
+}
+
+void KernelSession::Detach() {
+  Deferred deferred;
+  std::unique_ptr<kernel::Kernel> kernel;
+  bool left_running = false;
+  absl::AnyInvocable<void(bool)> on_closed;
+  {
+    absl::MutexLock lock(&mutex_);
+    if (closed_ || state_ == v1::KERNEL_STATE_SHUTTING_DOWN) return;
+    ++generation_;  // nothing of the process reaches this session any more
+    const std::string why =
+        "the gateway is stopping: the kernel goes on running and the next gateway re-attaches "
+        "it; output from here on is not captured";
+    if (running_ != nullptr) {
+      std::shared_ptr<Execution> execution = std::move(running_);
+      FinishLocked(execution, v1::EXECUTION_STATUS_CANCELLED, why, deferred);
+    }
+    CancelQueuedLocked(v1::EXECUTION_STATUS_CANCELLED, why, deferred);
+    kernel = std::move(kernel_);
+    left_running = kernel != nullptr && process_.has_value();
+    if (!left_running) process_.reset();  // nothing to re-attach: the next gateway starts afresh
+    closed_ = true;
+    on_closed = std::move(params_.on_closed);
+  }
+  RunDeferred(deferred);
+  if (left_running) kernel->Detach();
+  kernel.reset();  // kills a process that was not left running
+  event_log_->Close();
+  if (on_closed) on_closed(left_running);
 }
 
 void KernelSession::TouchLocked() { last_activity_at_ = absl::Now(); }
@@ -848,6 +949,7 @@ void KernelSession::OnExecutionDone(uint64_t generation, const std::string& exec
     std::string detail;
     switch (completion.kind) {
       case kernel::RequestCompletion::Kind::kReplied: {
+        uncaptured_execution_ = false;  // whatever ran before this has ended
         const nlohmann::json& content = completion.reply.content;
         const std::string reply_status = content.value("status", "");
         if (content.contains("execution_count") && content["execution_count"].is_number()) {
@@ -1076,6 +1178,9 @@ absl::Status KernelSession::Interrupt() {
     if (running_ != nullptr) {
       running_->interrupted = true;
       InterruptRunningLocked();
+    } else if (uncaptured_execution_ && kernel_ != nullptr) {
+      // A re-attached kernel may still run what it was given before the restart.
+      kernel_->Interrupt();
     }
   }
   RunDeferred(deferred);
@@ -1097,6 +1202,7 @@ void KernelSession::OnDeathLocked(const std::string& reason, Deferred& deferred)
   // The failed execution and the exit event both report one death: handle it once.
   if (death_handled_generation_ == generation_) return;
   death_handled_generation_ = generation_;
+  process_.reset();
   last_death_reason_ = reason;
   CancelQueuedLocked(v1::EXECUTION_STATUS_KERNEL_DIED, reason, deferred);
 
@@ -1163,6 +1269,7 @@ absl::Status KernelSession::RestartFor(const std::string& reason, DoneCallback d
     notebook_.MarkAllStale();
     ++restart_count_;
     execution_count_ = 0;
+    process_.reset();
     old_kernel = std::move(kernel_);
   }
   RunDeferred(deferred);
@@ -1218,6 +1325,7 @@ void KernelSession::Shutdown(absl::AnyInvocable<void()> done, const std::string&
         FinishLocked(execution, v1::EXECUTION_STATUS_CANCELLED, "kernel shut down", deferred);
       }
       CancelQueuedLocked(v1::EXECUTION_STATUS_CANCELLED, "kernel shut down", deferred);
+      process_.reset();
       kernel = std::shared_ptr<kernel::Kernel>(std::move(kernel_));
     }
   }
@@ -1227,14 +1335,14 @@ void KernelSession::Shutdown(absl::AnyInvocable<void()> done, const std::string&
     return;
   }
   auto finalize = [self = shared_from_this(), done = std::move(done)]() mutable {
-    absl::AnyInvocable<void()> on_closed;
+    absl::AnyInvocable<void(bool)> on_closed;
     {
       absl::MutexLock lock(&self->mutex_);
       self->closed_ = true;
       on_closed = std::move(self->params_.on_closed);
     }
     self->event_log_->Close();
-    if (on_closed) on_closed();
+    if (on_closed) on_closed(/*kernel_left_running=*/false);
     if (done) done();
   };
   if (kernel == nullptr) {

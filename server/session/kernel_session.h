@@ -74,8 +74,13 @@ class KernelSession : public std::enable_shared_from_this<KernelSession> {
     // `first_seq - 1`.
     std::optional<absl::Time> created_at;
     int64_t first_seq = 1;
-    // Called once the session is finished (shut down): the registry forgets it.
-    absl::AnyInvocable<void()> on_closed;
+    // A restored kernel whose process outlived the last gateway: Start re-attaches it (and
+    // starts a fresh one if that fails). `launch.kernel_dir` and the uid are the process's.
+    std::optional<kernel::KernelProcess> attach;
+    // Called once the session is finished (shut down, or detached by Detach): the registry
+    // forgets it. `kernel_left_running`: Detach left the process for the next gateway, so its
+    // uid and files must stay as they are.
+    absl::AnyInvocable<void(bool kernel_left_running)> on_closed;
   };
 
   static std::shared_ptr<KernelSession> Create(Params params);
@@ -91,8 +96,15 @@ class KernelSession : public std::enable_shared_from_this<KernelSession> {
   // Before Start, on a session created for a saved kernel: takes its notebook back. The kernel
   // that Start launches is a fresh process, so what ran is STALE; a cell that was running when
   // the old gateway stopped ends ERROR with `last_run.status` KERNEL_DIED, a queued one
-  // CANCELLED. Appends a kernel_status event saying so.
+  // CANCELLED. With Params::attach the process is the same one, memory intact: cells keep
+  // their states, the running one ends CANCELLED (its output after the old gateway stopped was
+  // not captured). Appends a kernel_status event saying which.
   absl::Status Restore(const internal::KernelState& state) ABSL_LOCKS_EXCLUDED(mutex_);
+
+  // The gateway stops and kernels outlive it: the running execution and the queue end
+  // CANCELLED, and the process is left running for the next gateway (Kernel::Detach) if it was
+  // up; else it is killed. Then the session is closed as by Shutdown.
+  void Detach() ABSL_LOCKS_EXCLUDED(mutex_);
 
   // Runs `then` once the saved state includes every change made so far (at once when nothing
   // is saved). Replies to changes go through it: what a client was told is on disk.
@@ -208,6 +220,9 @@ class KernelSession : public std::enable_shared_from_this<KernelSession> {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
   void AppendEventLocked(v1::OutputEvent event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
   void TouchLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  // Restore for a kernel that is re-attached (Params::attach).
+  absl::Status RestoreAttached(const internal::KernelState& state, std::vector<v1::Cell> cells)
+      ABSL_LOCKS_EXCLUDED(mutex_);
   // The state to save changed: written soon (`urgent`) or within the store's interval.
   void MarkChangedLocked(bool urgent) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
   // The notebook metadata with `kernelspec` and `language_info` filled in when missing.
@@ -236,6 +251,12 @@ class KernelSession : public std::enable_shared_from_this<KernelSession> {
   uint64_t silences_ ABSL_GUARDED_BY(mutex_) = 0;
   bool responsive_ ABSL_GUARDED_BY(mutex_) = true;
   int execution_count_ ABSL_GUARDED_BY(mutex_) = 0;
+  // The running kernel process, once it answered; saved so that a later gateway can re-attach
+  // it (with GatewayConfig::kernels_outlive_gateway).
+  std::optional<kernel::KernelProcess> process_ ABSL_GUARDED_BY(mutex_);
+  // Re-attached while a cell ran: the kernel may still be running it, unseen, until an
+  // execution of this gateway finishes (the kernel runs them in order).
+  bool uncaptured_execution_ ABSL_GUARDED_BY(mutex_) = false;
   absl::Time last_activity_at_ ABSL_GUARDED_BY(mutex_);
   std::shared_ptr<Execution> running_ ABSL_GUARDED_BY(mutex_);
   std::deque<std::shared_ptr<Execution>> queue_ ABSL_GUARDED_BY(mutex_);

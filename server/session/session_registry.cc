@@ -3,11 +3,16 @@
 #include <google/protobuf/util/time_util.h>
 #include <openssl/rand.h>
 
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
 #include <filesystem>
 
 #include "absl/strings/escaping.h"
-#include "server/common/heap_release.h"
 #include "absl/strings/str_cat.h"
+#include "server/common/heap_release.h"
+#include "server/kernel/child_process.h"
 
 namespace cellgate::session {
 
@@ -61,6 +66,36 @@ absl::StatusOr<std::string> SessionRegistry::NewKernelId() const {
 // A restored kernel's events continue this far past the saved last seq: further than a kernel
 // can get between two saves, so no seq given out before the restart is given out again.
 constexpr int64_t kSeqGapAfterRestore = int64_t{1} << 32;
+
+namespace {
+
+kernel::KernelProcess KernelProcessFromState(const internal::KernelProcessState& state) {
+  kernel::KernelProcess process;
+  process.pid = state.pid();
+  process.start_time = state.start_time();
+  protocol::ConnectionInfo& connection = process.connection;
+  connection.transport = state.transport();
+  connection.ip = state.ip();
+  connection.shell_port = state.shell_port();
+  connection.iopub_port = state.iopub_port();
+  connection.stdin_port = state.stdin_port();
+  connection.control_port = state.control_port();
+  connection.hb_port = state.hb_port();
+  connection.key = state.key();
+  connection.signature_scheme = state.signature_scheme();
+  process.cgroup_dirs = {state.cgroup_dirs().begin(), state.cgroup_dirs().end()};
+  return process;
+}
+
+// Whether the saved process still runs: the same pid, started at the same time (not a later
+// process given the pid), under the same uid.
+bool SavedProcessRuns(const internal::KernelProcessState& process) {
+  if (process.pid() <= 0 || process.start_time() == 0) return false;
+  if (kernel::ProcessStartTime(process.pid()) != process.start_time()) return false;
+  return process.uid() < 0 || kernel::ProcessUid(process.pid()) == process.uid();
+}
+
+}  // namespace
 
 absl::StatusOr<SessionRegistry::NewSessionResult> SessionRegistry::NewSession(
     const std::string& kernel_id, const v1::StartKernelRequest& request,
@@ -116,21 +151,49 @@ absl::StatusOr<SessionRegistry::NewSessionResult> SessionRegistry::NewSession(
     if (sessions_.contains(kernel_id)) {
       return absl::AlreadyExistsError(absl::StrCat("kernel '", kernel_id, "' exists already"));
     }
-    launch.kernel_dir = absl::StrCat(deps_.runtime_dir, "/k", next_dir_++);
+    // Not the dir of a kernel that outlived an earlier gateway on this runtime dir.
+    std::error_code error;
+    do {
+      launch.kernel_dir = absl::StrCat(deps_.runtime_dir, "/k", next_dir_++);
+    } while (std::filesystem::exists(launch.kernel_dir, error) ||
+             std::filesystem::exists(launch.kernel_dir + ".log", error));
   }
   int uid = -1;
-  if (deps_.uid_pool != nullptr) {
+  if (restored != nullptr && restored->has_process()) {
+    // Re-attach the process when it still runs and this gateway lets kernels outlive it; else
+    // make sure it is gone before a fresh kernel takes its place.
+    const internal::KernelProcessState& saved = restored->process();
+    std::error_code error;
+    bool attach = config.kernels_outlive_gateway && SavedProcessRuns(saved) &&
+                  (saved.uid() < 0) == (deps_.uid_pool == nullptr) &&
+                  std::filesystem::exists(saved.kernel_dir(), error);  // its sockets are there
+    if (attach && saved.uid() >= 0) attach = deps_.uid_pool->Reserve(saved.uid()).ok();
+    if (attach) {
+      uid = saved.uid();
+      launch.policy.uid = launch.policy.gid = uid;
+      launch.kernel_dir = saved.kernel_dir();
+      params.attach = KernelProcessFromState(saved);
+    } else if (SavedProcessRuns(saved)) {
+      ::kill(-saved.pid(), SIGKILL);
+    }
+  }
+  if (deps_.uid_pool != nullptr && uid < 0) {
     absl::StatusOr<int> acquired = deps_.uid_pool->Acquire();
     if (!acquired.ok()) return acquired.status();
     uid = *acquired;
     launch.policy.uid = launch.policy.gid = uid;
   }
   const std::string kernel_dir = launch.kernel_dir;
-  params.on_closed = [this, id = kernel_id, uid, kernel_dir]() {
-    if (uid >= 0) deps_.uid_pool->Release(uid);
-    std::error_code error;
-    std::filesystem::remove_all(kernel_dir, error);
-    std::filesystem::remove(kernel_dir + ".log", error);
+  params.on_closed = [this, id = kernel_id, uid, kernel_dir](bool kernel_left_running) {
+    if (!kernel_left_running) {
+      if (uid >= 0) deps_.uid_pool->Release(uid);
+      std::error_code error;
+      std::filesystem::remove_all(kernel_dir, error);
+      std::filesystem::remove(kernel_dir + ".log", error);
+      // The runtime dir of the gateway that started a re-attached kernel goes once empty.
+      const std::filesystem::path parent = std::filesystem::path(kernel_dir).parent_path();
+      if (parent != std::filesystem::path(deps_.runtime_dir)) ::rmdir(parent.c_str());
+    }
     bool stopping = false;
     {
       absl::MutexLock lock(&mutex_);
@@ -237,6 +300,25 @@ absl::Status SessionRegistry::RestoreKernel(const internal::KernelState& state,
   // A restored kernel that fails to start stays, DEAD with the reason: its notebook is kept.
   session->Start([](absl::Status) {});
   return absl::OkStatus();
+}
+
+void SessionRegistry::RestoreKernels(std::vector<internal::KernelState> states,
+                                     const LimitsResolver& limits_for,
+                                     const RestoreObserver& observe) {
+  // Kernels to re-attach first: their uids are taken before a fresh kernel's uid is handed out
+  // (which kills whatever runs as it).
+  std::stable_partition(states.begin(), states.end(),
+                        [](const internal::KernelState& state) { return state.has_process(); });
+  for (const internal::KernelState& state : states) {
+    observe(state, RestoreKernel(state, limits_for(state.start_request())));
+  }
+}
+
+void SessionRegistry::DetachAll() {
+  const std::vector<std::shared_ptr<KernelSession>> sessions = List();
+  for (const auto& session : sessions) session->Detach();
+  // While the sessions are still here to say what they are.
+  if (deps_.state_store != nullptr) deps_.state_store->Flush();
 }
 
 absl::StatusOr<std::shared_ptr<KernelSession>> SessionRegistry::Find(

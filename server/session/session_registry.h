@@ -55,8 +55,24 @@ class SessionRegistry {
   // the saved last seq, and a fresh kernel process started the way the saved request asked.
   // A kernel that fails to start stays DEAD with the reason, its notebook kept. Errors (the
   // kernelspec is gone, max kernels reached, the id is taken) leave its file for a later try.
+  // With a saved process (GatewayConfig::kernels_outlive_gateway) that still runs as saved
+  // (pid, start time, uid), that process is re-attached instead, memory intact; a saved process
+  // that is not re-attached is killed first.
   absl::Status RestoreKernel(const internal::KernelState& state,
                              const kernel::ResourceLimits& limits) ABSL_LOCKS_EXCLUDED(mutex_);
+
+  // RestoreKernel for each saved kernel, those with a process to re-attach first (their uids are
+  // taken before any is handed out). `observe` hears how each went.
+  using LimitsResolver =
+      absl::AnyInvocable<kernel::ResourceLimits(const v1::StartKernelRequest&) const>;
+  using RestoreObserver =
+      absl::AnyInvocable<void(const internal::KernelState&, const absl::Status&) const>;
+  void RestoreKernels(std::vector<internal::KernelState> states, const LimitsResolver& limits_for,
+                      const RestoreObserver& observe) ABSL_LOCKS_EXCLUDED(mutex_);
+
+  // The gateway stops and kernels outlive it: every session detaches (KernelSession::Detach),
+  // then every state file is written as it stands.
+  void DetachAll() ABSL_LOCKS_EXCLUDED(mutex_);
 
   // NOT_FOUND naming the id when there is no such kernel.
   absl::StatusOr<std::shared_ptr<KernelSession>> Find(const std::string& kernel_id) const

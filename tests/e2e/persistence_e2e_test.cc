@@ -1,8 +1,10 @@
 // Notebooks outlive the gateway: saved to --state-dir as they change, restored under the same
 // kernel id by the next gateway on that directory, whether the last one stopped or was killed.
 
+#include <poll.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -62,11 +64,11 @@ class PersistenceTest : public ::testing::Test {
     std::filesystem::remove_all(dir_, error);
   }
 
-  // A server on this test's state dir (the runtime dir is its own).
-  void StartServer() {
+  // A server on this test's state dir (the runtime dir is its own unless `extra` says).
+  void StartServer(std::vector<std::string> extra = {}) {
     client_.reset();
-    server_ = std::make_unique<ServerProcess>(
-        std::vector<std::string>{"--state-dir=" + dir_ + "/state", "--drain-seconds=1"});
+    extra.insert(extra.begin(), {"--state-dir=" + dir_ + "/state", "--drain-seconds=1"});
+    server_ = std::make_unique<ServerProcess>(std::move(extra));
     ASSERT_GT(server_->WaitForPort(absl::Seconds(60)), 0) << server_->log();
     client_ = std::make_unique<GatewayClient>(server_->Target());
   }
@@ -95,6 +97,19 @@ class PersistenceTest : public ::testing::Test {
     v1::GetKernelRequest get;
     get.set_kernel_id(kernel_id);
     return client_->stub().GetKernel(client_->Context().get(), get, kernel);
+  }
+
+  // The oldest event the kernel's log still holds.
+  v1::OutputEvent FirstEvent(const std::string& kernel_id) {
+    v1::StreamOutputsRequest request;
+    request.set_kernel_id(kernel_id);
+    auto context = client_->Context(30);
+    auto reader = client_->stub().StreamOutputs(context.get(), request);
+    v1::OutputEvent event;
+    EXPECT_TRUE(reader->Read(&event));
+    context->TryCancel();
+    reader->Finish();
+    return event;
   }
 
   v1::Kernel WaitUntilIdle(const std::string& kernel_id) {
@@ -199,18 +214,9 @@ TEST_F(PersistenceTest, SigkillInTheMiddleOfRunAllLosesNoFinishedOutput) {
     EXPECT_FALSE(reader->Read(&event));
     EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::OUT_OF_RANGE);
   }
-  {
-    v1::StreamOutputsRequest request;
-    request.set_kernel_id(kernel_id);
-    auto context = client_->Context(30);
-    auto reader = client_->stub().StreamOutputs(context.get(), request);
-    v1::OutputEvent event;
-    ASSERT_TRUE(reader->Read(&event));
-    EXPECT_GT(event.seq(), old_kernel.last_seq());
-    EXPECT_THAT(event.kernel_status().reason(), HasSubstr("restored after a gateway restart"));
-    context->TryCancel();
-    reader->Finish();
-  }
+  const v1::OutputEvent first = FirstEvent(kernel_id);
+  EXPECT_GT(first.seq(), old_kernel.last_seq());
+  EXPECT_THAT(first.kernel_status().reason(), HasSubstr("restored after a gateway restart"));
 
   // A new RunAll works (with the slow cell made quick).
   v1::EditCellRequest edit;
@@ -273,6 +279,157 @@ TEST_F(PersistenceTest, ANotebookThatCannotBeRestoredIsSetAsideAndTheGatewayServ
   EXPECT_TRUE(std::filesystem::exists(dir_ + "/state/kernels/0123456789abcdef.state.bad"));
   const std::string kernel_id = client_->MustStartKernel();
   EXPECT_EQ(client_->MustExecute(kernel_id, "print(6 * 7)").text(), "42\n");
+}
+
+// Waits until `pid` (not a child of this process) has ended, or `timeout`.
+bool WaitForProcessEnd(int pid, absl::Duration timeout) {
+  const int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+  if (pidfd < 0) return errno == ESRCH;
+  pollfd item{pidfd, POLLIN, 0};
+  const int ready = ::poll(&item, 1, static_cast<int>(absl::ToInt64Milliseconds(timeout)));
+  ::close(pidfd);
+  return ready > 0;
+}
+
+bool ProcessRuns(int pid) { return !WaitForProcessEnd(pid, absl::ZeroDuration()); }
+
+// With --kernels-outlive-gateway, kernel processes go on running when the gateway dies or stops,
+// and the next gateway takes them over: same process, same memory.
+class OutlivingKernelsTest : public PersistenceTest {
+ protected:
+  void TearDown() override {
+    for (int pid : kernel_pids_) {
+      if (ProcessRuns(pid)) ::kill(-pid, SIGKILL);  // whatever a failed test left running
+    }
+    PersistenceTest::TearDown();
+  }
+
+  // Every gateway of the test shares the runtime dir and the kernel uid range, as one
+  // restarted by systemd or Docker would.
+  void StartGateway(bool kernels_outlive_gateway) {
+    StartServer({absl::StrCat("--kernels-outlive-gateway=", kernels_outlive_gateway),
+                 "--runtime-dir=" + dir_ + "/run",
+                 absl::StrCat("--kernel-uid-base=", 300000 + ((::getpid() % 4000) * 8 + 7) * 128)});
+  }
+
+  int PidOf(const std::string& kernel_id) {
+    v1::Kernel kernel;
+    EXPECT_TRUE(GetKernel(kernel_id, &kernel).ok());
+    kernel_pids_.push_back(kernel.pid());
+    return kernel.pid();
+  }
+
+  std::string FirstEventReason(const std::string& kernel_id) {
+    return FirstEvent(kernel_id).kernel_status().reason();
+  }
+
+  std::vector<int> kernel_pids_;
+};
+
+TEST_F(OutlivingKernelsTest, AKilledGatewaysKernelIsReattachedWithItsMemory) {
+  ASSERT_NO_FATAL_FAILURE(StartGateway(true));
+  const std::string kernel_id = StartKernelWithNotebook();
+  ASSERT_FALSE(kernel_id.empty());
+  ASSERT_EQ(client_->MustRunCell(kernel_id, "two").text(), "42\n");  // x = 41
+  // The slow cell is running when the gateway dies.
+  auto slow = std::async(std::launch::async, [this, kernel_id] {
+    v1::RunCellRequest request;
+    request.set_kernel_id(kernel_id);
+    request.set_cell_id("slow");
+    v1::ExecutionResult result;
+    auto context = client_->Context(120);
+    return client_->stub().RunCell(context.get(), request, &result);
+  });
+  client_->WaitForCell(kernel_id, "slow", [](const v1::Cell& cell) {
+    return cell.state() == v1::CELL_STATE_RUNNING && cell.outputs_size() > 0;
+  });
+  // Its reply comes once saved, with everything before it.
+  client_->MustAddCell(kernel_id, "print('added while it ran')");
+  const int pid = PidOf(kernel_id);
+  ASSERT_GT(pid, 0);
+
+  ASSERT_NO_FATAL_FAILURE(KillServer());
+  EXPECT_FALSE(slow.get().ok());
+  ASSERT_TRUE(ProcessRuns(pid)) << "the kernel died with the gateway";
+
+  ASSERT_NO_FATAL_FAILURE(StartGateway(true));
+  const v1::Kernel kernel = WaitUntilIdle(kernel_id);
+  ASSERT_EQ(kernel.state(), v1::KERNEL_STATE_IDLE) << kernel.DebugString();
+  EXPECT_EQ(kernel.pid(), pid);
+  EXPECT_EQ(kernel.labels().at("owner"), "persistence-test");
+  EXPECT_THAT(FirstEventReason(kernel_id), HasSubstr("re-attaching the kernel process"));
+  const v1::Notebook notebook = client_->MustGetNotebook(kernel_id);
+  // Nothing is STALE: the kernel is the one that ran the cells.
+  EXPECT_EQ(CellById(notebook, "two").state(), v1::CELL_STATE_OK);
+  EXPECT_EQ(CellById(notebook, "two").outputs(0).execute_result().data().at("text/plain"), "42");
+  // The cell cut off by the gateway's death keeps what it printed and ends CANCELLED.
+  EXPECT_EQ(CellById(notebook, "slow").state(), v1::CELL_STATE_CANCELLED);
+  ASSERT_EQ(CellById(notebook, "slow").outputs_size(), 1);
+  EXPECT_EQ(CellById(notebook, "slow").outputs(0).stream().text(), "started\n");
+
+  // The kernel is still sleeping in that cell, unseen: InterruptKernel reaches it all the same.
+  v1::InterruptKernelRequest interrupt;
+  interrupt.set_kernel_id(kernel_id);
+  v1::Kernel interrupted;
+  ASSERT_TRUE(
+      client_->stub().InterruptKernel(client_->Context().get(), interrupt, &interrupted).ok());
+  const v1::ExecutionResult x = client_->MustExecute(kernel_id, "x + 1");
+  EXPECT_EQ(x.status(), v1::EXECUTION_STATUS_OK);
+  EXPECT_EQ(x.text(), "42\n");
+  EXPECT_EQ(client_->MustRunCell(kernel_id, "after").text(), "after\n");
+  ASSERT_TRUE(client_->Shutdown(kernel_id).ok());
+  EXPECT_TRUE(WaitForProcessEnd(pid, absl::Seconds(30)));
+}
+
+TEST_F(OutlivingKernelsTest, AStoppedGatewayLeavesItsKernelsForTheNextOne) {
+  ASSERT_NO_FATAL_FAILURE(StartGateway(true));
+  const std::string kernel_id = client_->MustStartKernel();
+  ASSERT_EQ(client_->MustExecute(kernel_id, "y = 6 * 7").status(), v1::EXECUTION_STATUS_OK);
+  const int pid = PidOf(kernel_id);
+  ASSERT_NO_FATAL_FAILURE(StopServer());
+  ASSERT_TRUE(ProcessRuns(pid)) << "the kernel was stopped with the gateway";
+
+  ASSERT_NO_FATAL_FAILURE(StartGateway(true));
+  EXPECT_EQ(WaitUntilIdle(kernel_id).pid(), pid);
+  // A kernel this gateway starts gets a dir of its own, not the re-attached kernel's.
+  const std::string other = client_->MustStartKernel();
+  EXPECT_EQ(client_->MustExecute(other, "print('other')").text(), "other\n");
+  EXPECT_EQ(client_->MustExecute(kernel_id, "y").text(), "42\n");
+  const int other_pid = PidOf(other);
+
+  // A gateway that doesn't let kernels outlive it ends what the last one left running, and
+  // starts fresh kernels for the saved notebooks.
+  ASSERT_NO_FATAL_FAILURE(StopServer());
+  ASSERT_NO_FATAL_FAILURE(StartGateway(false));
+  EXPECT_TRUE(WaitForProcessEnd(pid, absl::Seconds(30)));
+  EXPECT_TRUE(WaitForProcessEnd(other_pid, absl::Seconds(30)));
+  const v1::Kernel fresh = WaitUntilIdle(kernel_id);
+  EXPECT_NE(fresh.pid(), pid);
+  EXPECT_THAT(FirstEventReason(kernel_id), HasSubstr("a fresh kernel is starting"));
+  EXPECT_EQ(client_->MustExecute(kernel_id, "y").status(), v1::EXECUTION_STATUS_ERROR);
+
+  // And its own kernels die with it again.
+  const int fresh_pid = PidOf(kernel_id);
+  ASSERT_NO_FATAL_FAILURE(KillServer());
+  EXPECT_TRUE(WaitForProcessEnd(fresh_pid, absl::Seconds(30)));
+}
+
+TEST_F(OutlivingKernelsTest, AKernelThatDiedWhileNoGatewayRanIsStartedAfresh) {
+  ASSERT_NO_FATAL_FAILURE(StartGateway(true));
+  const std::string kernel_id = StartKernelWithNotebook();
+  ASSERT_EQ(client_->MustRunCell(kernel_id, "two").status(), v1::EXECUTION_STATUS_OK);
+  const int pid = PidOf(kernel_id);
+  ASSERT_NO_FATAL_FAILURE(KillServer());
+  ASSERT_EQ(::kill(-pid, SIGKILL), 0);
+  ASSERT_TRUE(WaitForProcessEnd(pid, absl::Seconds(30)));
+
+  ASSERT_NO_FATAL_FAILURE(StartGateway(true));
+  const v1::Kernel kernel = WaitUntilIdle(kernel_id);
+  EXPECT_NE(kernel.pid(), pid);
+  EXPECT_THAT(FirstEventReason(kernel_id), HasSubstr("a fresh kernel is starting"));
+  EXPECT_EQ(CellById(client_->MustGetNotebook(kernel_id), "two").state(), v1::CELL_STATE_STALE);
+  EXPECT_EQ(client_->MustRunCell(kernel_id, "two").text(), "42\n");
+  ASSERT_TRUE(client_->Shutdown(kernel_id).ok());
 }
 
 }  // namespace

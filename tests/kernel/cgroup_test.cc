@@ -133,6 +133,48 @@ TEST_F(CgroupTest, V1RemovesTheCgroupsOfGatewaysThatNoLongerRun) {
   EXPECT_FALSE(Exists("mnt/pids/cellgate-4242"));
 }
 
+TEST_F(CgroupTest, KernelsThatOutliveTheGatewayKeepTheirCgroupsForTheNextOne) {
+  // Gateway 1 let its kernels outlive it: one still runs (a cgroup with processes can't be
+  // removed; a file stands for them here), one ended.
+  Write("mnt/memory/cellgate-keep-1/kernel-k0-1/cgroup.procs", "77\n");
+  fs::create_directories(root_ + "/mnt/pids/cellgate-keep-1/kernel-k0-1");
+  fs::create_directories(root_ + "/mnt/memory/cellgate-keep-1/kernel-k1-1");
+  // Gateway 2 did not: what it left is killed and removed, whatever this gateway's mode.
+  fs::create_directories(root_ + "/mnt/memory/cellgate-2/kernel-k0-1");
+  CgroupManager::Options options = Options("9:pids:/\n4:memory:/\n");
+  options.keep_leftover_kernels = true;
+  absl::StatusOr<std::unique_ptr<CgroupManager>> manager = CgroupManager::Detect(options);
+  ASSERT_TRUE(manager.ok()) << manager.status();
+  EXPECT_TRUE(Exists("mnt/memory/cellgate-keep-4242"));  // where this gateway's kernels go
+  EXPECT_TRUE(Exists("mnt/memory/cellgate-keep-1/kernel-k0-1"));
+  EXPECT_FALSE(Exists("mnt/memory/cellgate-keep-1/kernel-k1-1"));
+  EXPECT_FALSE(Exists("mnt/pids/cellgate-keep-1/kernel-k0-1"));  // empty: nothing ran in it
+  EXPECT_FALSE(Exists("mnt/memory/cellgate-2"));
+
+  const std::vector<std::string> dirs = {root_ + "/mnt/memory/cellgate-keep-1/kernel-k0-1",
+                                         root_ + "/mnt/memory/cellgate-keep-1/kernel-k0-1"};
+  EXPECT_EQ((*manager)->Adopt({dirs[0]}, {}).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ((*manager)->Adopt({dirs[0], dirs[1] + "-gone"}, {}).status().code(),
+            absl::StatusCode::kNotFound);
+  absl::StatusOr<std::unique_ptr<KernelCgroup>> adopted =
+      (*manager)->Adopt(dirs, {.memory_bytes = 1 << 30});
+  ASSERT_TRUE(adopted.ok()) << adopted.status();
+  EXPECT_EQ((*adopted)->dirs(), dirs);
+  EXPECT_EQ((*adopted)->limits().memory_bytes, uint64_t{1} << 30);
+  // Released (the gateway stops again, the kernel goes on): nothing is touched.
+  (*adopted)->Release();
+  adopted->reset();
+  EXPECT_EQ(Read("mnt/memory/cellgate-keep-1/kernel-k0-1/cgroup.procs"), "77\n");
+
+  // A gateway that does not keep kernels still leaves a kept parent's kernels alone.
+  options.keep_leftover_kernels = false;
+  options.gateway_pid = 4343;
+  absl::StatusOr<std::unique_ptr<CgroupManager>> other = CgroupManager::Detect(options);
+  ASSERT_TRUE(other.ok()) << other.status();
+  EXPECT_TRUE(Exists("mnt/memory/cellgate-keep-1/kernel-k0-1"));
+  EXPECT_TRUE(Exists("mnt/memory/cellgate-4343"));
+}
+
 TEST_F(CgroupTest, NoUsableHierarchySaysWhyForBothVersions) {
   Write("mnt/svc/cgroup.controllers", "cpu\n");
   absl::StatusOr<std::unique_ptr<CgroupManager>> manager =

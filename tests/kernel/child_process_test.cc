@@ -378,6 +378,57 @@ TEST_F(ChildProcessTest, PidfdBecomesReadableWhenTheChildExits) {
   EXPECT_EQ(child->exit_status()->Describe(), "killed by SIGKILL");
 }
 
+TEST_F(ChildProcessTest, StartTimeTellsARunningProcessAndEndsWithIt) {
+  absl::StatusOr<ChildProcess> child = SpawnChild(ShellPlan("exec sleep 1000"));
+  ASSERT_TRUE(child.ok()) << child.status();
+  const std::optional<uint64_t> started = ProcessStartTime(child->pid());
+  ASSERT_TRUE(started.has_value());
+  EXPECT_GT(*started, 0u);
+  EXPECT_EQ(ProcessStartTime(child->pid()), started);
+  EXPECT_NE(ProcessStartTime(::getpid()), std::nullopt);
+  EXPECT_EQ(ProcessUid(child->pid()), static_cast<int>(::geteuid()));
+
+  ::kill(child->pid(), SIGKILL);
+  ASSERT_TRUE(WaitReadable(child->pidfd(), kDeadline));
+  // Not reaped yet: a zombie has ended all the same.
+  EXPECT_EQ(ProcessStartTime(child->pid()), std::nullopt);
+  ASSERT_TRUE(child->TryReap().has_value());
+  EXPECT_EQ(ProcessStartTime(child->pid()), std::nullopt);
+  EXPECT_EQ(ProcessStartTime(4194304 + 1), std::nullopt);
+  EXPECT_EQ(ProcessUid(4194304 + 1), -1);
+}
+
+TEST_F(ChildProcessTest, AnAdoptedProcessEndsWithAnUnknownStatusAndIsNotWaitedFor) {
+  absl::StatusOr<ChildProcess> child = SpawnChild(ShellPlan("exec sleep 1000"));
+  ASSERT_TRUE(child.ok()) << child.status();
+  ChildProcess adopted = ChildProcess::Adopt(child->pid(), OpenPidfd(child->pid()));
+  EXPECT_FALSE(adopted.TryReap().has_value());
+  adopted.SignalGroup(SIGKILL);
+  ASSERT_TRUE(WaitReadable(adopted.pidfd(), kDeadline));
+  ASSERT_TRUE(adopted.TryReap().has_value());
+  EXPECT_TRUE(adopted.exit_status()->unknown);
+  EXPECT_THAT(adopted.exit_status()->Describe(), HasSubstr("unknown"));
+  // The adopter did not reap it: its real parent still can.
+  std::optional<ExitStatus> status = WaitForExit(*child);
+  ASSERT_TRUE(status.has_value());
+  EXPECT_EQ(status->Describe(), "killed by SIGKILL");
+}
+
+TEST_F(ChildProcessTest, AReleasedProcessGoesOnRunning) {
+  pid_t pid = -1;
+  {
+    absl::StatusOr<ChildProcess> child = SpawnChild(ShellPlan("exec sleep 1000"));
+    ASSERT_TRUE(child.ok()) << child.status();
+    pid = child->pid();
+    child->Release();
+  }
+  EXPECT_NE(ProcessStartTime(pid), std::nullopt) << "released, yet killed";
+  ::kill(pid, SIGKILL);
+  int status = 0;
+  EXPECT_EQ(::waitpid(pid, &status, 0), pid);
+  ExpectNoChildren();
+}
+
 TEST_F(ChildProcessTest, OpenPidfdOfMissingProcessFails) {
   // Reaped children's pids are free; pid_max is never above 4194304.
   EXPECT_EQ(OpenPidfd(4194304 + 1), -1);

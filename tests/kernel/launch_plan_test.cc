@@ -179,6 +179,13 @@ TEST(BuildBwrapArgsTest, ShapeOfTheSandbox) {
   EXPECT_EQ(std::count(args.begin(), args.end(), "--bind"), 1);
 }
 
+TEST(BuildBwrapArgsTest, AKernelThatOutlivesTheGatewayIsNotTiedToIt) {
+  const std::vector<std::string> args = BuildBwrapArgs(
+      "/usr/bin/bwrap", "/tmp/k1", /*allow_network=*/false, /*die_with_parent=*/false);
+  EXPECT_THAT(args, Not(Contains("--die-with-parent")));
+  EXPECT_THAT(args, Contains("--unshare-pid"));
+}
+
 TEST(BuildBwrapArgsTest, NetworkAllowedKeepsTheNetworkNamespace) {
   const std::vector<std::string> args =
       BuildBwrapArgs("/usr/bin/bwrap", "/tmp/k1", /*allow_network=*/true);

@@ -57,6 +57,19 @@ TEST(UidPoolTest, ExhaustionIsResourceExhausted) {
   EXPECT_THAT(message, HasSubstr(std::to_string(kFirstUid)));
 }
 
+TEST(UidPoolTest, AReservedUidIsNeverHandedOut) {
+  UidPool pool(kFirstUid, 2);
+  ASSERT_TRUE(pool.Reserve(kFirstUid).ok());
+  EXPECT_EQ(pool.Reserve(kFirstUid).code(), absl::StatusCode::kAlreadyExists);
+  const absl::Status outside = pool.Reserve(kFirstUid + 2);
+  EXPECT_EQ(outside.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(outside.message()), HasSubstr("outside"));
+  absl::StatusOr<int> other = pool.Acquire();
+  ASSERT_TRUE(other.ok()) << other.status();
+  EXPECT_EQ(*other, kFirstUid + 1);
+  EXPECT_FALSE(pool.Acquire().ok());
+}
+
 TEST(UidPoolTest, ReleaseMakesAUidAvailableAgain) {
   UidPool pool(kFirstUid, 3);
   std::vector<int> uids;
