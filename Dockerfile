@@ -11,7 +11,7 @@ FROM debian:bookworm
 COPY scripts/install-deps.sh /usr/local/lib/cellgate/install-deps.sh
 RUN /usr/local/lib/cellgate/install-deps.sh --runtime-only \
  && apt-get install -y --no-install-recommends libgrpc++1.51 libprotobuf32 libzmq5 \
-      libabsl20220623 libssl3 \
+      libabsl20220623 libssl3 libsimdjson14 \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /opt/cellgate /opt/cellgate
 ENV PATH=/opt/cellgate/bin:$PATH

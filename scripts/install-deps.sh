@@ -7,7 +7,7 @@ set -euo pipefail
 build_packages=(
   build-essential cmake ninja-build pkg-config git ca-certificates
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
-  libabsl-dev libzmq3-dev cppzmq-dev nlohmann-json3-dev prometheus-cpp-dev
+  libabsl-dev libzmq3-dev cppzmq-dev nlohmann-json3-dev libsimdjson-dev prometheus-cpp-dev
   libgtest-dev libgmock-dev libssl-dev
 )
 runtime_packages=(

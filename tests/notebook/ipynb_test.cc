@@ -8,6 +8,7 @@
 #include <fstream>
 #include <set>
 #include <sstream>
+#include <cstring>
 #include <string>
 #include <utility>
 #include <vector>
@@ -423,6 +424,24 @@ TEST(ParseIpynbTest, RejectsDeepNestingInsteadOfOverflowingTheStack) {
   // Brackets inside strings do not count.
   EXPECT_TRUE(
       ParseIpynb(NotebookWith(4, Json::array({CodeCell(std::string(5000, '['))})), kNoCap).ok());
+}
+
+TEST(ParseIpynbTest, ReadsEveryJsonValueAsNlohmannDoes) {
+  // Whichever parser reads the file, the values are the same: integers past 64 bits, repeated
+  // keys (the last wins), escapes, numbers of every kind.
+  const std::string metadata =
+      R"({"big": 18446744073709551616, "neg": -9223372036854775808, "u": 18446744073709551615,)"
+      R"( "f": 2.5e-3, "dup": 1, "dup": 2, "esc": "\u00e9\ud83d\ude00\n", "t": true,)"
+      R"( "n": null, "nested": [[{}], []]})";
+  for (const bool with_big : {true, false}) {
+    std::string text = metadata;
+    if (!with_big) text.replace(text.find("\"big\""), std::strlen(R"("big": 18446744073709551616, )"), "");
+    std::string bytes = NotebookWith(4, Json::array({CodeCell("x")}));
+    bytes.replace(bytes.find("\"metadata\":{}"), 13, "\"metadata\":" + text);
+    const absl::StatusOr<IpynbNotebook> notebook = ParseIpynb(bytes, kNoCap);
+    ASSERT_TRUE(notebook.ok()) << notebook.status();
+    EXPECT_EQ(Json::parse(notebook->cells[0].metadata()), Json::parse(text)) << text;
+  }
 }
 
 TEST(ParseIpynbTest, NeverThrowsOnTruncatedOrCorruptedInput) {
