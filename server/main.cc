@@ -128,9 +128,14 @@ ABSL_FLAG(int64_t, output_hard_cap_bytes, 0,
           "Interrupt an execution once it has printed this many bytes (its stored outputs stop "
           "at --max-output-bytes long before); 0 = 8 x --max-output-bytes");
 ABSL_FLAG(int, kernel_uid_base, 200000,
-          "When root: kernels run as uids [base, base + --max-kernels) (gid = uid). Leftover "
-          "processes of those uids are killed, so two servers on one host need disjoint ranges");
+          "When root: kernels run as uids [base, base + --max-kernels + --pool-size) (gid = "
+          "uid). Leftover processes of those uids are killed, so two servers on one host need "
+          "disjoint ranges");
 ABSL_FLAG(int, drain_seconds, 10, "On SIGTERM: how long running work may take to finish");
+ABSL_FLAG(int, pool_size, 0,
+          "Kernels of the default kernelspec kept started ahead (the warm pool): a StartKernel "
+          "with default settings takes one at once and the pool refills in the background; "
+          "requests with their own env, limits or kernelspec start a kernel as usual");
 ABSL_FLAG(bool, kernels_outlive_gateway, false,
           "Kernel processes go on running when the gateway stops or dies (no parent-death "
           "signal; on SIGTERM they are left running), and the next gateway on the same "
@@ -182,6 +187,7 @@ session::GatewayConfig ConfigFromFlags(kernel::SandboxMode mode) {
   session::GatewayConfig config;
   config.max_kernels = absl::GetFlag(FLAGS_max_kernels);
   config.kernels_outlive_gateway = absl::GetFlag(FLAGS_kernels_outlive_gateway);
+  config.pool_size = std::max(0, absl::GetFlag(FLAGS_pool_size));
   config.default_kernel_spec = absl::GetFlag(FLAGS_default_kernel_spec);
   config.sandbox_mode = mode;
   config.default_allow_network = absl::GetFlag(FLAGS_allow_network);
@@ -317,6 +323,9 @@ int Serve() {
   kernel::SandboxCapabilities caps =
       kernel::ProbeSandbox(absl::GetFlag(FLAGS_bwrap_path), runtime_dir,
                            ::geteuid() == 0 ? absl::GetFlag(FLAGS_kernel_uid_base) : -1);
+  if (absl::GetFlag(FLAGS_pool_size) < 0) {
+    return Fail(absl::InvalidArgumentError("--pool-size: must be 0 (no pool) or more"));
+  }
   const std::string cgroup_mode = absl::GetFlag(FLAGS_cgroup);
   if (cgroup_mode != "auto" && cgroup_mode != "off") {
     return Fail(absl::InvalidArgumentError(
@@ -375,7 +384,7 @@ int Serve() {
   std::unique_ptr<kernel::UidPool> uid_pool;
   if (caps.per_kernel_uid) {
     uid_pool = std::make_unique<kernel::UidPool>(absl::GetFlag(FLAGS_kernel_uid_base),
-                                                 config.max_kernels);
+                                                 config.max_kernels + config.pool_size);
   }
   std::unique_ptr<session::StateStore> state_store;
   if (const std::string state_dir = absl::GetFlag(FLAGS_state_dir); !state_dir.empty()) {
@@ -396,6 +405,7 @@ int Serve() {
   deps.state_store = state_store.get();
   session::SessionRegistry registry(std::move(deps));
   if (state_store != nullptr) RestoreKernels(*state_store, registry, config);
+  registry.FillPool();
   api::KernelGatewayService service(
       registry, config, specs, auth,
       api::ServerIdentity{CELLGATE_VERSION, absl::Now(), caps});

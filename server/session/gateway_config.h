@@ -31,6 +31,9 @@ struct GatewayConfig {
   // Kernel processes are not tied to the gateway: they go on running when it stops or dies,
   // their state file says how to reach them, and the next gateway re-attaches them.
   bool kernels_outlive_gateway = false;
+  // Kernels of the default kernelspec, started ahead: a StartKernel with default settings takes
+  // one (and the pool refills in the background) instead of waiting for a kernel to start.
+  int pool_size = 0;
   std::string default_kernel_spec = "python3";
   kernel::ResourceLimits default_limits{
       .address_space_bytes = 8ull << 30,

@@ -347,6 +347,18 @@ void KernelSession::Detach() {
   if (on_closed) on_closed(left_running);
 }
 
+bool KernelSession::Claim(const v1::StartKernelRequest& request, int idle_timeout_seconds) {
+  absl::MutexLock lock(&mutex_);
+  if (closed_ || state_ != v1::KERNEL_STATE_IDLE) return false;
+  params_.labels = {request.labels().begin(), request.labels().end()};
+  params_.idle_timeout_seconds = idle_timeout_seconds;
+  params_.start_request = request;
+  params_.start_request.clear_notebook_ipynb();
+  created_at_ = absl::Now();
+  last_activity_at_ = created_at_;
+  return true;
+}
+
 void KernelSession::TouchLocked() { last_activity_at_ = absl::Now(); }
 
 v1::KernelState KernelSession::state() const {

@@ -106,6 +106,12 @@ class KernelSession : public std::enable_shared_from_this<KernelSession> {
   // up; else it is killed. Then the session is closed as by Shutdown.
   void Detach() ABSL_LOCKS_EXCLUDED(mutex_);
 
+  // A session started ahead for the warm pool becomes the kernel of `request` (default kernel
+  // settings, which is what the pool starts): its labels, idle timeout and request, created
+  // now. Before it is registered; false (nothing changed) unless the kernel is IDLE.
+  bool Claim(const v1::StartKernelRequest& request, int idle_timeout_seconds)
+      ABSL_LOCKS_EXCLUDED(mutex_);
+
   // Runs `then` once the saved state includes every change made so far (at once when nothing
   // is saved). Replies to changes go through it: what a client was told is on disk.
   void AfterSaved(absl::AnyInvocable<void()> then) const;
@@ -236,7 +242,7 @@ class KernelSession : public std::enable_shared_from_this<KernelSession> {
   const GatewayConfig& config_;
   kernel::KernelIoLoop& loop_;
   std::shared_ptr<EventLog> event_log_;
-  const absl::Time created_at_;
+  absl::Time created_at_;  // set once, before the session is registered (Claim)
 
   mutable absl::Mutex mutex_;
   notebook::Notebook notebook_ ABSL_GUARDED_BY(mutex_);

@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "server/common/heap_release.h"
 #include "server/kernel/child_process.h"
+#include "server/obs/log.h"
 
 namespace cellgate::session {
 
@@ -112,9 +113,7 @@ absl::StatusOr<SessionRegistry::NewSessionResult> SessionRegistry::NewSession(
   KernelSession::Params params;
   params.kernel_id = kernel_id;
   params.labels = {request.labels().begin(), request.labels().end()};
-  params.idle_timeout_seconds = request.idle_timeout_seconds() > 0
-                                    ? request.idle_timeout_seconds()
-                                    : config.default_idle_timeout_seconds;
+  params.idle_timeout_seconds = IdleTimeoutFor(request);
   params.config = deps_.config;
   params.loop = deps_.loop;
   params.start_request = request;
@@ -251,9 +250,197 @@ absl::Status SessionRegistry::AddSession(const std::shared_ptr<KernelSession>& s
   return absl::OkStatus();
 }
 
+int SessionRegistry::IdleTimeoutFor(const v1::StartKernelRequest& request) const {
+  return request.idle_timeout_seconds() > 0 ? request.idle_timeout_seconds()
+                                            : deps_.config->default_idle_timeout_seconds;
+}
+
+bool SessionRegistry::Poolable(const v1::StartKernelRequest& request) const {
+  return (request.kernel_spec().empty() ||
+          request.kernel_spec() == deps_.config->default_kernel_spec) &&
+         request.env().empty() && !request.has_limits();
+}
+
+std::shared_ptr<KernelSession> SessionRegistry::TakePooled(const v1::StartKernelRequest& request) {
+  if (deps_.config->pool_size <= 0 || !Poolable(request)) return nullptr;
+  std::shared_ptr<KernelSession> taken;
+  std::vector<std::shared_ptr<KernelSession>> unusable;
+  {
+    absl::MutexLock lock(&mutex_);
+    while (!pool_.empty() && taken == nullptr) {
+      std::shared_ptr<KernelSession> session = std::move(pool_.front());
+      pool_.pop_front();
+      if (session->Claim(request, IdleTimeoutFor(request))) {
+        taken = std::move(session);
+      } else {
+        unusable.push_back(std::move(session));
+        ++pool_closing_;
+      }
+    }
+  }
+  // Dead or restarting in the pool: not handed out; they go (outside the lock: a session may
+  // close at once, and its on_closed takes the lock), and the pool refills.
+  for (const auto& session : unusable) session->Shutdown(PoolKernelClosed());
+  if (!unusable.empty() && taken == nullptr) FillPool();
+  return taken;
+}
+
+absl::AnyInvocable<void()> SessionRegistry::PoolKernelClosed() {
+  return [this, alive = std::weak_ptr<SessionRegistry*>(alive_)]() {
+    if (alive.lock() == nullptr) return;
+    absl::MutexLock lock(&mutex_);
+    --pool_closing_;
+  };
+}
+
+absl::Status SessionRegistry::StartPooled(std::shared_ptr<KernelSession> session,
+                                          const v1::StartKernelRequest& request,
+                                          StartCallback& done) {
+  absl::Status status;
+  bool has_cells = false;
+  if (!request.notebook_ipynb().empty()) {
+    absl::StatusOr<v1::Notebook> imported =
+        session->ImportNotebook(request.notebook_ipynb(), /*replace=*/true);
+    has_cells = imported.ok();
+    if (!imported.ok()) {
+      status = absl::InvalidArgumentError(
+          absl::StrCat("notebook_ipynb: ", imported.status().message()));
+    }
+  }
+  if (status.ok()) status = AddSession(session);
+  if (!status.ok()) {
+    // Unchanged but for what a later Claim sets again: back to the front of the pool (unless
+    // it holds the request's cells now).
+    bool returned = false;
+    {
+      absl::MutexLock lock(&mutex_);
+      if (!draining_ && !has_cells) {
+        pool_.push_front(session);
+        returned = true;
+      }
+    }
+    if (!returned) session->Shutdown(nullptr);
+    return status;
+  }
+  obs::Log(obs::LogLevel::kInfo, "kernel_started",
+           {{"kernel_id", session->kernel_id()}, {"from_pool", "true"},
+            {"pid", absl::StrCat(session->Describe().pid())}});
+  FillPool();
+  // Its file is written now (a pooled kernel has changed nothing since it was ready): once on
+  // disk, the client hears of it.
+  session->AfterSaved([session, done = std::move(done)]() mutable { done(session->Describe()); });
+  return absl::OkStatus();
+}
+
+void SessionRegistry::FillPool() {
+  const GatewayConfig& config = *deps_.config;
+  while (true) {
+    {
+      absl::MutexLock lock(&mutex_);
+      const size_t pooled = pool_.size() + pool_starting_.size() + pool_creating_;
+      if (draining_ || pooled >= static_cast<size_t>(config.pool_size)) return;
+      ++pool_creating_;  // its slot, while NewSession runs without the lock
+    }
+    absl::StatusOr<std::string> kernel_id = NewKernelId();
+    absl::StatusOr<NewSessionResult> created =
+        kernel_id.ok() ? NewSession(*kernel_id, v1::StartKernelRequest(), config.default_limits,
+                                    /*restored=*/nullptr)
+                       : absl::StatusOr<NewSessionResult>(kernel_id.status());
+    std::weak_ptr<SessionRegistry*> alive = alive_;
+    // Try again later: when a slot frees up (max kernels), or the kernel starts again.
+    auto retry_later = [this, alive]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
+      if (pool_retry_scheduled_ || draining_) return;
+      pool_retry_scheduled_ = true;
+      deps_.loop->PostAfter(absl::Seconds(5), [alive]() {
+        std::shared_ptr<SessionRegistry*> registry = alive.lock();
+        if (registry == nullptr) return;
+        {
+          absl::MutexLock lock(&(*registry)->mutex_);
+          (*registry)->pool_retry_scheduled_ = false;
+        }
+        (*registry)->FillPool();
+      });
+    };
+    if (!created.ok()) {
+      absl::MutexLock lock(&mutex_);
+      --pool_creating_;
+      retry_later();
+      return;
+    }
+    std::shared_ptr<KernelSession> session = std::move(created->session);
+    bool stopping = false;
+    {
+      absl::MutexLock lock(&mutex_);
+      --pool_creating_;
+      stopping = draining_;
+      if (!stopping) pool_starting_.insert(session);
+    }
+    if (stopping) {  // ShutdownPool has run: this one is not started at all
+      session->Shutdown(nullptr);
+      return;
+    }
+    std::weak_ptr<KernelSession> weak = session;
+    session->Start([this, alive, weak, retry_later](absl::Status status) mutable {
+      std::shared_ptr<SessionRegistry*> registry = alive.lock();
+      std::shared_ptr<KernelSession> session = weak.lock();
+      if (registry == nullptr || session == nullptr) return;
+      bool keep = false;
+      size_t ready = 0;
+      {
+        absl::MutexLock lock(&mutex_);
+        if (pool_starting_.erase(session) == 0) return;  // ShutdownPool took it meanwhile
+        keep = status.ok() && !draining_;
+        if (keep) {
+          pool_.push_back(session);
+          ready = pool_.size();
+        } else {
+          ++pool_closing_;  // ShutdownPool waits for it too
+          if (!status.ok()) retry_later();
+        }
+      }
+      if (!keep) {
+        session->Shutdown(PoolKernelClosed());
+        if (!status.ok()) {
+          obs::Log(obs::LogLevel::kWarning, "pool_kernel_failed",
+                   {{"error", std::string(status.message())}});
+        }
+        return;
+      }
+      obs::Log(obs::LogLevel::kInfo, "kernel_pooled",
+               {{"pid", absl::StrCat(session->Describe().pid())},
+                {"pool_ready", absl::StrCat(ready)}});
+    });
+  }
+}
+
+size_t SessionRegistry::pool_ready() const {
+  absl::MutexLock lock(&mutex_);
+  return pool_.size();
+}
+
+void SessionRegistry::ShutdownPool(absl::Time deadline) {
+  // Ready and starting alike: a starting one left alone would hold its sockets open for ever.
+  std::vector<std::shared_ptr<KernelSession>> pooled;
+  {
+    absl::MutexLock lock(&mutex_);
+    pooled.assign(pool_.begin(), pool_.end());
+    pooled.insert(pooled.end(), pool_starting_.begin(), pool_starting_.end());
+    pool_.clear();
+    pool_starting_.clear();
+    pool_closing_ += static_cast<int>(pooled.size());
+  }
+  for (const auto& session : pooled) session->Shutdown(PoolKernelClosed());
+  absl::MutexLock lock(&mutex_);
+  auto all_gone = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) { return pool_closing_ == 0; };
+  mutex_.AwaitWithDeadline(absl::Condition(&all_gone), deadline);
+}
+
 absl::Status SessionRegistry::StartKernel(const v1::StartKernelRequest& request,
                                           const kernel::ResourceLimits& limits,
                                           StartCallback done) {
+  if (std::shared_ptr<KernelSession> pooled = TakePooled(request)) {
+    return StartPooled(std::move(pooled), request, done);
+  }
   absl::StatusOr<std::string> kernel_id = NewKernelId();
   if (!kernel_id.ok()) return kernel_id.status();
   absl::StatusOr<NewSessionResult> created =
@@ -315,6 +502,7 @@ void SessionRegistry::RestoreKernels(std::vector<internal::KernelState> states,
 }
 
 void SessionRegistry::DetachAll() {
+  ShutdownPool(absl::Now() + absl::Seconds(10));  // nobody's kernels yet: nothing to keep
   const std::vector<std::shared_ptr<KernelSession>> sessions = List();
   for (const auto& session : sessions) session->Detach();
   // While the sessions are still here to say what they are.
@@ -365,6 +553,7 @@ void SessionRegistry::WaitForIdle(absl::Time deadline) const {
 
 void SessionRegistry::ShutdownAll(absl::Time deadline) {
   for (const auto& session : List()) session->Shutdown(nullptr);
+  ShutdownPool(deadline);
   absl::MutexLock lock(&mutex_);
   auto all_gone = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) { return sessions_.empty(); };
   mutex_.AwaitWithDeadline(absl::Condition(&all_gone), deadline);

@@ -1,7 +1,9 @@
 #pragma once
 
+#include <deque>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -80,6 +82,14 @@ class SessionRegistry {
   std::vector<std::shared_ptr<KernelSession>> List() const ABSL_LOCKS_EXCLUDED(mutex_);
   size_t size() const ABSL_LOCKS_EXCLUDED(mutex_);
 
+  // Starts kernels for the warm pool until GatewayConfig::pool_size are ready or starting
+  // (not past --max-kernels counting the registered ones). Pooled kernels are not listed and
+  // not saved until a StartKernel takes one; the pool refills after each. Call after
+  // RestoreKernels: re-attached kernels' uids must be taken before the pool's are handed out.
+  void FillPool() ABSL_LOCKS_EXCLUDED(mutex_);
+  // Pooled kernels ready to be taken.
+  size_t pool_ready() const ABSL_LOCKS_EXCLUDED(mutex_);
+
   // Refuses new kernels and executions from now on (UNAVAILABLE).
   void BeginDrain() ABSL_LOCKS_EXCLUDED(mutex_);
   bool draining() const ABSL_LOCKS_EXCLUDED(mutex_);
@@ -112,6 +122,21 @@ class SessionRegistry {
   absl::Status AddSession(const std::shared_ptr<KernelSession>& session)
       ABSL_LOCKS_EXCLUDED(mutex_);
   void ScheduleHousekeeping();
+  // Whether StartKernel may hand out a pooled kernel for `request`: the default kernelspec, and
+  // no env or limits of its own (labels, idle timeout and a notebook are the session's).
+  bool Poolable(const v1::StartKernelRequest& request) const;
+  // A ready pooled kernel claimed for `request`, or null.
+  std::shared_ptr<KernelSession> TakePooled(const v1::StartKernelRequest& request)
+      ABSL_LOCKS_EXCLUDED(mutex_);
+  // StartKernel with a pooled kernel: registered and described at once.
+  absl::Status StartPooled(std::shared_ptr<KernelSession> session,
+                           const v1::StartKernelRequest& request, StartCallback& done)
+      ABSL_LOCKS_EXCLUDED(mutex_);
+  // For Shutdown of a pooled kernel: counts it closed.
+  absl::AnyInvocable<void()> PoolKernelClosed();
+  // Shuts the pooled kernels down and waits (up to `deadline`) until they are reaped.
+  void ShutdownPool(absl::Time deadline) ABSL_LOCKS_EXCLUDED(mutex_);
+  int IdleTimeoutFor(const v1::StartKernelRequest& request) const;
   // Every few housekeeping passes, returns the allocator's free memory to the system.
   void ReleaseFreeHeap();
 
@@ -122,6 +147,11 @@ class SessionRegistry {
   uint64_t next_dir_ ABSL_GUARDED_BY(mutex_) = 0;
   uint64_t housekeeping_passes_ = 0;  // only on the I/O loop
   bool draining_ ABSL_GUARDED_BY(mutex_) = false;
+  std::deque<std::shared_ptr<KernelSession>> pool_ ABSL_GUARDED_BY(mutex_);  // ready, oldest first
+  std::set<std::shared_ptr<KernelSession>> pool_starting_ ABSL_GUARDED_BY(mutex_);
+  int pool_creating_ ABSL_GUARDED_BY(mutex_) = 0;  // slots taken, sessions not made yet
+  int pool_closing_ ABSL_GUARDED_BY(mutex_) = 0;
+  bool pool_retry_scheduled_ ABSL_GUARDED_BY(mutex_) = false;
   // Housekeeping tasks hold a weak reference; gone once the registry is.
   std::shared_ptr<SessionRegistry*> alive_ = std::make_shared<SessionRegistry*>(this);
 };
