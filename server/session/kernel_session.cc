@@ -275,15 +275,23 @@ absl::Status KernelSession::Restore(const internal::KernelState& state) {
     }
   }
   absl::MutexLock lock(&mutex_);
-  if (absl::Status status = notebook_.RestoreCells(std::move(cells)); !status.ok()) return status;
-  notebook_.set_metadata_json(state.notebook().metadata()).IgnoreError();
-  cell_extras_ = {state.cell_extras().begin(), state.cell_extras().end()};
+  if (absl::Status status = LoadSavedNotebookLocked(state, std::move(cells)); !status.ok()) {
+    return status;
+  }
   std::string reason =
       "restored after a gateway restart: a fresh kernel is starting; cells that ran are STALE";
   if (interrupted > 0) {
     absl::StrAppend(&reason, "; the cell that was running ends with KERNEL_DIED");
   }
   SetStateLocked(v1::KERNEL_STATE_STARTING, reason);
+  return absl::OkStatus();
+}
+
+absl::Status KernelSession::LoadSavedNotebookLocked(const internal::KernelState& state,
+                                                    std::vector<v1::Cell> cells) {
+  if (absl::Status status = notebook_.RestoreCells(std::move(cells)); !status.ok()) return status;
+  notebook_.set_metadata_json(state.notebook().metadata()).IgnoreError();
+  cell_extras_ = {state.cell_extras().begin(), state.cell_extras().end()};
   return absl::OkStatus();
 }
 
@@ -300,9 +308,9 @@ absl::Status KernelSession::RestoreAttached(const internal::KernelState& state,
     }
   }
   absl::MutexLock lock(&mutex_);
-  if (absl::Status status = notebook_.RestoreCells(std::move(cells)); !status.ok()) return status;
-  notebook_.set_metadata_json(state.notebook().metadata()).IgnoreError();
-  cell_extras_ = {state.cell_extras().begin(), state.cell_extras().end()};
+  if (absl::Status status = LoadSavedNotebookLocked(state, std::move(cells)); !status.ok()) {
+    return status;
+  }
   execution_count_ = execution_count;
   uncaptured_execution_ = cut_off > 0;
   std::string reason =

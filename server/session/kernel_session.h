@@ -226,6 +226,11 @@ class KernelSession : public std::enable_shared_from_this<KernelSession> {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
   void AppendEventLocked(v1::OutputEvent event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
   void TouchLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  // What both restores take from the saved state: cells (as the caller adjusted them), notebook
+  // metadata and cell extras.
+  absl::Status LoadSavedNotebookLocked(const internal::KernelState& state,
+                                       std::vector<v1::Cell> cells)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
   // Restore for a kernel that is re-attached (Params::attach).
   absl::Status RestoreAttached(const internal::KernelState& state, std::vector<v1::Cell> cells)
       ABSL_LOCKS_EXCLUDED(mutex_);

@@ -163,7 +163,8 @@ absl::StatusOr<SessionRegistry::NewSessionResult> SessionRegistry::NewSession(
     // make sure it is gone before a fresh kernel takes its place.
     const internal::KernelProcessState& saved = restored->process();
     std::error_code error;
-    bool attach = config.kernels_outlive_gateway && SavedProcessRuns(saved) &&
+    const bool runs = SavedProcessRuns(saved);
+    bool attach = config.kernels_outlive_gateway && runs &&
                   (saved.uid() < 0) == (deps_.uid_pool == nullptr) &&
                   std::filesystem::exists(saved.kernel_dir(), error);  // its sockets are there
     if (attach && saved.uid() >= 0) attach = deps_.uid_pool->Reserve(saved.uid()).ok();
@@ -172,7 +173,7 @@ absl::StatusOr<SessionRegistry::NewSessionResult> SessionRegistry::NewSession(
       launch.policy.uid = launch.policy.gid = uid;
       launch.kernel_dir = saved.kernel_dir();
       params.attach = KernelProcessFromState(saved);
-    } else if (SavedProcessRuns(saved)) {
+    } else if (runs) {
       ::kill(-saved.pid(), SIGKILL);
     }
   }
@@ -411,11 +412,6 @@ void SessionRegistry::FillPool() {
                 {"pool_ready", absl::StrCat(ready)}});
     });
   }
-}
-
-size_t SessionRegistry::pool_ready() const {
-  absl::MutexLock lock(&mutex_);
-  return pool_.size();
 }
 
 void SessionRegistry::ShutdownPool(absl::Time deadline) {

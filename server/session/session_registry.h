@@ -87,8 +87,6 @@ class SessionRegistry {
   // not saved until a StartKernel takes one; the pool refills after each. Call after
   // RestoreKernels: re-attached kernels' uids must be taken before the pool's are handed out.
   void FillPool() ABSL_LOCKS_EXCLUDED(mutex_);
-  // Pooled kernels ready to be taken.
-  size_t pool_ready() const ABSL_LOCKS_EXCLUDED(mutex_);
 
   // Refuses new kernels and executions from now on (UNAVAILABLE).
   void BeginDrain() ABSL_LOCKS_EXCLUDED(mutex_);

@@ -1,10 +1,8 @@
 // Notebooks outlive the gateway: saved to --state-dir as they change, restored under the same
 // kernel id by the next gateway on that directory, whether the last one stopped or was killed.
 
-#include <poll.h>
 #include <signal.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -26,6 +24,7 @@ namespace {
 using ::testing::HasSubstr;
 using testing::GatewayClient;
 using testing::ServerProcess;
+using testing::WaitForProcessEnd;
 
 // A notebook as a user brings it: markdown with an attachment, unknown metadata, four code
 // cells of which the third runs for ten minutes.
@@ -279,16 +278,6 @@ TEST_F(PersistenceTest, ANotebookThatCannotBeRestoredIsSetAsideAndTheGatewayServ
   EXPECT_TRUE(std::filesystem::exists(dir_ + "/state/kernels/0123456789abcdef.state.bad"));
   const std::string kernel_id = client_->MustStartKernel();
   EXPECT_EQ(client_->MustExecute(kernel_id, "print(6 * 7)").text(), "42\n");
-}
-
-// Waits until `pid` (not a child of this process) has ended, or `timeout`.
-bool WaitForProcessEnd(int pid, absl::Duration timeout) {
-  const int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
-  if (pidfd < 0) return errno == ESRCH;
-  pollfd item{pidfd, POLLIN, 0};
-  const int ready = ::poll(&item, 1, static_cast<int>(absl::ToInt64Milliseconds(timeout)));
-  ::close(pidfd);
-  return ready > 0;
 }
 
 bool ProcessRuns(int pid) { return !WaitForProcessEnd(pid, absl::ZeroDuration()); }

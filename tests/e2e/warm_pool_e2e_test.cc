@@ -2,9 +2,7 @@
 // StartKernel with default settings, refilled in the background, each as fresh and as separate
 // as a kernel started on request.
 
-#include <poll.h>
 #include <signal.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <set>
@@ -26,6 +24,7 @@ namespace {
 using ::testing::HasSubstr;
 using testing::GatewayClient;
 using testing::ServerProcess;
+using testing::WaitForProcessEnd;
 
 // The pids the server logged as pooled (`event=kernel_pooled ... pid=N`), oldest first.
 std::vector<int> PooledPids(const std::string& log) {
@@ -39,15 +38,6 @@ std::vector<int> PooledPids(const std::string& log) {
     if (absl::SimpleAtoi(rest.substr(0, rest.find(' ')), &pid)) pids.push_back(pid);
   }
   return pids;
-}
-
-bool ProcessEnded(int pid, absl::Duration timeout) {
-  const int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
-  if (pidfd < 0) return true;
-  pollfd item{pidfd, POLLIN, 0};
-  const int ready = ::poll(&item, 1, static_cast<int>(absl::ToInt64Milliseconds(timeout)));
-  ::close(pidfd);
-  return ready > 0;
 }
 
 class WarmPoolTest : public ::testing::Test {
@@ -140,7 +130,7 @@ TEST_F(WarmPoolTest, DefaultStartsTakeThePooledKernelsAndThePoolRefills) {
   // Stopping the gateway ends the pooled kernels too.
   ASSERT_EQ(::kill(server_->pid(), SIGTERM), 0);
   ASSERT_TRUE(server_->WaitForExit(absl::Seconds(60)).has_value());
-  for (int pid : refilled) EXPECT_TRUE(ProcessEnded(pid, absl::Seconds(30))) << pid;
+  for (int pid : refilled) EXPECT_TRUE(WaitForProcessEnd(pid, absl::Seconds(30))) << pid;
 }
 
 TEST_F(WarmPoolTest, RequestsWithSettingsOfTheirOwnStartAKernelOfTheirOwn) {

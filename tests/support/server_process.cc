@@ -1,11 +1,14 @@
 #include "tests/support/server_process.h"
 
+#include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -17,6 +20,15 @@
 #include "absl/time/clock.h"
 
 namespace cellgate::testing {
+
+bool WaitForProcessEnd(int pid, absl::Duration timeout) {
+  const int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+  if (pidfd < 0) return errno == ESRCH;
+  pollfd item{pidfd, POLLIN, 0};
+  const int ready = ::poll(&item, 1, static_cast<int>(absl::ToInt64Milliseconds(timeout)));
+  ::close(pidfd);
+  return ready > 0;
+}
 
 ServerProcess::ServerProcess(std::vector<std::string> extra_args,
                              std::vector<std::string> extra_env) {

@@ -13,6 +13,10 @@
 
 namespace cellgate::testing {
 
+// Waits until process `pid` (a child of this process or not) has ended, up to `timeout`; true
+// when it has (or there is no such process). Zero timeout: whether it has ended now.
+bool WaitForProcessEnd(int pid, absl::Duration timeout);
+
 class ServerProcess {
  public:
   // Starts `cellgate --listen=127.0.0.1:0 --port-file=... <extra_args>` with `extra_env`
