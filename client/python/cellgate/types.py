@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as _dt
 import enum
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Type, TypeVar
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Type, TypeVar
 
 from google.protobuf import timestamp_pb2
 
@@ -118,15 +118,25 @@ class InterruptMode(_StrEnum):
 _E = TypeVar("_E", bound=_StrEnum)
 
 
+# (enum class, proto value) -> member: a 1000-cell notebook converts 2000 enums.
+_ENUM_MEMBERS: Dict[Tuple[type, int], Any] = {}
+
+
 def _from_proto_enum(cls: Type[_E], proto_enum: Any, value: int, prefix: str) -> _E:
+    member = _ENUM_MEMBERS.get((cls, value))
+    if member is not None:
+        return member
     try:
         name = proto_enum.Name(value)
     except ValueError:
-        return cls["UNSPECIFIED"]  # a value this client does not know yet
-    short = name[len(prefix):] if name.startswith(prefix) else name
-    if cls is CellType:
-        short = short.lower()
-    return cls(short)
+        member = cls["UNSPECIFIED"]  # a value this client does not know yet
+    else:
+        short = name[len(prefix):] if name.startswith(prefix) else name
+        if cls is CellType:
+            short = short.lower()
+        member = cls(short)
+    _ENUM_MEMBERS[(cls, value)] = member
+    return member
 
 
 def _to_proto_enum(proto_enum: Any, prefix: str, value: Any) -> int:
