@@ -42,21 +42,16 @@ std::optional<v1::DisplayUpdate> ImpliedDisplayUpdate(const v1::Output& output);
 // ending in `+json`.
 bool IsJsonMimeType(absl::string_view mime_type);
 
+// nbformat's multiline string: the text split into lines that keep their "\n" (Python's
+// str.splitlines(keepends=True), at "\n" only). "a\nb" -> ["a\n", "b"]; "" -> [].
+nlohmann::json NbformatMultiline(const std::string& text);
+
 // The nbformat 4 JSON of an output, as an .ipynb file stores it: multi-line text (stream text,
 // `text/*`, `image/svg+xml`, `application/javascript`) split into lists of lines, JSON mime
 // values and metadata parsed back into JSON (a value that does not parse is kept as a string),
 // an execute_result's `execution_count` 0 written as null. A display_data's display_id is
 // transient and is not written. An output with nothing set gives an empty stream on stdout.
-// nbformat's multiline string: the text split into lines that keep their "\n" (Python's
-// str.splitlines(keepends=True), at "\n" only). "a\nb" -> ["a\n", "b"]; "" -> [].
-nlohmann::json NbformatMultiline(const std::string& text);
-
+// OutputFromNbformat (output_reader.h) reads it back.
 nlohmann::json OutputToNbformat(const v1::Output& output);
-
-// Reads one nbformat 4 output (`output_type` stream, display_data, execute_result or error).
-// Accepts strings or lists of strings for multi-line text, a missing or null `metadata`, a null
-// `execution_count` (read as 0) and, though nbformat never stores it, `transient.display_id`.
-// Anything else malformed is INVALID_ARGUMENT saying which field. Never throws.
-absl::StatusOr<v1::Output> OutputFromNbformat(const nlohmann::json& output);
 
 }  // namespace cellgate::notebook

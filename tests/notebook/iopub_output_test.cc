@@ -3,9 +3,14 @@
 #include <string>
 #include <variant>
 
+#include <simdjson.h>
+
 #include "absl/status/status.h"
 #include "gmock/gmock.h"
+#include "google/protobuf/util/message_differencer.h"
 #include "gtest/gtest.h"
+#include "server/notebook/json_view.h"
+#include "server/notebook/output_reader.h"
 
 namespace cellgate::notebook {
 namespace {
@@ -27,6 +32,27 @@ v1::Output ParseOutput(const std::string& msg_type, const Json& content) {
 
 absl::Status ParseError(const std::string& msg_type, const Json& content) {
   return ParseIopubOutput(msg_type, content).status();
+}
+
+// OutputFromNbformat over both JSON views: the nlohmann DOM, and simdjson's DOM of the same
+// text. They must agree (same output or same error); the nlohmann one is returned.
+absl::StatusOr<v1::Output> OutputFromNbformat(const Json& json) {
+  absl::StatusOr<v1::Output> from_nlohmann = notebook::OutputFromNbformat(NlohmannJsonView(json));
+  simdjson::dom::parser parser;
+  simdjson::dom::element element;
+  const std::string text = json.dump();
+  if (parser.parse(text).get(element) != simdjson::SUCCESS) {
+    ADD_FAILURE() << "simdjson does not parse " << text;
+    return from_nlohmann;
+  }
+  absl::StatusOr<v1::Output> from_simdjson = notebook::OutputFromNbformat(SimdjsonView(element));
+  EXPECT_EQ(from_simdjson.status(), from_nlohmann.status()) << text;
+  if (from_simdjson.ok() && from_nlohmann.ok()) {
+    EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(*from_simdjson, *from_nlohmann))
+        << text << "\nsimdjson: " << from_simdjson->DebugString()
+        << "\nnlohmann: " << from_nlohmann->DebugString();
+  }
+  return from_nlohmann;
 }
 
 TEST(ParseIopubOutputTest, StreamStdoutAndStderr) {

@@ -444,6 +444,62 @@ TEST(ParseIpynbTest, ReadsEveryJsonValueAsNlohmannDoes) {
   }
 }
 
+// A notebook's bytes with `"big": 2^64` added to its metadata, which only the slower parser
+// reads: ParseIpynb then reads the file through the other JSON view.
+std::string ForcingTheSlowParser(std::string bytes) {
+  const size_t metadata = bytes.rfind("\"metadata\": {");
+  EXPECT_NE(metadata, std::string::npos);
+  const size_t inside = metadata + std::strlen("\"metadata\": {");
+  bytes.insert(inside, bytes[inside] == '}' ? "\"big\": 18446744073709551616"
+                                            : "\"big\": 18446744073709551616, ");
+  return bytes;
+}
+
+TEST(ParseIpynbTest, BothParsersReadTheSameCells) {
+  // Repeated keys in the structure too (the last one wins, as nlohmann and Python read them).
+  std::string bytes = Canonical(FullNotebook());
+  bytes.replace(bytes.find("\"source\": [\n    \"print('hi')"), std::strlen("\"source\": "),
+                "\"source\": \"overwritten\", \"source\": ");
+  bytes.replace(bytes.find("\"text/plain\": [\n       \"3\""), std::strlen("\"text/plain\": "),
+                "\"text/plain\": \"overwritten\", \"text/plain\": ");
+  const absl::StatusOr<IpynbNotebook> fast = ParseIpynb(bytes, kNoCap);
+  const absl::StatusOr<IpynbNotebook> slow = ParseIpynb(ForcingTheSlowParser(bytes), kNoCap);
+  ASSERT_TRUE(fast.ok()) << fast.status();
+  ASSERT_TRUE(slow.ok()) << slow.status();
+  EXPECT_EQ(fast->cells[1].source(), "print('hi')\n1 + 2");
+  EXPECT_EQ(fast->cells[1].outputs(3).execute_result().data().at("text/plain"), "3");
+  ASSERT_EQ(fast->cells.size(), slow->cells.size());
+  for (size_t i = 0; i < fast->cells.size(); ++i) {
+    EXPECT_EQ(fast->cells[i].DebugString(), slow->cells[i].DebugString()) << "cells[" << i << "]";
+  }
+  EXPECT_EQ(fast->cell_extras, slow->cell_extras);
+  EXPECT_EQ(Json::parse(slow->metadata_json).value("big", 0.0), 18446744073709551616.0);
+  EXPECT_EQ(Json::parse(fast->metadata_json), [&] {
+    Json metadata = Json::parse(slow->metadata_json);
+    metadata.erase("big");
+    return metadata;
+  }());
+}
+
+TEST(ParseIpynbTest, BothParsersGiveTheSameErrors) {
+  const std::string cells[] = {
+      R"({"cell_type": "code", "id": "a", "metadata": {}, "source": [1], "outputs": []})",
+      R"({"cell_type": "code", "id": "a", "metadata": {}, "source": "", "outputs": [{}]})",
+      R"({"cell_type": "code", "id": "a", "metadata": [], "source": ""})",
+      R"({"cell_type": "code", "id": "a", "metadata": {}, "source": "", "execution_count": -1})",
+      R"({"cell_type": "heading", "id": "a", "metadata": {}, "source": ""})",
+      R"({"cell_type": "code", "id": "a b", "metadata": {}, "source": ""})",
+  };
+  for (const std::string& cell : cells) {
+    const std::string bytes = absl::StrCat(R"({"cells": [)", cell,
+                                           R"(], "metadata": {}, "nbformat": 4, "nbformat_minor": 5})");
+    const absl::StatusOr<IpynbNotebook> fast = ParseIpynb(bytes, kNoCap);
+    const absl::StatusOr<IpynbNotebook> slow = ParseIpynb(ForcingTheSlowParser(bytes), kNoCap);
+    EXPECT_EQ(fast.status().code(), absl::StatusCode::kInvalidArgument) << cell;
+    EXPECT_EQ(fast.status(), slow.status()) << cell;
+  }
+}
+
 TEST(ParseIpynbTest, NeverThrowsOnTruncatedOrCorruptedInput) {
   const std::string bytes = Canonical(FullNotebook());
   for (size_t length = 0; length + 1 < bytes.size(); ++length) {  // all but the last "\n"
