@@ -30,14 +30,14 @@ class UnsignedMessageSigner final : public MessageSigner {
 };
 
 // HMAC-SHA256 over the concatenated parts, as jupyter_client's Session.sign computes it.
-// Thread-safe: the fetched EVP_MAC is immutable and every call uses its own context.
+// The key and digest are set up once, in a template context; each call works on a copy of it
+// (EVP_MAC_CTX_dup), so no call fetches the digest or hashes the key again. Thread-safe: the
+// template is never changed after construction.
 class HmacSha256MessageSigner final : public MessageSigner {
  public:
-  HmacSha256MessageSigner(EVP_MAC* mac, std::string key) : mac_(mac), key_(std::move(key)) {}
-  ~HmacSha256MessageSigner() override {
-    OPENSSL_cleanse(key_.data(), key_.size());
-    EVP_MAC_free(mac_);
-  }
+  // Takes ownership of `keyed`, an initialised HMAC-SHA256 context.
+  explicit HmacSha256MessageSigner(EVP_MAC_CTX* keyed) : keyed_(keyed) {}
+  ~HmacSha256MessageSigner() override { EVP_MAC_CTX_free(keyed_); }
   HmacSha256MessageSigner(const HmacSha256MessageSigner&) = delete;
   HmacSha256MessageSigner& operator=(const HmacSha256MessageSigner&) = delete;
 
@@ -58,15 +58,9 @@ class HmacSha256MessageSigner final : public MessageSigner {
  private:
   bool ComputeDigest(std::span<const std::string_view> parts,
                      std::array<unsigned char, kSha256Bytes>& digest) const {
-    EVP_MAC_CTX* context = EVP_MAC_CTX_new(mac_);
+    EVP_MAC_CTX* context = EVP_MAC_CTX_dup(keyed_);
     if (context == nullptr) return false;
-    char digest_name[] = "SHA256";
-    const OSSL_PARAM params[] = {
-        OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest_name, 0),
-        OSSL_PARAM_construct_end(),
-    };
-    bool ok = EVP_MAC_init(context, reinterpret_cast<const unsigned char*>(key_.data()),
-                           key_.size(), params) == 1;
+    bool ok = true;
     for (size_t i = 0; ok && i < parts.size(); ++i) {
       ok = EVP_MAC_update(context, reinterpret_cast<const unsigned char*>(parts[i].data()),
                           parts[i].size()) == 1;
@@ -88,8 +82,7 @@ class HmacSha256MessageSigner final : public MessageSigner {
     return hex;
   }
 
-  EVP_MAC* const mac_;
-  std::string key_;
+  EVP_MAC_CTX* const keyed_;
 };
 
 }  // namespace
@@ -104,7 +97,20 @@ absl::StatusOr<std::unique_ptr<MessageSigner>> MakeMessageSigner(std::string_vie
   if (key.empty()) return std::make_unique<UnsignedMessageSigner>();
   EVP_MAC* mac = EVP_MAC_fetch(/*libctx=*/nullptr, "HMAC", /*properties=*/nullptr);
   if (mac == nullptr) return absl::InternalError("OpenSSL has no HMAC implementation");
-  return std::make_unique<HmacSha256MessageSigner>(mac, std::string(key));
+  EVP_MAC_CTX* keyed = EVP_MAC_CTX_new(mac);
+  EVP_MAC_free(mac);  // the context keeps its own reference
+  if (keyed == nullptr) return absl::InternalError("OpenSSL could not make an HMAC context");
+  char digest_name[] = "SHA256";
+  const OSSL_PARAM params[] = {
+      OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest_name, 0),
+      OSSL_PARAM_construct_end(),
+  };
+  if (EVP_MAC_init(keyed, reinterpret_cast<const unsigned char*>(key.data()), key.size(),
+                   params) != 1) {
+    EVP_MAC_CTX_free(keyed);
+    return absl::InternalError("OpenSSL could not set up HMAC-SHA256 with the key");
+  }
+  return std::make_unique<HmacSha256MessageSigner>(keyed);
 }
 
 }  // namespace cellgate::protocol
