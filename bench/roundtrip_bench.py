@@ -79,6 +79,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def jupyter_env(workdir: Path) -> Dict[str, str]:
+    """This process's environment with Jupyter's and IPython's dirs in `workdir`, for the
+    kernels and servers the benchmark starts itself."""
+    env = dict(os.environ)
+    for name in ("JUPYTER_RUNTIME_DIR", "JUPYTER_DATA_DIR", "JUPYTER_CONFIG_DIR", "IPYTHONDIR"):
+        (workdir / name.lower()).mkdir()
+        env[name] = str(workdir / name.lower())
+    return env
+
+
+def remove_unless_failed(workdir: Path, exit_code: int) -> None:
+    if exit_code == 0:
+        shutil.rmtree(workdir, ignore_errors=True)
+    else:
+        print(f"kept {workdir} (server logs)", file=sys.stderr)
+
+
 def gateway_cpu_ns(pid: int) -> int:
     """CPU time of every thread of `pid` so far (schedstat: ns resolution)."""
     total = 0
@@ -96,13 +113,25 @@ class ExecutionReplies:
 
     def __init__(self, msg_id: str) -> None:
         self.msg_id = msg_id
-        self.output = ""
+        self.chunks: List[str] = []
+        self.output_chars = 0
+        self.first_output_at: Optional[float] = None  # time.perf_counter() at the first output
         self.replied = False
         self.idle = False
 
     @property
     def done(self) -> bool:
         return self.replied and self.idle
+
+    @property
+    def output(self) -> str:
+        return "".join(self.chunks)
+
+    def _add_output(self, text: str) -> None:
+        if self.first_output_at is None:
+            self.first_output_at = time.perf_counter()
+        self.chunks.append(text)
+        self.output_chars += len(text)
 
     def add(self, message: dict) -> None:
         if (message.get("parent_header") or {}).get("msg_id") != self.msg_id:
@@ -111,9 +140,9 @@ class ExecutionReplies:
         if kind == "execute_reply":
             self.replied = True
         elif kind == "stream":
-            self.output += message["content"]["text"]
+            self._add_output(message["content"]["text"])
         elif kind == "execute_result":
-            self.output += message["content"]["data"].get("text/plain", "")
+            self._add_output(message["content"]["data"].get("text/plain", ""))
         elif kind == "status" and message["content"]["execution_state"] == "idle":
             self.idle = True
 
@@ -153,6 +182,9 @@ class DirectKernel:
                     sock.recv_multipart()
 
     def execute(self, code: str) -> str:
+        return self.execute_replies(code).output
+
+    def execute_replies(self, code: str) -> ExecutionReplies:
         msg = self.session.send(self.shell, "execute_request", {
             "code": code, "silent": False, "store_history": True, "user_expressions": {},
             "allow_stdin": False, "stop_on_error": True})
@@ -164,7 +196,7 @@ class DirectKernel:
             for sock, _ in self.poller.poll(1000):
                 _, reply = self.session.feed_identities(sock.recv_multipart())
                 replies.add(self.session.deserialize(reply))
-        return replies.output
+        return replies
 
     def close(self) -> None:
         self.shell.close(linger=0)
@@ -354,12 +386,8 @@ def main() -> int:
         parser.error(f"no C++ client at {args.cpp_client} (build the roundtrip_client target)")
 
     workdir = Path(tempfile.mkdtemp(prefix="cgrt-"))
-    os.chmod(workdir, 0o711)
-    env = dict(os.environ)
-    for name in ("JUPYTER_RUNTIME_DIR", "JUPYTER_DATA_DIR", "JUPYTER_CONFIG_DIR", "IPYTHONDIR"):
-        path = workdir / name.lower()
-        path.mkdir()
-        env[name] = str(path)
+    os.chmod(workdir, 0o711)  # kernels with their own uid must reach the runtime dir
+    env = jupyter_env(workdir)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     parts: Dict[str, object] = {}
@@ -423,10 +451,7 @@ def main() -> int:
             except Exception as e:  # noqa: BLE001 - report and go on closing the others
                 print(f"closing {type(part).__name__}: {e}", file=sys.stderr)
         loop.close()
-        if code == 0:
-            shutil.rmtree(workdir, ignore_errors=True)
-        else:
-            print(f"kept {workdir} (server logs)", file=sys.stderr)
+        remove_unless_failed(workdir, code)
     if code != 0:
         return code
 
