@@ -491,6 +491,7 @@ class KernelCore : public PollSource, public std::enable_shared_from_this<Kernel
     } catch (const zmq::error_t&) {
       sent = false;
     }
+    loop_.CheckSoon(this);  // the send may have taken the socket's readiness signal
     if (!sent) {
       Complete(message.msg_id(), RequestCompletion{RequestCompletion::Kind::kSendFailed, {},
                                                    "could not send the request to the kernel"});
@@ -709,6 +710,7 @@ class KernelCore : public PollSource, public std::enable_shared_from_this<Kernel
         }
       } catch (const zmq::error_t&) {
       }
+      loop_.CheckSoon(this);
     }
     std::weak_ptr<KernelCore> weak = weak_from_this();
     loop_.RunAfter(options_.heartbeat_interval, [weak]() {

@@ -1,14 +1,22 @@
 #include "server/kernel/io_loop.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <iterator>
+#include <string>
+#include <utility>
 #include <memory>
 #include <span>
 #include <thread>
 #include <vector>
 
+#include <zmq_addon.hpp>
+
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -160,6 +168,7 @@ class PipeSource : public PollSource {
       : loop_(loop), fd_(fd), drain_(drain), remove_self_(remove_self) {}
 
   void AppendPollItems(std::vector<zmq_pollitem_t>& items) override {
+    ++append_calls;
     items.push_back(zmq_pollitem_t{nullptr, fd_, ZMQ_POLLIN, 0});
   }
 
@@ -179,6 +188,7 @@ class PipeSource : public PollSource {
   }
 
   // Loop thread only, except `polled`.
+  int append_calls = 0;
   int calls = 0;
   size_t items_seen = 0;
   bool saw_pollin = false;
@@ -226,6 +236,7 @@ TEST(KernelIoLoopTest, PollSourceIsCalledWhenThePipeBecomesReadable) {
   ASSERT_TRUE(source->polled.WaitForNotificationWithTimeout(kDeadline));
   loop.RunAndWait([&] {
     EXPECT_EQ(source->calls, 1);
+    EXPECT_EQ(source->append_calls, 1);  // its items are asked once, not every round
     EXPECT_EQ(source->items_seen, 1u);
     EXPECT_TRUE(source->saw_pollin);
     EXPECT_TRUE(source->on_loop_thread);
@@ -283,6 +294,179 @@ TEST(KernelIoLoopTest, SourceRemovedByAnotherInTheSameRoundIsNotCalled) {
   EXPECT_EQ(first_calls, 1);
   EXPECT_EQ(second_calls, 0);
   EXPECT_EQ(count, 0u);
+}
+
+// A DEALER socket on the loop talking to a ROUTER on the test thread. It reads at most one
+// message per OnPolled call, so what it leaves must be served without new traffic.
+class DealerSource : public PollSource {
+ public:
+  DealerSource(KernelIoLoop& loop, const std::string& endpoint)
+      : loop_(loop), socket_(loop.zmq_context(), zmq::socket_type::dealer) {
+    socket_.set(zmq::sockopt::linger, 0);
+    socket_.connect(endpoint);
+  }
+
+  void AppendPollItems(std::vector<zmq_pollitem_t>& items) override {
+    items.push_back(zmq_pollitem_t{socket_.handle(), 0, ZMQ_POLLIN, 0});
+  }
+
+  void OnPolled(std::span<const zmq_pollitem_t> items) override {
+    if (!(items[0].revents & ZMQ_POLLIN)) return;
+    zmq::message_t message;
+    if (!socket_.recv(message, zmq::recv_flags::dontwait)) return;
+    received.push_back(message.to_string());
+    received_count.store(static_cast<int>(received.size()));
+    if (received.size() == expected) done.Notify();
+  }
+
+  int fd() { return socket_.get(zmq::sockopt::fd); }
+
+  // Loop thread only. Looking at ZMQ_EVENTS with nothing queued lets the socket's inbound pipe
+  // sleep: the next message to arrive then signals the fd.
+  void CheckEmpty() { EXPECT_EQ(socket_.get(zmq::sockopt::events) & ZMQ_POLLIN, 0); }
+
+  // Loop thread only.
+  void Send(const std::string& text) {
+    socket_.send(zmq::buffer(text), zmq::send_flags::dontwait);
+    loop_.CheckSoon(this);
+  }
+
+  std::vector<std::string> received;  // loop thread only
+  std::atomic<int> received_count{0};
+  size_t expected = 0;
+  absl::Notification done;
+
+ private:
+  KernelIoLoop& loop_;
+  zmq::socket_t socket_;
+};
+
+// Receives one message on a ROUTER socket; returns the peer's identity and the text.
+std::pair<std::string, std::string> ReceiveOnRouter(zmq::socket_t& router) {
+  std::vector<zmq::message_t> parts;
+  EXPECT_TRUE(zmq::recv_multipart(router, std::back_inserter(parts)).has_value());
+  EXPECT_EQ(parts.size(), 2u);
+  if (parts.size() != 2) return {};
+  return {parts[0].to_string(), parts[1].to_string()};
+}
+
+void SendOnRouter(zmq::socket_t& router, const std::string& peer, const std::string& text) {
+  router.send(zmq::buffer(peer), zmq::send_flags::sndmore);
+  router.send(zmq::buffer(text));
+}
+
+struct Router {
+  Router() : socket(context, zmq::socket_type::router) {
+    socket.set(zmq::sockopt::linger, 0);
+    socket.set(zmq::sockopt::rcvtimeo, static_cast<int>(absl::ToInt64Milliseconds(kDeadline)));
+    socket.bind("tcp://127.0.0.1:*");
+    endpoint = socket.get(zmq::sockopt::last_endpoint);
+  }
+  zmq::context_t context;
+  zmq::socket_t socket;
+  std::string endpoint;
+};
+
+TEST(KernelIoLoopTest, MessagesQueuedOnASocketAreAllServedThoughTheHandlerReadsOneAtATime) {
+  Router router;
+  KernelIoLoop loop;
+  auto source = std::make_shared<DealerSource>(loop, router.endpoint);
+  constexpr int kMessages = 300;
+  source->expected = kMessages;
+  loop.RunAndWait([&] {
+    loop.AddPollSource(source);
+    source->Send("hello");
+  });
+  const std::string peer = ReceiveOnRouter(router.socket).first;
+  // All sent in one burst: the socket's fd signals once for many messages.
+  for (int i = 0; i < kMessages; ++i) SendOnRouter(router.socket, peer, absl::StrCat(i));
+  ASSERT_TRUE(source->done.WaitForNotificationWithTimeout(kDeadline))
+      << "messages were left on the socket";
+  loop.RunAndWait([&] {
+    ASSERT_EQ(source->received.size(), static_cast<size_t>(kMessages));
+    for (int i = 0; i < kMessages; ++i) EXPECT_EQ(source->received[i], absl::StrCat(i));
+    loop.RemovePollSource(source.get());
+  });
+}
+
+TEST(KernelIoLoopTest, AReplyThatArrivesAsATaskSendsIsNotMissed) {
+  // A send on a ZMQ socket processes its pending commands, which takes the signal that a reply
+  // has come in. Each round: a ping; then, on the loop thread, once the echo has signalled the
+  // socket's fd, a send that gets no answer. The echo must still be seen, with nothing else
+  // arriving to wake the loop.
+  Router router;
+  KernelIoLoop loop;
+  auto source = std::make_shared<DealerSource>(loop, router.endpoint);
+  constexpr int kRounds = 500;
+  source->expected = kRounds;
+  loop.RunAndWait([&] { loop.AddPollSource(source); });
+  std::atomic<int> echoed{0};
+  std::thread peer([&router, &echoed] {
+    while (echoed.load() < kRounds) {
+      auto [identity, text] = ReceiveOnRouter(router.socket);
+      if (identity.empty()) return;  // timed out: the test fails below
+      if (text == "unanswered") continue;
+      SendOnRouter(router.socket, identity, text);
+      echoed.fetch_add(1);
+    }
+  });
+  const absl::Time deadline = absl::Now() + kDeadline;
+  bool all_seen = true;
+  for (int i = 0; i < kRounds && all_seen; ++i) {
+    loop.Post([&source, i] {
+      source->CheckEmpty();  // so that the echo's arrival signals the fd
+      source->Send(absl::StrCat("ping ", i));
+    });
+    loop.Post([&source, &echoed, i, deadline] {
+      while (echoed.load() <= i && absl::Now() < deadline) std::this_thread::yield();
+      if (source->received_count.load() <= i) {  // else the echo was served already
+        pollfd signalled{source->fd(), POLLIN, 0};
+        const int64_t left_ms = absl::ToInt64Milliseconds(deadline - absl::Now());
+        ::poll(&signalled, 1, static_cast<int>(std::max<int64_t>(left_ms, 0)));
+      }
+      source->Send("unanswered");
+    });
+    while (source->received_count.load() <= i && absl::Now() < deadline) {
+      std::this_thread::yield();
+    }
+    all_seen = source->received_count.load() > i;
+  }
+  echoed.store(kRounds);  // let the peer go if a round failed
+  peer.join();
+  ASSERT_TRUE(all_seen) << "an echo was left unseen on the socket";
+  loop.RunAndWait([&] {
+    EXPECT_EQ(source->received.back(), absl::StrCat("ping ", kRounds - 1));
+    loop.RemovePollSource(source.get());
+  });
+}
+
+TEST(KernelIoLoopTest, ManyIdleSourcesAndOneBusy) {
+  // Hundreds of registered sources with nothing to read do not keep the busy one from being
+  // served, and none of them is ever called.
+  KernelIoLoop loop;
+  std::vector<std::unique_ptr<Pipe>> pipes;
+  std::vector<std::shared_ptr<PipeSource>> idle;
+  for (int i = 0; i < 300; ++i) {
+    pipes.push_back(std::make_unique<Pipe>());
+    idle.push_back(std::make_shared<PipeSource>(loop, pipes.back()->read_fd(), true, false));
+  }
+  Pipe busy_pipe;
+  auto busy = std::make_shared<PipeSource>(loop, busy_pipe.read_fd(), true, false);
+  loop.RunAndWait([&] {
+    for (auto& source : idle) loop.AddPollSource(source);
+    loop.AddPollSource(busy);
+  });
+  busy_pipe.Write("x");
+  ASSERT_TRUE(busy->polled.WaitForNotificationWithTimeout(kDeadline));
+  loop.RunAndWait([&] {
+    EXPECT_EQ(loop.poll_source_count(), 301u);
+    int idle_calls = 0;
+    for (auto& source : idle) idle_calls += source->calls;
+    EXPECT_EQ(idle_calls, 0);
+    EXPECT_EQ(busy->data, "x");
+    for (auto& source : idle) loop.RemovePollSource(source.get());
+    loop.RemovePollSource(busy.get());
+  });
 }
 
 TEST(KernelIoLoopTest, DestroyingWithPendingTimersDoesNotHangAndReleasesThem) {
