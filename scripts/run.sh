@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what is needed, builds, and starts the server with sane defaults (the README's
-# run command). Extra arguments go to the server: scripts/run.sh --listen=0.0.0.0:50051 ...
+# run command). Extra arguments go to the server, e.g.
+#   scripts/run.sh --listen=0.0.0.0:50051 --auth-token-file=tokens.txt
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 build_dir="${BUILD_DIR:-$repo/build}"

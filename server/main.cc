@@ -20,18 +20,26 @@
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
+#include <prometheus/exposer.h>
+#include <prometheus/registry.h>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "server/api/auth.h"
 #include "server/api/kernel_gateway_service.h"
+#include "server/api/gauge_collector.h"
+#include "server/api/request_observer.h"
 #include "server/api/request_validation.h"
+#include "server/api/transport_security.h"
+#include "server/common/command_line.h"
+#include "server/config_file.h"
+#include "server/flags.h"
 #include "server/kernel/cgroup.h"
 #include "server/kernel/io_loop.h"
 #include "server/kernel/kernel_spec.h"
@@ -39,107 +47,10 @@
 #include "server/kernel/sandbox_probe.h"
 #include "server/kernel/uid_pool.h"
 #include "server/obs/log.h"
+#include "server/obs/metrics.h"
 #include "server/session/gateway_config.h"
 #include "server/session/session_registry.h"
 #include "server/session/state_store.h"
-
-ABSL_FLAG(std::string, listen, "127.0.0.1:50051",
-          "Address to serve gRPC on: HOST:PORT (port 0 picks a free port) or unix:/path");
-ABSL_FLAG(std::string, port_file, "",
-          "Once listening, write the bound port here (how tests and scripts find it)");
-ABSL_FLAG(std::string, state_dir, "/var/lib/cellgate",
-          "Directory where every kernel's notebook is saved as it changes; a gateway started on "
-          "the same directory restores them. Empty: nothing is saved");
-ABSL_FLAG(int, state_write_interval_ms, 500,
-          "How often a kernel's saved state is rewritten while outputs stream in; cell edits, "
-          "finished executions and kernel state changes are written at once");
-ABSL_FLAG(std::string, runtime_dir, "",
-          "Directory for kernel working dirs and sockets; keep it short (unix socket paths are "
-          "limited to 107 bytes). Default: /tmp/cellgate-<pid>");
-ABSL_FLAG(std::string, sandbox, "rlimits",
-          "Kernel sandbox: 'rlimits' (rlimits, own session, no_new_privs, per-kernel uid when "
-          "root) or 'bwrap' (all that inside bubblewrap namespaces: no network by default, "
-          "read-only system, private /tmp)");
-ABSL_FLAG(std::string, bwrap_path, "/usr/bin/bwrap", "The bubblewrap binary");
-ABSL_FLAG(std::string, kernels_dir, "",
-          "Directory of the kernelspecs cellgate ships (searched after $JUPYTER_PATH, before "
-          "/usr/local/share/jupyter/kernels and /usr/share/jupyter/kernels). Default: the "
-          "installed share/cellgate/kernels, else the source tree's kernels/");
-ABSL_FLAG(std::string, auth_token_file, "",
-          "File of bearer tokens, one a line; clients send 'authorization: Bearer <token>'. "
-          "Empty: no auth (warned about when not listening on loopback)");
-ABSL_FLAG(std::string, log_format, "logfmt", "Log line format: 'logfmt' or 'json'");
-ABSL_FLAG(int, max_kernels, 64, "Most kernels alive at once");
-ABSL_FLAG(std::string, default_kernel_spec, "python3", "Kernelspec when a request names none");
-ABSL_FLAG(int, startup_timeout_seconds, 60, "How long a kernel may take to answer kernel_info");
-ABSL_FLAG(int64_t, default_timeout_ms, 0,
-          "Execution timeout when a request gives none (0 = none; a gRPC deadline still applies)");
-ABSL_FLAG(int64_t, max_timeout_ms, 24ll * 3600 * 1000, "Largest timeout_ms a request may ask for");
-ABSL_FLAG(int, max_cells, 10000, "Most cells in one kernel's notebook");
-ABSL_FLAG(int64_t, max_source_bytes, 1 << 20, "Largest cell source or Execute code, in bytes");
-ABSL_FLAG(int64_t, max_output_bytes, 8 << 20,
-          "Stored outputs of one cell or execution, in bytes; beyond it outputs are truncated "
-          "with a visible marker");
-ABSL_FLAG(int64_t, max_ipynb_bytes, 64 << 20, "Largest .ipynb import, in bytes");
-ABSL_FLAG(int64_t, event_log_bytes, 64 << 20,
-          "Per kernel: bytes of output events kept for StreamOutputs replay");
-ABSL_FLAG(int64_t, stream_max_lag_bytes, 0,
-          "A StreamOutputs follower this many bytes of events behind is cut off with "
-          "RESOURCE_EXHAUSTED while it can still resume by seq; 0 = half of --event-log-bytes");
-ABSL_FLAG(int64_t, memory_limit_bytes, 8ll << 30,
-          "Default per-kernel address-space limit (RLIMIT_AS), bytes; 0 = none");
-ABSL_FLAG(int64_t, max_memory_limit_bytes, 8ll << 30,
-          "Largest address-space limit a request may ask for; 0 = no cap");
-ABSL_FLAG(int64_t, cpu_limit_seconds, 0, "Default per-kernel CPU time limit (RLIMIT_CPU); 0 = none");
-ABSL_FLAG(int, max_processes, 512,
-          "Per-kernel process/thread limit (RLIMIT_NPROC; in force with per-kernel uids)");
-ABSL_FLAG(int, max_open_files, 1024, "Per-kernel open file limit (RLIMIT_NOFILE)");
-ABSL_FLAG(int64_t, max_file_size_bytes, 1ll << 30, "Per-kernel file size limit (RLIMIT_FSIZE)");
-ABSL_FLAG(bool, allow_network, false,
-          "With --sandbox=bwrap: whether kernels get the network by default (requests may ask "
-          "for no network either way)");
-ABSL_FLAG(bool, restart_on_death, true,
-          "Restart a kernel that died unexpectedly (notebook kept, cells STALE)");
-ABSL_FLAG(int, max_restarts, 3,
-          "Most automatic restarts within --restart-window-seconds; then the kernel stays DEAD");
-ABSL_FLAG(int, restart_window_seconds, 300, "The window --max-restarts counts deaths in");
-ABSL_FLAG(std::string, cgroup, "auto",
-          "Per-kernel cgroups (memory without swap, pids, kill of everything a kernel started): "
-          "'auto' uses them where a writable cgroup v2 (or v1) hierarchy is found, 'off' never");
-ABSL_FLAG(int64_t, cgroup_memory_bytes, 0,
-          "Per-kernel cgroup memory limit where cgroups are in force; 0 = the kernel's "
-          "address-space limit");
-ABSL_FLAG(int, restart_backoff_ms, 500,
-          "Wait before an automatic restart; doubles with each death in the window");
-ABSL_FLAG(int, interrupt_escalation_seconds, 10,
-          "Kill (and so restart, per the restart policy) a kernel whose execution is still "
-          "running this long after the gateway interrupted it; 0 = never");
-ABSL_FLAG(int, unresponsive_kill_seconds, 30,
-          "Kill (and so restart) a kernel that stays silent this long after it was reported "
-          "not answering heartbeats; 0 = report only");
-ABSL_FLAG(int, idle_timeout_seconds, 0,
-          "Shut down a kernel idle this long (nothing running, no StreamOutputs reader, no call "
-          "naming it) when its request gave no idle_timeout_seconds; 0 = never");
-ABSL_FLAG(int, max_idle_timeout_seconds, 0,
-          "Largest idle_timeout_seconds a request may ask for; 0 = no cap");
-ABSL_FLAG(int, max_kernel_lifetime_seconds, 0,
-          "Shut down any kernel this old, busy or not; 0 = no limit");
-ABSL_FLAG(int64_t, output_hard_cap_bytes, 0,
-          "Interrupt an execution once it has printed this many bytes (its stored outputs stop "
-          "at --max-output-bytes long before); 0 = 8 x --max-output-bytes");
-ABSL_FLAG(int, kernel_uid_base, 200000,
-          "When root: kernels run as uids [base, base + --max-kernels + --pool-size) (gid = "
-          "uid). Leftover processes of those uids are killed, so two servers on one host need "
-          "disjoint ranges");
-ABSL_FLAG(int, drain_seconds, 10, "On SIGTERM: how long running work may take to finish");
-ABSL_FLAG(int, pool_size, 0,
-          "Kernels of the default kernelspec kept started ahead (the warm pool): a StartKernel "
-          "with default settings takes one at once and the pool refills in the background; "
-          "requests with their own env, limits or kernelspec start a kernel as usual");
-ABSL_FLAG(bool, kernels_outlive_gateway, false,
-          "Kernel processes go on running when the gateway stops or dies (no parent-death "
-          "signal; on SIGTERM they are left running), and the next gateway on the same "
-          "--state-dir re-attaches them with their memory intact. Needs --state-dir");
 
 namespace cellgate {
 namespace {
@@ -154,9 +65,34 @@ absl::StatusOr<kernel::SandboxMode> ParseSandboxMode(const std::string& value) {
       absl::StrCat("--sandbox: '", value, "' is not one of rlimits, bwrap"));
 }
 
-bool IsLoopbackAddress(const std::string& address) {
-  return absl::StartsWith(address, "unix:") || absl::StartsWith(address, "127.") ||
-         absl::StartsWith(address, "localhost:") || absl::StartsWith(address, "[::1]:");
+// Ids are at most 64 characters of [A-Za-z0-9_-]: the prefix, a dash, 32 hex digits.
+absl::Status CheckKernelIdPrefix(const std::string& prefix) {
+  const bool valid_chars = std::all_of(prefix.begin(), prefix.end(), [](char c) {
+    return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-';
+  });
+  if (prefix.size() > 31 || !valid_chars) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--kernel-id-prefix: '", prefix, "' must be 1-31 characters of [A-Za-z0-9_-]"));
+  }
+  return absl::OkStatus();
+}
+
+// With --listen=unix:PATH, who may connect is the socket file's permission bits.
+absl::Status SetUnixSocketMode(const std::string& listen, const std::string& mode_text) {
+  if (!absl::StartsWith(listen, "unix:")) return absl::OkStatus();
+  std::string path = listen.substr(5);
+  if (absl::StartsWith(path, "//")) path = path.substr(2);
+  char* end = nullptr;
+  const long mode = std::strtol(mode_text.c_str(), &end, 8);
+  if (mode_text.empty() || *end != '\0' || mode < 0 || mode > 0777) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--unix-socket-mode: '", mode_text, "' is not an octal permission such as 0600 or 0660"));
+  }
+  if (::chmod(path.c_str(), static_cast<mode_t>(mode)) != 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("--unix-socket-mode: cannot chmod ", path, ": ", std::strerror(errno)));
+  }
+  return absl::OkStatus();
 }
 
 absl::Status EnsureDirectory(const std::string& path, mode_t mode) {
@@ -168,6 +104,22 @@ absl::Status EnsureDirectory(const std::string& path, mode_t mode) {
   }
   ::chmod(path.c_str(), mode);
   return absl::OkStatus();
+}
+
+// Prometheus metrics over HTTP at /metrics: the counters the layers keep and the gauges read
+// from the registry at each scrape.
+absl::StatusOr<std::unique_ptr<prometheus::Exposer>> ServeMetrics(
+    const std::string& listen, const std::shared_ptr<prometheus::Collectable>& gauges) {
+  std::unique_ptr<prometheus::Exposer> exposer;
+  try {
+    exposer = std::make_unique<prometheus::Exposer>(listen, /*num_threads=*/2);
+  } catch (const std::exception& error) {
+    return absl::UnavailableError(
+        absl::StrCat("--metrics-listen: cannot listen on ", listen, ": ", error.what()));
+  }
+  exposer->RegisterCollectable(obs::Metrics::Get().registry());
+  exposer->RegisterCollectable(gauges);
+  return exposer;
 }
 
 absl::Status WritePortFile(const std::string& path, int port) {
@@ -189,6 +141,7 @@ session::GatewayConfig ConfigFromFlags(kernel::SandboxMode mode) {
   config.kernels_outlive_gateway = absl::GetFlag(FLAGS_kernels_outlive_gateway);
   config.pool_size = std::max(0, absl::GetFlag(FLAGS_pool_size));
   config.default_kernel_spec = absl::GetFlag(FLAGS_default_kernel_spec);
+  config.kernel_id_prefix = absl::GetFlag(FLAGS_kernel_id_prefix);
   config.sandbox_mode = mode;
   config.default_allow_network = absl::GetFlag(FLAGS_allow_network);
   config.startup_timeout = absl::Seconds(absl::GetFlag(FLAGS_startup_timeout_seconds));
@@ -291,7 +244,12 @@ int Fail(const absl::Status& status) {
 }
 
 int Serve() {
-  if (absl::GetFlag(FLAGS_log_format) == "json") obs::SetLogFormat(obs::LogFormat::kJson);
+  const std::string log_format = absl::GetFlag(FLAGS_log_format);
+  if (log_format == "json") obs::SetLogFormat(obs::LogFormat::kJson);
+  if (log_format != "json" && log_format != "logfmt") {
+    return Fail(absl::InvalidArgumentError(
+        absl::StrCat("--log-format: '", log_format, "' is neither 'logfmt' nor 'json'")));
+  }
 
   // Signals are taken by one thread with sigwait; block them before any thread starts.
   sigset_t stop_signals;
@@ -323,6 +281,10 @@ int Serve() {
   kernel::SandboxCapabilities caps =
       kernel::ProbeSandbox(absl::GetFlag(FLAGS_bwrap_path), runtime_dir,
                            ::geteuid() == 0 ? absl::GetFlag(FLAGS_kernel_uid_base) : -1);
+  if (absl::Status status = CheckKernelIdPrefix(absl::GetFlag(FLAGS_kernel_id_prefix));
+      !status.ok()) {
+    return Fail(status);
+  }
   if (absl::GetFlag(FLAGS_pool_size) < 0) {
     return Fail(absl::InvalidArgumentError("--pool-size: must be 0 (no pool) or more"));
   }
@@ -372,9 +334,21 @@ int Serve() {
     auth = *std::move(loaded);
   }
   const std::string listen = absl::GetFlag(FLAGS_listen);
-  if (!IsLoopbackAddress(listen) && !auth.enabled()) {
+  const api::TlsFiles tls{absl::GetFlag(FLAGS_tls_cert), absl::GetFlag(FLAGS_tls_key),
+                          absl::GetFlag(FLAGS_tls_client_ca)};
+  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials =
+      api::MakeServerCredentials(tls);
+  if (!credentials.ok()) return Fail(credentials.status());
+  const bool insecure_allowed = absl::GetFlag(FLAGS_insecure_allow_unauthenticated);
+  if (absl::Status status =
+          api::CheckListenIsAuthenticated(listen, auth.enabled(), tls.mutual(), insecure_allowed);
+      !status.ok()) {
+    return Fail(status);
+  }
+  if (insecure_allowed && !api::IsLocalOnlyAddress(listen) && !auth.enabled() && !tls.mutual()) {
     Log(LogLevel::kWarning, "unauthenticated_non_loopback",
-        {{"listen", listen}, {"detail", "no --auth-token-file: anyone who reaches it can run code"}});
+        {{"listen", listen},
+         {"detail", "--insecure-allow-unauthenticated: anyone who reaches it can run code"}});
   }
 
   std::string kernels_dir = absl::GetFlag(FLAGS_kernels_dir);
@@ -413,8 +387,11 @@ int Serve() {
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> observers;
+  observers.push_back(std::make_unique<api::RequestObserverFactory>());
+  builder.experimental().SetInterceptorCreators(std::move(observers));
   int bound_port = 0;
-  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &bound_port);
+  builder.AddListeningPort(listen, *credentials, &bound_port);
   builder.RegisterService(&service);
   builder.SetMaxReceiveMessageSize(static_cast<int>(
       std::min<int64_t>(INT32_MAX, std::max<int64_t>(config.max_ipynb_bytes, 4 << 20) + (1 << 20))));
@@ -422,6 +399,27 @@ int Serve() {
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || (bound_port == 0 && !absl::StartsWith(listen, "unix:"))) {
     return Fail(absl::UnavailableError(absl::StrCat("cannot listen on ", listen)));
+  }
+  if (absl::Status status = SetUnixSocketMode(listen, absl::GetFlag(FLAGS_unix_socket_mode));
+      !status.ok()) {
+    return Fail(status);
+  }
+  const auto gauges = std::make_shared<api::GaugeCollector>(registry);
+  std::unique_ptr<prometheus::Exposer> metrics;
+  int metrics_port = 0;
+  if (const std::string metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
+      !metrics_listen.empty()) {
+    absl::StatusOr<std::unique_ptr<prometheus::Exposer>> served =
+        ServeMetrics(metrics_listen, gauges);
+    if (!served.ok()) return Fail(served.status());
+    metrics = *std::move(served);
+    const std::vector<int> ports = metrics->GetListeningPorts();
+    metrics_port = ports.empty() ? 0 : ports.front();
+    if (const std::string port_file = absl::GetFlag(FLAGS_metrics_port_file); !port_file.empty()) {
+      if (absl::Status status = WritePortFile(port_file, metrics_port); !status.ok()) {
+        return Fail(status);
+      }
+    }
   }
   server->GetHealthCheckService()->SetServingStatus(true);
   if (const std::string port_file = absl::GetFlag(FLAGS_port_file); !port_file.empty()) {
@@ -433,6 +431,8 @@ int Serve() {
       {{"listen", listen}, {"port", absl::StrCat(bound_port)},
        {"sandbox", kernel::SandboxModeName(*mode)}, {"runtime_dir", runtime_dir},
        {"kernels_dir", kernels_dir}, {"auth", auth.enabled() ? "on" : "off"},
+       {"tls", tls.mutual() ? "mutual" : tls.enabled() ? "on" : "off"},
+       {"metrics_port", metrics ? absl::StrCat(metrics_port) : "off"},
        {"pid", absl::StrCat(::getpid())}});
 
   int signal_number = 0;
@@ -455,6 +455,7 @@ int Serve() {
   }
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   server->Wait();
+  metrics.reset();  // its collector reads the registry
   std::error_code error;
   if (kernels_outlive_gateway) {
     std::filesystem::remove(runtime_dir, error);  // only once no kernel lives in it
@@ -468,26 +469,20 @@ int Serve() {
 }  // namespace
 }  // namespace cellgate
 
-// Flags are documented with dashes (--port-file); Abseil names them with underscores.
-std::vector<std::string> DashesToUnderscores(int argc, char** argv) {
-  std::vector<std::string> args(argv, argv + argc);
-  for (size_t i = 1; i < args.size(); ++i) {
-    std::string& arg = args[i];
-    if (arg == "--") break;
-    if (!absl::StartsWith(arg, "--")) continue;
-    const size_t name_end = std::min(arg.find('='), arg.size());
-    std::replace(arg.begin() + 2, arg.begin() + static_cast<std::ptrdiff_t>(name_end), '-', '_');
-  }
-  return args;
-}
-
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "cellgate: a gRPC gateway to sandboxed Jupyter kernels.\n"
-      "Usage: cellgate [--listen=127.0.0.1:50051] [--port-file=PATH] [--sandbox=rlimits|bwrap]");
-  std::vector<std::string> args = DashesToUnderscores(argc, argv);
-  std::vector<char*> arg_pointers;
-  for (std::string& arg : args) arg_pointers.push_back(arg.data());
-  absl::ParseCommandLine(static_cast<int>(arg_pointers.size()), arg_pointers.data());
+      "Usage: cellgate [--config=FILE.json] [--listen=127.0.0.1:50051] [--port-file=PATH] "
+      "[--sandbox=rlimits|bwrap] [--tls-cert=PEM --tls-key=PEM [--tls-client-ca=PEM]]");
+  std::vector<std::string> args = cellgate::DashesToUnderscores(argc, argv);
+  // The config file first: flags on the command line then override what it set.
+  if (const std::string config = cellgate::ConfigPathFromArgs(args); !config.empty()) {
+    if (absl::Status status = cellgate::ApplyConfigFile(config); !status.ok()) {
+      cellgate::obs::Log(cellgate::obs::LogLevel::kError, "startup_failed",
+                         {{"error", std::string(status.message())}});
+      return 2;
+    }
+  }
+  cellgate::ParseFlags(args);
   return cellgate::Serve();
 }

@@ -19,11 +19,13 @@ package cellgate
 
 import (
 	"context"
+	"crypto/tls"
 	"math"
 
 	cellgatev1 "cellgate/v1"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 )
 
 // Option configures Dial.
@@ -31,14 +33,23 @@ type Option func(*dialConfig)
 
 type dialConfig struct {
 	token       string
+	tls         *tls.Config
 	dialOptions []grpc.DialOption
 }
 
 // WithToken makes every call carry the metadata "authorization: Bearer <token>", for a server
-// run with --auth-token-file. The token is sent over plaintext connections too (cellgate speaks
-// plaintext gRPC; keep such servers on loopback, a unix socket, or behind TLS termination).
+// run with --auth-token-file. The token is sent over plaintext connections too: keep such
+// servers on loopback or a unix socket, or serve TLS (see WithTLS).
 func WithToken(token string) Option {
 	return func(c *dialConfig) { c.token = token }
+}
+
+// WithTLS connects over TLS, for a server run with --tls-cert and --tls-key: cfg.RootCAs
+// holds the CA that signed the server's certificate (nil: the system's roots), and
+// cfg.Certificates this client's certificate for a server that also has --tls-client-ca
+// (mutual TLS).
+func WithTLS(cfg *tls.Config) Option {
+	return func(c *dialConfig) { c.tls = cfg }
 }
 
 // WithDialOptions adds gRPC dial options, applied after the client's defaults (plaintext
@@ -71,8 +82,12 @@ func Dial(ctx context.Context, target string, opts ...Option) (*Client, error) {
 	for _, o := range opts {
 		o(&cfg)
 	}
+	transport := grpc.WithInsecure()
+	if cfg.tls != nil {
+		transport = grpc.WithTransportCredentials(credentials.NewTLS(cfg.tls))
+	}
 	dopts := []grpc.DialOption{
-		grpc.WithInsecure(),
+		transport,
 		// Results and notebooks can be large (8 MiB of outputs per execution by default).
 		// Codec: see its comment (Debian's grpc-go 1.33 with golang/protobuf 1.3).
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(math.MaxInt32), grpc.ForceCodec(Codec{})),

@@ -8,6 +8,7 @@
 #include "server/api/request_validation.h"
 #include "server/api/status_mapping.h"
 #include "server/api/stream_outputs_reactor.h"
+#include "server/obs/metrics.h"
 
 namespace cellgate::api {
 namespace {
@@ -84,7 +85,9 @@ KernelGatewayService::KernelGatewayService(session::SessionRegistry& registry,
       identity_(std::move(identity)) {}
 
 absl::Status KernelGatewayService::CheckAuth(grpc::CallbackServerContext* context) const {
-  return auth_.Check(context->client_metadata());
+  absl::Status status = auth_.Check(context->client_metadata());
+  if (!status.ok()) obs::Metrics::Get().AuthFailed();
+  return status;
 }
 
 absl::Status KernelGatewayService::CheckNotDraining() const {

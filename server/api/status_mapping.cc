@@ -50,4 +50,11 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
   return grpc::Status(ToGrpcCode(status.code()), std::string(status.message()));
 }
 
+std::string GrpcCodeName(grpc::StatusCode code) {
+  // gRPC's codes are the canonical ones absl names, number for number.
+  const int number = static_cast<int>(code);
+  if (number < 0 || number > static_cast<int>(grpc::StatusCode::UNAUTHENTICATED)) return "UNKNOWN";
+  return absl::StatusCodeToString(static_cast<absl::StatusCode>(number));
+}
+
 }  // namespace cellgate::api

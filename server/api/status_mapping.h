@@ -2,6 +2,8 @@
 
 #include <grpcpp/support/status.h>
 
+#include <string>
+
 #include "absl/status/status.h"
 
 namespace cellgate::api {
@@ -12,5 +14,8 @@ grpc::Status ToGrpcStatus(const absl::Status& status);
 
 // The gRPC code for an absl code (UNKNOWN for codes gRPC does not have).
 grpc::StatusCode ToGrpcCode(absl::StatusCode code);
+
+// The canonical name of a gRPC code: "OK", "NOT_FOUND", ... ("UNKNOWN" past the known ones).
+std::string GrpcCodeName(grpc::StatusCode code);
 
 }  // namespace cellgate::api

@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "server/api/status_mapping.h"
+#include "server/obs/metrics.h"
 
 namespace cellgate::api {
 
@@ -69,6 +70,7 @@ void StreamOutputsReactor::PumpLocked() {
         log_->ReadAfter(last_seq_, kReadBatch);
     if (!batch.ok()) {
       // The next event was evicted while this reader was behind.
+      obs::Metrics::Get().SubscriberCutOff();
       FinishLocked(grpc::Status(
           grpc::StatusCode::RESOURCE_EXHAUSTED,
           absl::StrCat("stream fell behind: events after seq ", last_seq_,
@@ -122,6 +124,7 @@ void StreamOutputsReactor::OnWriteDone(bool ok) {
     if (max_lag_bytes_ > 0 && caught_up_) {
       const int64_t lag = log_->BytesAfter(delivered_seq_);
       if (lag > max_lag_bytes_) {
+        obs::Metrics::Get().SubscriberCutOff();
         FinishLocked(grpc::Status(
             grpc::StatusCode::RESOURCE_EXHAUSTED,
             absl::StrCat("stream fell behind: ", lag, " bytes of events after seq ",

@@ -18,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "server/kernel/cgroup.h"
 #include "server/kernel/launch_plan.h"
+#include "server/obs/metrics.h"
 #include "server/protocol/connection_info.h"
 #include "server/protocol/message_signer.h"
 #include "server/protocol/wire_codec.h"
@@ -781,6 +782,7 @@ class KernelCore : public PollSource, public std::enable_shared_from_this<Kernel
   }
 
   void CountIopub(bool verified, size_t bytes) {
+    if (verified) obs::Metrics::Get().IopubReceived(bytes);
     absl::MutexLock lock(&snapshot_mutex);
     if (verified) {
       ++snapshot_traffic.messages;

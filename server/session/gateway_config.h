@@ -35,6 +35,9 @@ struct GatewayConfig {
   // one (and the pool refills in the background) instead of waiting for a kernel to start.
   int pool_size = 0;
   std::string default_kernel_spec = "python3";
+  // Kernel ids are "<prefix>-<32 hex digits>" when set (the replica's name, so a client can
+  // route a call to the replica that holds the kernel); 32 hex digits alone when empty.
+  std::string kernel_id_prefix;
   kernel::ResourceLimits default_limits{
       .address_space_bytes = 8ull << 30,
       .cpu_seconds = 0,

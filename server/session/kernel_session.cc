@@ -1,14 +1,20 @@
 #include "server/session/kernel_session.h"
 
 #include <algorithm>
+#include <optional>
+#include <string>
 #include <utility>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/util/time_util.h"
 #include "server/kernel/uid_pool.h"
 #include "server/notebook/iopub_output.h"
 #include "server/notebook/ipynb.h"
 #include "server/notebook/text_render.h"
+#include "server/obs/log.h"
+#include "server/obs/metrics.h"
 #include "server/protocol/message.h"
 
 namespace cellgate::session {
@@ -24,6 +30,14 @@ std::string NewExecutionId() {
   std::string id = protocol::NewMessageId();
   std::erase(id, '-');
   return id.substr(0, 16);
+}
+
+// "EXECUTION_STATUS_KERNEL_DIED" -> "kernel_died", for the metrics' status label.
+std::string ExecutionStatusLabel(v1::ExecutionStatus status) {
+  std::string name = v1::ExecutionStatus_Name(status);
+  constexpr absl::string_view kPrefix = "EXECUTION_STATUS_";
+  if (absl::StartsWith(name, kPrefix)) name.erase(0, kPrefix.size());
+  return absl::AsciiStrToLower(name);
 }
 
 const char* StatusWord(v1::ExecutionStatus status) {
@@ -377,6 +391,11 @@ v1::KernelState KernelSession::state() const {
 bool KernelSession::has_running_execution() const {
   absl::MutexLock lock(&mutex_);
   return running_ != nullptr || !queue_.empty();
+}
+
+size_t KernelSession::queued_executions() const {
+  absl::MutexLock lock(&mutex_);
+  return queue_.size();
 }
 
 v1::Kernel KernelSession::Describe() const {
@@ -1107,6 +1126,9 @@ void KernelSession::FinishLocked(const std::shared_ptr<Execution>& execution,
   finished->set_duration_ms(result.duration_ms());
   finished->set_status_detail(detail);
   AppendEventLocked(std::move(event));
+  obs::Metrics::Get().ExecutionFinished(
+      ExecutionStatusLabel(status),
+      execution->started ? std::optional(absl::Milliseconds(result.duration_ms())) : std::nullopt);
 
   if (std::shared_ptr<RunAllTracker> tracker = execution->run_all) {
     if (execution->started) {
@@ -1233,7 +1255,16 @@ void KernelSession::OnDeathLocked(const std::string& reason, Deferred& deferred)
   }
   recent_deaths_.push_back(now);
   const int deaths = static_cast<int>(recent_deaths_.size());
-  if (!policy.restart_on_death || deaths > policy.max_restarts) {
+  const bool restarts = policy.restart_on_death && deaths <= policy.max_restarts;
+  obs::Metrics::Get().KernelDied(obs::Metrics::DeathReasonClass(reason));
+  deferred.push_back([kernel_id = params_.kernel_id, reason, restarts, deaths]() {
+    obs::Log(obs::LogLevel::kWarning, "kernel_died",
+             {{"kernel_id", kernel_id}, {"reason", reason},
+              {"class", std::string(obs::Metrics::DeathReasonClass(reason))},
+              {"deaths_in_window", absl::StrCat(deaths)},
+              {"restarting", restarts ? "true" : "false"}});
+  });
+  if (!restarts) {
     const std::string why =
         policy.restart_on_death
             ? absl::StrCat(reason, "; not restarted: ", deaths, " deaths within ",
@@ -1293,6 +1324,10 @@ absl::Status KernelSession::RestartFor(const std::string& reason, DoneCallback d
     old_kernel = std::move(kernel_);
   }
   RunDeferred(deferred);
+  const bool automatic = absl::StartsWith(reason, "automatic");
+  obs::Metrics::Get().KernelRestarted(automatic ? "automatic" : "requested");
+  obs::Log(obs::LogLevel::kInfo, "kernel_restarting",
+           {{"kernel_id", params_.kernel_id}, {"trigger", automatic ? "automatic" : "requested"}});
   old_kernel.reset();  // kills and reaps the old process group before the new one binds
   // Processes that left the group (setsid) still run as the kernel's uid: end them too.
   if (params_.launch.policy.uid >= 0) kernel::KillAllProcessesOfUid(params_.launch.policy.uid);
@@ -1354,6 +1389,8 @@ void KernelSession::Shutdown(absl::AnyInvocable<void()> done, const std::string&
     if (done) done();
     return;
   }
+  obs::Log(obs::LogLevel::kInfo, "kernel_shutdown",
+           {{"kernel_id", params_.kernel_id}, {"reason", reason}});
   auto finalize = [self = shared_from_this(), done = std::move(done)]() mutable {
     absl::AnyInvocable<void(bool)> on_closed;
     {

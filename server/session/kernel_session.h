@@ -122,6 +122,8 @@ class KernelSession : public std::enable_shared_from_this<KernelSession> {
   v1::Kernel Describe() const ABSL_LOCKS_EXCLUDED(mutex_);
   v1::KernelState state() const ABSL_LOCKS_EXCLUDED(mutex_);
   bool has_running_execution() const ABSL_LOCKS_EXCLUDED(mutex_);
+  // Executions waiting behind the running one.
+  size_t queued_executions() const ABSL_LOCKS_EXCLUDED(mutex_);
 
   // Cells. Errors as documented on the RPCs (NOT_FOUND, INVALID_ARGUMENT, ...).
   absl::StatusOr<v1::Cell> AddCell(const std::string& source, v1::CellType type,

@@ -14,6 +14,7 @@
 #include "server/common/heap_release.h"
 #include "server/kernel/child_process.h"
 #include "server/obs/log.h"
+#include "server/obs/metrics.h"
 
 namespace cellgate::session {
 
@@ -60,8 +61,18 @@ absl::StatusOr<std::string> SessionRegistry::NewKernelId() const {
   if (RAND_bytes(bytes, sizeof(bytes)) != 1) {
     return absl::InternalError("no randomness for a kernel id");
   }
-  return absl::BytesToHexString(
+  std::string id = absl::BytesToHexString(
       absl::string_view(reinterpret_cast<const char*>(bytes), sizeof(bytes)));
+  const std::string& prefix = deps_.config->kernel_id_prefix;
+  return prefix.empty() ? id : absl::StrCat(prefix, "-", id);
+}
+
+std::string SessionRegistry::ReplicaOf(absl::string_view kernel_id) {
+  constexpr size_t kRandomPart = 32;
+  if (kernel_id.size() < kRandomPart + 2 || kernel_id[kernel_id.size() - kRandomPart - 1] != '-') {
+    return "";
+  }
+  return std::string(kernel_id.substr(0, kernel_id.size() - kRandomPart - 1));
 }
 
 // A restored kernel's events continue this far past the saved last seq: further than a kernel
@@ -431,12 +442,46 @@ void SessionRegistry::ShutdownPool(absl::Time deadline) {
   mutex_.AwaitWithDeadline(absl::Condition(&all_gone), deadline);
 }
 
+// Counts and times a start, and logs a cold one (a pooled one is logged where it is taken).
+SessionRegistry::StartCallback SessionRegistry::ObserveStart(obs::StartSource source,
+                                                            StartCallback done) {
+  return [source, began = absl::Now(), done = std::move(done)](
+             absl::StatusOr<v1::Kernel> kernel) mutable {
+    const absl::Duration took = absl::Now() - began;
+    if (kernel.ok()) {
+      obs::Metrics::Get().KernelStarted(source, took);
+      if (source == obs::StartSource::kCold) {
+        obs::Log(obs::LogLevel::kInfo, "kernel_started",
+                 {{"kernel_id", kernel->kernel_id()}, {"from_pool", "false"},
+                  {"pid", absl::StrCat(kernel->pid())},
+                  {"took_ms", absl::StrCat(absl::ToInt64Milliseconds(took))}});
+      }
+    } else {
+      obs::Metrics::Get().KernelStartFailed(source);
+      obs::Log(obs::LogLevel::kWarning, "kernel_start_failed",
+               {{"error", std::string(kernel.status().message())}});
+    }
+    done(std::move(kernel));
+  };
+}
+
 absl::Status SessionRegistry::StartKernel(const v1::StartKernelRequest& request,
                                           const kernel::ResourceLimits& limits,
                                           StartCallback done) {
   if (std::shared_ptr<KernelSession> pooled = TakePooled(request)) {
-    return StartPooled(std::move(pooled), request, done);
+    StartCallback observed = ObserveStart(obs::StartSource::kPooled, std::move(done));
+    absl::Status status = StartPooled(std::move(pooled), request, observed);
+    if (!status.ok()) obs::Metrics::Get().KernelStartFailed(obs::StartSource::kPooled);
+    return status;
   }
+  absl::Status status =
+      StartCold(request, limits, ObserveStart(obs::StartSource::kCold, std::move(done)));
+  if (!status.ok()) obs::Metrics::Get().KernelStartFailed(obs::StartSource::kCold);
+  return status;
+}
+
+absl::Status SessionRegistry::StartCold(const v1::StartKernelRequest& request,
+                                        const kernel::ResourceLimits& limits, StartCallback done) {
   absl::StatusOr<std::string> kernel_id = NewKernelId();
   if (!kernel_id.ok()) return kernel_id.status();
   absl::StatusOr<NewSessionResult> created =
@@ -510,6 +555,13 @@ absl::StatusOr<std::shared_ptr<KernelSession>> SessionRegistry::Find(
   absl::MutexLock lock(&mutex_);
   auto it = sessions_.find(kernel_id);
   if (it == sessions_.end()) {
+    const std::string& here = deps_.config->kernel_id_prefix;
+    if (const std::string there = ReplicaOf(kernel_id);
+        !here.empty() && !there.empty() && there != here) {
+      return absl::NotFoundError(absl::StrCat(
+          "kernel_id: no kernel '", kernel_id, "' here: its id names replica '", there,
+          "' and this is '", here, "'; send calls for it to that replica"));
+    }
     return absl::NotFoundError(absl::StrCat("kernel_id: no kernel '", kernel_id, "'"));
   }
   return it->second;

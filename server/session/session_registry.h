@@ -17,6 +17,7 @@
 #include "server/kernel/kernel_spec.h"
 #include "server/kernel/sandbox_policy.h"
 #include "server/kernel/uid_pool.h"
+#include "server/obs/metrics.h"
 #include "server/session/gateway_config.h"
 #include "server/session/kernel_session.h"
 
@@ -104,6 +105,8 @@ class SessionRegistry {
 
  private:
   absl::StatusOr<std::string> NewKernelId() const;
+  // The replica a kernel id names ("" for an id without a prefix).
+  static std::string ReplicaOf(absl::string_view kernel_id);
   // A session for `kernel_id` as `request` asks (not yet started, not yet registered), with a
   // uid from the pool (-1: none), which the caller gives back if it doesn't register the session
   // (a registered one gives it back when closed). `restored`: the state of a kernel saved by
@@ -123,6 +126,10 @@ class SessionRegistry {
   // Whether StartKernel may hand out a pooled kernel for `request`: the default kernelspec, and
   // no env or limits of its own (labels, idle timeout and a notebook are the session's).
   bool Poolable(const v1::StartKernelRequest& request) const;
+  static StartCallback ObserveStart(obs::StartSource source, StartCallback done);
+  absl::Status StartCold(const v1::StartKernelRequest& request,
+                         const kernel::ResourceLimits& limits, StartCallback done)
+      ABSL_LOCKS_EXCLUDED(mutex_);
   // A ready pooled kernel claimed for `request`, or null.
   std::shared_ptr<KernelSession> TakePooled(const v1::StartKernelRequest& request)
       ABSL_LOCKS_EXCLUDED(mutex_);

@@ -48,5 +48,13 @@ TEST(StatusMappingTest, UnknownAbslCodeBecomesUnknown) {
   EXPECT_EQ(status.error_message(), "x");
 }
 
+TEST(StatusMappingTest, CodeNamesAreTheCanonicalOnes) {
+  EXPECT_EQ(GrpcCodeName(grpc::StatusCode::OK), "OK");
+  EXPECT_EQ(GrpcCodeName(grpc::StatusCode::NOT_FOUND), "NOT_FOUND");
+  EXPECT_EQ(GrpcCodeName(grpc::StatusCode::RESOURCE_EXHAUSTED), "RESOURCE_EXHAUSTED");
+  EXPECT_EQ(GrpcCodeName(grpc::StatusCode::UNAUTHENTICATED), "UNAUTHENTICATED");
+  EXPECT_EQ(GrpcCodeName(static_cast<grpc::StatusCode>(99)), "UNKNOWN");
+}
+
 }  // namespace
 }  // namespace cellgate::api

@@ -9,6 +9,7 @@
 :mod:`cellgate.aio` has the same API on asyncio. The RPCs' behaviour, the event model and the
 errors are documented in docs/api.md; the generated protobuf modules are in ``cellgate.v1``.
 """
+from cellgate._requests import tls_credentials
 from cellgate.client import Client, Kernel, OutputStream, ReconnectHook
 from cellgate.errors import (Aborted, AlreadyExists, Cancelled, CellgateError, DataLoss,
                              DeadlineExceeded, FailedPrecondition, Internal, InvalidArgument,
@@ -22,7 +23,7 @@ from cellgate.types import (Cell, CellState, CellType, ErrorInfo, ExecutionResul
 __version__ = "0.1.0"
 
 __all__ = [
-    "Client", "Kernel", "OutputStream", "ReconnectHook",
+    "Client", "Kernel", "OutputStream", "ReconnectHook", "tls_credentials",
     "CellgateError", "Aborted", "AlreadyExists", "Cancelled", "DataLoss", "DeadlineExceeded",
     "FailedPrecondition", "Internal", "InvalidArgument", "NotFound", "OutOfRange",
     "PermissionDenied", "ResourceExhausted", "StreamGap", "Unauthenticated", "Unavailable",

@@ -4,6 +4,9 @@
                         [--output OUT.ipynb]
     python3 -m cellgate --target HOST:PORT [--token-file F] exec "CODE" [--timeout S]
 
+Add ``--tls-ca CA.pem`` for a server that serves TLS, and ``--tls-cert``/``--tls-key`` for one
+that asks for client certificates.
+
 ``run`` imports the notebook into a fresh kernel, runs all its cells (stopping at the first
 failure), prints each cell's text, optionally writes the executed notebook, and shuts the kernel
 down. ``exec`` runs the code in a fresh kernel and prints its text.
@@ -20,6 +23,7 @@ import sys
 from pathlib import Path
 from typing import List, Optional, TextIO
 
+from cellgate._requests import tls_credentials
 from cellgate.client import Client, Kernel
 from cellgate.errors import CellgateError, DeadlineExceeded, Unavailable
 from cellgate.types import ExecutionResult
@@ -36,6 +40,11 @@ def _parser() -> argparse.ArgumentParser:
                         "127.0.0.1:50051)")
     p.add_argument("--token-file", type=Path,
                    help="file holding the bearer token (default: $CELLGATE_TOKEN, if set)")
+    p.add_argument("--tls-ca", type=Path,
+                   help="connect with TLS, trusting the server's certificate by these PEM CAs")
+    p.add_argument("--tls-cert", type=Path,
+                   help="with TLS: this client's PEM certificate, for mutual TLS (with --tls-key)")
+    p.add_argument("--tls-key", type=Path, help="the PEM private key of --tls-cert")
     p.add_argument("--kernel-spec", default="", help="kernelspec (default: the server's)")
     sub = p.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run every cell of a notebook in a fresh kernel")
@@ -113,8 +122,18 @@ def main(argv: Optional[List[str]] = None, out: Optional[TextIO] = None) -> int:
     if args.command == "run" and not args.notebook.is_file():
         print(f"cellgate: no such notebook: {args.notebook}", file=sys.stderr)
         return EXIT_ERROR
+    credentials = None
+    if args.tls_ca is not None or args.tls_cert is not None or args.tls_key is not None:
+        try:
+            credentials = tls_credentials(args.tls_ca, args.tls_cert, args.tls_key)
+        except OSError as e:
+            print(f"cellgate: cannot read a TLS file: {e}", file=sys.stderr)
+            return EXIT_ERROR
+        except CellgateError as e:
+            print(f"cellgate: {e.message}", file=sys.stderr)
+            return EXIT_ERROR
     try:
-        with Client(args.target, token) as client:
+        with Client(args.target, token, credentials=credentials) as client:
             try:
                 client.server_info(timeout=CONNECT_TIMEOUT_S)
             except (Unavailable, DeadlineExceeded) as e:

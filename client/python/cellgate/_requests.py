@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import grpc
@@ -38,6 +39,31 @@ def channel_options(options: ChannelOptions) -> List[Tuple[str, Any]]:
         for key, value in items:
             merged[key] = value
     return list(merged.items())
+
+
+PathArg = Union[str, "os.PathLike[str]", None]
+
+
+def tls_credentials(ca_file: PathArg = None, cert_file: PathArg = None,
+                    key_file: PathArg = None) -> grpc.ChannelCredentials:
+    """TLS credentials for a server run with ``--tls-cert``/``--tls-key``.
+
+    Args:
+        ca_file: PEM CA certificates to trust the server's certificate by; ``None`` = the
+            system's roots.
+        cert_file, key_file: the client's PEM certificate chain and key, for a server run with
+            ``--tls-client-ca`` (mutual TLS). Both or neither.
+    """
+    if (cert_file is None) != (key_file is None):
+        raise InvalidArgument(
+            message="tls_credentials: give both cert_file and key_file, or neither")
+
+    def read(path: PathArg) -> Optional[bytes]:
+        return None if path is None else Path(path).read_bytes()
+
+    return grpc.ssl_channel_credentials(root_certificates=read(ca_file),
+                                        private_key=read(key_file),
+                                        certificate_chain=read(cert_file))
 
 
 def auth_metadata(token: Optional[str]) -> Metadata:

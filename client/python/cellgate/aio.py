@@ -37,9 +37,14 @@ class Client:
     """An asyncio connection to a cellgate server (arguments as :class:`cellgate.Client`)."""
 
     def __init__(self, target: str, token: Optional[str] = None, *,
-                 options: rq.ChannelOptions = None, rpc_timeout: Optional[float] = None) -> None:
+                 options: rq.ChannelOptions = None, rpc_timeout: Optional[float] = None,
+                 credentials: Optional[grpc.ChannelCredentials] = None) -> None:
         self.target = target
-        self._channel = grpc.aio.insecure_channel(target, options=rq.channel_options(options))
+        if credentials is None:
+            self._channel = grpc.aio.insecure_channel(target, options=rq.channel_options(options))
+        else:
+            self._channel = grpc.aio.secure_channel(target, credentials,
+                                               options=rq.channel_options(options))
         self._stub = gw_grpc.KernelGatewayStub(self._channel)
         self._metadata = rq.auth_metadata(token)
         self._rpc_timeout = rpc_timeout

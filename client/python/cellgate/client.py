@@ -45,12 +45,19 @@ class Client:
             is unlimited by default because results and notebooks can exceed 4 MiB.
         rpc_timeout: a deadline in seconds for the calls that do not run code (everything but
             RunCell, RunAll, Execute and StreamOutputs); ``None`` = no deadline.
+        credentials: channel credentials for a server that serves TLS, e.g.
+            :func:`cellgate.tls_credentials`; ``None`` = plaintext.
     """
 
     def __init__(self, target: str, token: Optional[str] = None, *,
-                 options: rq.ChannelOptions = None, rpc_timeout: Optional[float] = None) -> None:
+                 options: rq.ChannelOptions = None, rpc_timeout: Optional[float] = None,
+                 credentials: Optional[grpc.ChannelCredentials] = None) -> None:
         self.target = target
-        self._channel = grpc.insecure_channel(target, options=rq.channel_options(options))
+        if credentials is None:
+            self._channel = grpc.insecure_channel(target, options=rq.channel_options(options))
+        else:
+            self._channel = grpc.secure_channel(target, credentials,
+                                               options=rq.channel_options(options))
         self._stub = gw_grpc.KernelGatewayStub(self._channel)
         self._metadata = rq.auth_metadata(token)
         self._rpc_timeout = rpc_timeout
