@@ -20,6 +20,7 @@ ABSL_DECLARE_FLAG(std::string, listen);
 ABSL_DECLARE_FLAG(std::string, port_file);
 ABSL_DECLARE_FLAG(std::string, state_dir);
 ABSL_DECLARE_FLAG(int, state_write_interval_ms);
+ABSL_DECLARE_FLAG(bool, state_fsync_before_reply);
 ABSL_DECLARE_FLAG(std::string, runtime_dir);
 ABSL_DECLARE_FLAG(std::string, sandbox);
 ABSL_DECLARE_FLAG(std::string, bwrap_path);

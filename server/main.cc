@@ -363,7 +363,8 @@ int Serve() {
   std::unique_ptr<session::StateStore> state_store;
   if (const std::string state_dir = absl::GetFlag(FLAGS_state_dir); !state_dir.empty()) {
     absl::StatusOr<std::unique_ptr<session::StateStore>> opened = session::StateStore::Open(
-        {state_dir, absl::Milliseconds(std::max(absl::GetFlag(FLAGS_state_write_interval_ms), 0))});
+        {state_dir, absl::Milliseconds(std::max(absl::GetFlag(FLAGS_state_write_interval_ms), 0)),
+         absl::GetFlag(FLAGS_state_fsync_before_reply)});
     if (!opened.ok()) return Fail(opened.status());
     state_store = *std::move(opened);
   }

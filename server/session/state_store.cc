@@ -52,22 +52,60 @@ absl::Status FsyncDirectory(const std::string& dir) {
   return absl::OkStatus();
 }
 
+absl::Status WriteAll(int fd, const std::string& bytes, const std::string& name) {
+  size_t written = 0;
+  while (written < bytes.size()) {
+    const ssize_t n = ::write(fd, bytes.data() + written, bytes.size() - written);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return ErrnoError("cannot write", name);
+    }
+    written += static_cast<size_t>(n);
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
+
+absl::StatusOr<int> StateStore::WriteAndRename(const std::string& path,
+                                               const std::string& bytes) {
+  const std::string temporary = path + ".tmp";
+  Fd fd(::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+  if (fd.get() < 0) return ErrnoError("cannot create", temporary);
+  if (absl::Status status = WriteAll(fd.get(), bytes, temporary); !status.ok()) {
+    ::unlink(temporary.c_str());
+    return status;
+  }
+  if (::rename(temporary.c_str(), path.c_str()) != 0) {
+    const absl::Status status = ErrnoError("cannot rename to", path);
+    ::unlink(temporary.c_str());
+    return status;
+  }
+  return fd.Release();
+}
+
+void StateStore::SyncWritten(std::vector<int> fds) {
+  if (fds.empty()) return;
+  for (int fd : fds) {
+    Fd owned(fd);
+    if (::fsync(owned.get()) != 0) {
+      obs::Log(obs::LogLevel::kError, "state_write_failed",
+               {{"error", std::string(ErrnoError("cannot fsync", kernels_dir_).message())}});
+    }
+  }
+  if (absl::Status status = FsyncDirectory(kernels_dir_); !status.ok()) {
+    obs::Log(obs::LogLevel::kError, "state_write_failed",
+             {{"error", std::string(status.message())}});
+  }
+}
 
 absl::Status StateStore::WriteAtomically(const std::string& path, const std::string& bytes) {
   const std::string temporary = path + ".tmp";
   Fd fd(::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
   if (fd.get() < 0) return ErrnoError("cannot create", temporary);
-  size_t written = 0;
-  while (written < bytes.size()) {
-    const ssize_t n = ::write(fd.get(), bytes.data() + written, bytes.size() - written);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      const absl::Status status = ErrnoError("cannot write", temporary);
-      ::unlink(temporary.c_str());
-      return status;
-    }
-    written += static_cast<size_t>(n);
+  if (absl::Status status = WriteAll(fd.get(), bytes, temporary); !status.ok()) {
+    ::unlink(temporary.c_str());
+    return status;
   }
   if (::fsync(fd.get()) != 0) {
     const absl::Status status = ErrnoError("cannot fsync", temporary);
@@ -252,15 +290,17 @@ void StateStore::WriterLoop() {
         return;
       }
     }
-    WriteKernels(batch);
+    std::vector<int> unsynced = WriteKernels(batch);
     for (auto& callback : then) callback();
+    SyncWritten(std::move(unsynced));
     last_pass_end = absl::Now();
     absl::MutexLock lock(&mu_);
     passes_done_ = pass;
   }
 }
 
-void StateStore::WriteKernels(const std::set<std::string>& kernel_ids) {
+std::vector<int> StateStore::WriteKernels(const std::set<std::string>& kernel_ids) {
+  std::vector<int> unsynced;
   for (const std::string& kernel_id : kernel_ids) {
     std::shared_ptr<Snapshot> snapshot;
     {
@@ -282,11 +322,20 @@ void StateStore::WriteKernels(const std::set<std::string>& kernel_ids) {
       absl::MutexLock lock(&mu_);
       if (!snapshots_.contains(kernel_id)) continue;  // removed meanwhile: stays removed
     }
-    if (absl::Status status = WriteAtomically(PathFor(kernel_id), bytes); !status.ok()) {
+    absl::Status status;
+    if (options_.fsync_before_reply) {
+      status = WriteAtomically(PathFor(kernel_id), bytes);
+    } else if (absl::StatusOr<int> fd = WriteAndRename(PathFor(kernel_id), bytes); fd.ok()) {
+      unsynced.push_back(*fd);
+    } else {
+      status = fd.status();
+    }
+    if (!status.ok()) {
       obs::Log(obs::LogLevel::kError, "state_write_failed",
                {{"kernel_id", kernel_id}, {"error", std::string(status.message())}});
     }
   }
+  return unsynced;
 }
 
 }  // namespace cellgate::session

@@ -37,6 +37,10 @@ class StateStore {
   struct Options {
     std::string dir;
     absl::Duration write_interval = absl::Milliseconds(500);
+    // true: what waits for a write (a reply) runs once the file and its directory are
+    // fsynced, so it survives a host crash. false: once the file is written and renamed into
+    // place (safe from a crash of the gateway), with the fsyncs right after, batched per pass.
+    bool fsync_before_reply = true;
   };
 
   // Creates `<dir>/kernels` (mode 0700) if needed and checks it can be written.
@@ -81,13 +85,20 @@ class StateStore {
 
   // Writes `state` to `path` atomically (temporary file, fsync, rename, fsync of the directory).
   static absl::Status WriteAtomically(const std::string& path, const std::string& bytes);
+  // The same but the fsyncs: the temporary file is written and renamed over `path`; returns
+  // its still open fd, for the caller to fsync (then the directory) and close.
+  static absl::StatusOr<int> WriteAndRename(const std::string& path, const std::string& bytes);
 
  private:
   explicit StateStore(Options options);
   std::string PathFor(const std::string& kernel_id) const;
   void WriterLoop() ABSL_LOCKS_EXCLUDED(mu_, io_mu_);
-  // Takes the snapshots of `kernel_ids` and writes them.
-  void WriteKernels(const std::set<std::string>& kernel_ids) ABSL_LOCKS_EXCLUDED(mu_, io_mu_);
+  // Takes the snapshots of `kernel_ids` and writes them. Returns the open fds of files written
+  // but not yet fsynced (without `fsync_before_reply`), for SyncWritten.
+  std::vector<int> WriteKernels(const std::set<std::string>& kernel_ids)
+      ABSL_LOCKS_EXCLUDED(mu_, io_mu_);
+  // fsyncs and closes `fds`, then fsyncs the kernels directory (once for them all).
+  void SyncWritten(std::vector<int> fds);
 
   const Options options_;
   const std::string kernels_dir_;

@@ -121,6 +121,38 @@ TEST_F(StateStoreTest, AnUrgentChangeIsWrittenWithoutWaitingForTheInterval) {
   EXPECT_EQ(on_disk, "edited");
 }
 
+int OpenFds() {
+  int count = 0;
+  for ([[maybe_unused]] const auto& entry : fs::directory_iterator("/proc/self/fd")) ++count;
+  return count;
+}
+
+TEST_F(StateStoreTest, WithTheFsyncAfterTheReplyTheReplyStillFindsTheWholeNewFile) {
+  absl::StatusOr<std::unique_ptr<StateStore>> opened =
+      StateStore::Open({dir_, absl::Hours(1), /*fsync_before_reply=*/false});
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  std::unique_ptr<StateStore> store = *std::move(opened);
+  FakeKernel kernel;
+  store->Register("k1", SnapshotOf("k1", kernel));
+  store->Flush();
+  const int fds_between_writes = OpenFds();
+  kernel.source = "edited";
+  store->MarkChanged("k1", /*urgent=*/true);
+  absl::Notification written;
+  std::string on_disk;
+  bool temporary_left = true;
+  store->AfterNextWrite("k1", [&] {
+    on_disk = store->LoadAll().kernels.at(0).notebook().cells(0).source();
+    temporary_left = fs::exists(KernelFile("k1") + ".tmp");
+    written.Notify();
+  });
+  ASSERT_TRUE(written.WaitForNotificationWithTimeout(absl::Seconds(30)));
+  EXPECT_EQ(on_disk, "edited");
+  EXPECT_FALSE(temporary_left);
+  store->Flush();  // the pass ends with the fsyncs, which close the files
+  EXPECT_EQ(OpenFds(), fds_between_writes);
+}
+
 TEST_F(StateStoreTest, AfterNextWriteOfAnUnknownKernelRunsAtOnce) {
   std::unique_ptr<StateStore> store = OpenStore();
   bool ran = false;
