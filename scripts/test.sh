@@ -13,8 +13,9 @@ ctest --test-dir "$build_dir" --output-on-failure --no-tests=error --timeout 600
 CELLGATE_BINARY="$build_dir/server/cellgate" /usr/bin/python3 -m pytest "$repo/client/python/tests" \
   -q -p no:cacheprovider
 CELLGATE_BINARY="$build_dir/server/cellgate" "$repo/client/go/run-tests.sh"
-# deploy/: the manifests' YAML and what they pass the server; the Dockerfile's steps.
+# deploy/: the manifests' YAML and what they pass the server; the Dockerfile's steps. The
+# cell analyzer (kernels/analyzer) on its corpus.
 CELLGATE_BINARY="$build_dir/server/cellgate" /usr/bin/python3 -m pytest "$repo/tests/deploy" \
-  -q -p no:cacheprovider
+  "$repo/tests/analyzer" -q -p no:cacheprovider
 "$repo/scripts/check-image-steps.sh" "$build_dir"
 "$repo/scripts/fuzz-smoke.sh"
