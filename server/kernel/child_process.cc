@@ -83,7 +83,8 @@ struct RlimitSetting {
   for (int fd : plan.cgroup_procs_fds) {
     if (::write(fd, "0", 1) != 1) FailInChild(error_fd, kStepCgroup);
   }
-  if (::dup2(devnull_fd, STDIN_FILENO) < 0 || ::dup2(log_fd, STDOUT_FILENO) < 0 ||
+  if (::dup2(plan.stdin_fd >= 0 ? plan.stdin_fd : devnull_fd, STDIN_FILENO) < 0 ||
+      ::dup2(plan.stdout_fd >= 0 ? plan.stdout_fd : log_fd, STDOUT_FILENO) < 0 ||
       ::dup2(log_fd, STDERR_FILENO) < 0) {
     FailInChild(error_fd, kStepStdio);
   }

@@ -17,6 +17,10 @@ struct LaunchPlan {
   std::vector<std::string> env;   // "KEY=value"
   std::string working_dir;
   std::string log_path;           // the child's stdout and stderr go here
+  // When set: the child's stdin / stdout instead of /dev/null / the log (pipes of a helper
+  // process the gateway talks to; stderr still goes to the log).
+  int stdin_fd = -1;
+  int stdout_fd = -1;
   SandboxPolicy policy;
   // `cgroup.procs` files open for writing: the child joins each cgroup (writes "0") first.
   std::vector<int> cgroup_procs_fds;
