@@ -4,9 +4,8 @@
 #include <memory>
 #include <string>
 
-#include "absl/strings/ascii.h"
-#include "absl/strings/match.h"
 #include "cellgate/v1/kernel.pb.h"
+#include "server/obs/metrics.h"
 
 namespace cellgate::api {
 namespace {
@@ -25,14 +24,6 @@ void AddValue(prometheus::MetricFamily& family, double value,
   metric.label = std::move(labels);
   metric.gauge.value = value;
   family.metric.push_back(std::move(metric));
-}
-
-// "KERNEL_STATE_IDLE" -> "idle".
-std::string StateLabel(v1::KernelState state) {
-  std::string name = v1::KernelState_Name(state);
-  constexpr absl::string_view kPrefix = "KERNEL_STATE_";
-  if (absl::StartsWith(name, kPrefix)) name.erase(0, kPrefix.size());
-  return absl::AsciiStrToLower(name);
 }
 
 }  // namespace
@@ -57,7 +48,7 @@ std::vector<prometheus::MetricFamily> GaugeCollector::Collect() const {
       Gauge("cellgate_kernels", "Kernels the gateway holds, by state (warm-pool kernels not "
                                 "counted until taken)");
   for (const auto& [state, count] : by_state) {
-    AddValue(kernels, count, {{"state", StateLabel(state)}});
+    AddValue(kernels, count, {{"state", obs::Metrics::EnumLabel(v1::KernelState_Name(state), "KERNEL_STATE_")}});
   }
   prometheus::MetricFamily queue =
       Gauge("cellgate_execution_queue_depth",

@@ -12,30 +12,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "nlohmann/json.hpp"
+#include "server/common/unique_fd.h"
 #include "server/kernel/launch_plan.h"
 
 namespace cellgate::kernel {
 namespace {
-
-class Fd {
- public:
-  explicit Fd(int fd = -1) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  Fd(Fd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
-  Fd& operator=(Fd&& other) noexcept {
-    if (this != &other) {
-      if (fd_ >= 0) ::close(fd_);
-      fd_ = std::exchange(other.fd_, -1);
-    }
-    return *this;
-  }
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
 
 absl::StatusOr<CellAnalysis> ParseReply(const nlohmann::json& reply) {
   CellAnalysis analysis;
@@ -57,7 +38,7 @@ absl::StatusOr<CellAnalysis> ParseReply(const nlohmann::json& reply) {
 class CellAnalyzer::Connection : public PollSource,
                                  public std::enable_shared_from_this<Connection> {
  public:
-  Connection(KernelIoLoop& loop, ChildProcess process, Fd to_child, Fd from_child,
+  Connection(KernelIoLoop& loop, ChildProcess process, UniqueFd to_child, UniqueFd from_child,
              absl::Duration timeout, absl::AnyInvocable<void(const std::string&)> on_lost)
       : loop_(loop),
         process_(std::move(process)),
@@ -220,8 +201,8 @@ class CellAnalyzer::Connection : public PollSource,
 
   KernelIoLoop& loop_;
   ChildProcess process_;
-  Fd to_child_;
-  Fd from_child_;
+  UniqueFd to_child_;
+  UniqueFd from_child_;
   const absl::Duration timeout_;
   absl::AnyInvocable<void(const std::string&)> on_lost_;
   std::map<uint64_t, Pending> pending_;
@@ -280,7 +261,7 @@ void CellAnalyzer::AnalyzeOnLoop(std::string source, Callback done) {
       std::move(done)(absl::UnavailableError("pipe2 failed"));
       return;
     }
-    Fd child_stdin(to_child[0]), our_end(to_child[1]), child_stdout(from_child[1]),
+    UniqueFd child_stdin(to_child[0]), our_end(to_child[1]), child_stdout(from_child[1]),
         their_end(from_child[0]);
     ::fcntl(our_end.get(), F_SETFL, O_NONBLOCK);
     ::fcntl(their_end.get(), F_SETFL, O_NONBLOCK);

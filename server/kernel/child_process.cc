@@ -20,6 +20,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "server/common/unique_fd.h"
 
 namespace cellgate::kernel {
 namespace {
@@ -146,21 +147,6 @@ std::vector<char*> CStringArray(const std::vector<std::string>& strings) {
   return pointers;
 }
 
-class ScopedFd {
- public:
-  explicit ScopedFd(int fd = -1) : fd_(fd) {}
-  ~ScopedFd() { Reset(); }
-  ScopedFd(const ScopedFd&) = delete;
-  ScopedFd& operator=(const ScopedFd&) = delete;
-  int get() const { return fd_; }
-  void Reset() {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-  }
-
- private:
-  int fd_;
-};
 
 }  // namespace
 
@@ -273,9 +259,9 @@ absl::StatusOr<ChildProcess> SpawnChild(const LaunchPlan& plan) {
   std::vector<char*> envp = CStringArray(plan.env);
   const std::vector<RlimitSetting> rlimits = RlimitsFor(plan.policy);
 
-  ScopedFd devnull(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  UniqueFd devnull(::open("/dev/null", O_RDONLY | O_CLOEXEC));
   if (devnull.get() < 0) return absl::InternalError("open /dev/null failed");
-  ScopedFd log(::open(plan.log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
+  UniqueFd log(::open(plan.log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
   if (log.get() < 0) {
     return absl::InternalError(
         absl::StrCat("cannot open kernel log ", plan.log_path, ": ", std::strerror(errno)));
@@ -285,8 +271,8 @@ absl::StatusOr<ChildProcess> SpawnChild(const LaunchPlan& plan) {
   }
   int pipe_fds[2];
   if (::pipe2(pipe_fds, O_CLOEXEC) != 0) return absl::InternalError("pipe2 failed");
-  ScopedFd error_read(pipe_fds[0]);
-  ScopedFd error_write(pipe_fds[1]);
+  UniqueFd error_read(pipe_fds[0]);
+  UniqueFd error_write(pipe_fds[1]);
 
   const pid_t parent_pid = ::getpid();
   const pid_t pid = ::fork();

@@ -7,7 +7,9 @@
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/strip.h"
 
 namespace cellgate::obs {
 namespace {
@@ -146,6 +148,11 @@ void Metrics::AuthFailed() { families_->auth_failures.Increment(); }
 void Metrics::RequestFinished(absl::string_view method, absl::string_view code) {
   families_->requests.Add({{"method", std::string(method)}, {"code", std::string(code)}})
       .Increment();
+}
+
+std::string Metrics::EnumLabel(absl::string_view name, absl::string_view prefix) {
+  absl::ConsumePrefix(&name, prefix);
+  return absl::AsciiStrToLower(name);
 }
 
 absl::string_view Metrics::DeathReasonClass(absl::string_view reason) {

@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <memory>
 #include <optional>
+#include <string>
 
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
@@ -47,6 +48,10 @@ class Metrics {
   // The class of a kernel death reason as the kernel layer words it: "oom", "signal", "exit",
   // "unresponsive", "interrupt_ignored" or "other".
   static absl::string_view DeathReasonClass(absl::string_view reason);
+
+  // A label value from a proto enum value's name: `prefix` dropped, lower case
+  // ("EXECUTION_STATUS_KERNEL_DIED", "EXECUTION_STATUS_" -> "kernel_died").
+  static std::string EnumLabel(absl::string_view name, absl::string_view prefix);
 
  private:
   Metrics();

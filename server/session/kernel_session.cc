@@ -5,7 +5,6 @@
 #include <string>
 #include <utility>
 
-#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/util/time_util.h"
@@ -30,14 +29,6 @@ std::string NewExecutionId() {
   std::string id = protocol::NewMessageId();
   std::erase(id, '-');
   return id.substr(0, 16);
-}
-
-// "EXECUTION_STATUS_KERNEL_DIED" -> "kernel_died", for the metrics' status label.
-std::string ExecutionStatusLabel(v1::ExecutionStatus status) {
-  std::string name = v1::ExecutionStatus_Name(status);
-  constexpr absl::string_view kPrefix = "EXECUTION_STATUS_";
-  if (absl::StartsWith(name, kPrefix)) name.erase(0, kPrefix.size());
-  return absl::AsciiStrToLower(name);
 }
 
 const char* StatusWord(v1::ExecutionStatus status) {
@@ -1127,7 +1118,7 @@ void KernelSession::FinishLocked(const std::shared_ptr<Execution>& execution,
   finished->set_status_detail(detail);
   AppendEventLocked(std::move(event));
   obs::Metrics::Get().ExecutionFinished(
-      ExecutionStatusLabel(status),
+      obs::Metrics::EnumLabel(v1::ExecutionStatus_Name(status), "EXECUTION_STATUS_"),
       execution->started ? std::optional(absl::Milliseconds(result.duration_ms())) : std::nullopt);
 
   if (std::shared_ptr<RunAllTracker> tracker = execution->run_all) {

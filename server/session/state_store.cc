@@ -15,6 +15,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "server/common/unique_fd.h"
 #include "server/obs/log.h"
 
 namespace cellgate::session {
@@ -29,24 +30,8 @@ absl::Status ErrnoError(absl::string_view what, const std::string& path) {
   return absl::InternalError(absl::StrCat(what, " ", path, ": ", std::strerror(errno)));
 }
 
-// Closes a file descriptor when it goes out of scope.
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-  int Release() { return std::exchange(fd_, -1); }
-
- private:
-  int fd_;
-};
-
 absl::Status FsyncDirectory(const std::string& dir) {
-  Fd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (fd.get() < 0) return ErrnoError("cannot open", dir);
   if (::fsync(fd.get()) != 0) return ErrnoError("cannot fsync", dir);
   return absl::OkStatus();
@@ -65,29 +50,43 @@ absl::Status WriteAll(int fd, const std::string& bytes, const std::string& name)
   return absl::OkStatus();
 }
 
+// Writes `bytes` to `path`.tmp and renames it over `path`. With `sync`, the file is fsynced and
+// closed before the rename; without, it is returned open, for the caller to fsync.
+absl::StatusOr<UniqueFd> WriteTemporaryAndRename(const std::string& path,
+                                                 const std::string& bytes, bool sync) {
+  const std::string temporary = path + ".tmp";
+  UniqueFd fd(::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+  if (fd.get() < 0) return ErrnoError("cannot create", temporary);
+  absl::Status status = WriteAll(fd.get(), bytes, temporary);
+  if (status.ok() && sync && ::fsync(fd.get()) != 0) {
+    status = ErrnoError("cannot fsync", temporary);
+  }
+  if (status.ok() && sync && ::close(fd.Release()) != 0) {
+    status = ErrnoError("cannot close", temporary);
+  }
+  if (status.ok() && ::rename(temporary.c_str(), path.c_str()) != 0) {
+    status = ErrnoError("cannot rename to", path);
+  }
+  if (!status.ok()) {
+    ::unlink(temporary.c_str());
+    return status;
+  }
+  return fd;
+}
+
 }  // namespace
 
 absl::StatusOr<int> StateStore::WriteAndRename(const std::string& path,
                                                const std::string& bytes) {
-  const std::string temporary = path + ".tmp";
-  Fd fd(::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
-  if (fd.get() < 0) return ErrnoError("cannot create", temporary);
-  if (absl::Status status = WriteAll(fd.get(), bytes, temporary); !status.ok()) {
-    ::unlink(temporary.c_str());
-    return status;
-  }
-  if (::rename(temporary.c_str(), path.c_str()) != 0) {
-    const absl::Status status = ErrnoError("cannot rename to", path);
-    ::unlink(temporary.c_str());
-    return status;
-  }
-  return fd.Release();
+  absl::StatusOr<UniqueFd> fd = WriteTemporaryAndRename(path, bytes, /*sync=*/false);
+  if (!fd.ok()) return fd.status();
+  return fd->Release();
 }
 
 void StateStore::SyncWritten(std::vector<int> fds) {
   if (fds.empty()) return;
   for (int fd : fds) {
-    Fd owned(fd);
+    UniqueFd owned(fd);
     if (::fsync(owned.get()) != 0) {
       obs::Log(obs::LogLevel::kError, "state_write_failed",
                {{"error", std::string(ErrnoError("cannot fsync", kernels_dir_).message())}});
@@ -100,27 +99,9 @@ void StateStore::SyncWritten(std::vector<int> fds) {
 }
 
 absl::Status StateStore::WriteAtomically(const std::string& path, const std::string& bytes) {
-  const std::string temporary = path + ".tmp";
-  Fd fd(::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
-  if (fd.get() < 0) return ErrnoError("cannot create", temporary);
-  if (absl::Status status = WriteAll(fd.get(), bytes, temporary); !status.ok()) {
-    ::unlink(temporary.c_str());
-    return status;
-  }
-  if (::fsync(fd.get()) != 0) {
-    const absl::Status status = ErrnoError("cannot fsync", temporary);
-    ::unlink(temporary.c_str());
-    return status;
-  }
-  if (::close(fd.Release()) != 0) {
-    const absl::Status status = ErrnoError("cannot close", temporary);
-    ::unlink(temporary.c_str());
-    return status;
-  }
-  if (::rename(temporary.c_str(), path.c_str()) != 0) {
-    const absl::Status status = ErrnoError("cannot rename to", path);
-    ::unlink(temporary.c_str());
-    return status;
+  if (absl::StatusOr<UniqueFd> written = WriteTemporaryAndRename(path, bytes, /*sync=*/true);
+      !written.ok()) {
+    return written.status();
   }
   return FsyncDirectory(fs::path(path).parent_path().string());
 }

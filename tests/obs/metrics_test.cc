@@ -25,6 +25,11 @@ TEST(MetricsTest, DeathReasonsAsTheKernelLayerWordsThemFallIntoFewClasses) {
   EXPECT_EQ(Metrics::DeathReasonClass("the process vanished"), "other");
 }
 
+TEST(MetricsTest, EnumLabelsDropThePrefixAndAreLowerCase) {
+  EXPECT_EQ(Metrics::EnumLabel("EXECUTION_STATUS_KERNEL_DIED", "EXECUTION_STATUS_"), "kernel_died");
+  EXPECT_EQ(Metrics::EnumLabel("KERNEL_STATE_SHUTTING_DOWN", "KERNEL_STATE_"), "shutting_down");
+}
+
 std::string Exposition() {
   return prometheus::TextSerializer().Serialize(Metrics::Get().registry()->Collect());
 }
