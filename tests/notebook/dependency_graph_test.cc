@@ -77,9 +77,44 @@ TEST(DependencyGraphTest, EveryCodeCellBelowAnOpaqueCellDependsOnIt) {
 TEST(DependencyGraphTest, ACellWithoutAnalysisIsConservativeBothWays) {
   DependencyGraph graph({Code("a", {"x"}, {}), Markdown("m"), Code("b", {"y"}, {}),
                          Unknown("u"), Code("c", {}, {})});
-  EXPECT_THAT(graph.DependsOn("u"), ElementsAre("a", "b"));
-  EXPECT_THAT(graph.DependsOn("c"), ElementsAre("u"));
+  EXPECT_THAT(graph.Upstream("u"), ElementsAre("a", "b"));
+  EXPECT_THAT(graph.Upstream("c"), ElementsAre("a", "b", "u"));
   EXPECT_THAT(graph.Dependents(Ids({"a"})), ElementsAre("u", "c"));
+  EXPECT_THAT(graph.Dependents(Ids({"u"})), ElementsAre("c"));
+  EXPECT_THAT(graph.Unknown(), ElementsAre("u"));
+  // The blanket edges are implicit: not listed as direct dependencies.
+  EXPECT_THAT(graph.DependsOn("u"), IsEmpty());
+  EXPECT_THAT(graph.DependsOn("c"), IsEmpty());
+}
+
+TEST(DependencyGraphTest, ACellBelowAnUnknownOneStillListsWhatItReadsAboveIt) {
+  DependencyGraph graph({Code("a", {"x"}, {}), Unknown("u"), Code("b", {}, {"x"}),
+                         Code("c", {"y"}, {})});
+  EXPECT_THAT(graph.DependsOn("b"), ElementsAre("a"));
+  EXPECT_THAT(graph.Upstream("b"), ElementsAre("a", "u"));
+  EXPECT_THAT(graph.Dependents(Ids({"c"})), IsEmpty()) << "nothing below it";
+  EXPECT_THAT(graph.Upstream("a"), IsEmpty());
+}
+
+TEST(DependencyGraphTest, EdgesNameWhatIsRead) {
+  DependencyGraph graph({Code("a", {"x", "y", "z"}, {}), Code("star", {}, {}, /*opaque=*/true),
+                         Code("b", {}, {"z", "x", "print"})});
+  const std::vector<DependencyGraph::Edge> edges = graph.DirectEdges("b");
+  ASSERT_EQ(edges.size(), 2u);
+  EXPECT_EQ(edges[0].depends_on, "a");
+  EXPECT_THAT(edges[0].names, ElementsAre("x", "z"));
+  EXPECT_EQ(edges[1].depends_on, "star");
+  EXPECT_THAT(edges[1].names, IsEmpty()) << "there because star is opaque";
+}
+
+TEST(DependencyGraphTest, AThousandUnknownCellsAreConservativeWithoutListingEveryPair) {
+  std::vector<Cell> cells;
+  for (int i = 0; i < 1000; ++i) cells.push_back(Unknown("u" + std::to_string(i)));
+  DependencyGraph graph(std::move(cells));
+  EXPECT_EQ(graph.Dependents(Ids({"u0"})).size(), 999u);
+  EXPECT_EQ(graph.Upstream("u999").size(), 999u);
+  EXPECT_EQ(graph.Upstream("u500").size(), 500u);
+  EXPECT_THAT(graph.DependsOn("u999"), IsEmpty());
 }
 
 TEST(DependencyGraphTest, MarkdownIsOutsideTheGraph) {
