@@ -73,11 +73,8 @@ class CellAnalyzer::Connection : public PollSource,
     std::string line = nlohmann::json{{"id", id}, {"source", std::move(source)}}.dump(
         -1, ' ', false, nlohmann::json::error_handler_t::replace);
     line.push_back('\n');
-    std::weak_ptr<Connection> weak = weak_from_this();
-    const KernelIoLoop::TimerId timer = loop_.RunAfter(timeout_, [weak, id]() {
-      if (auto self = weak.lock()) self->OnTimeout(id);
-    });
-    pending_.emplace(id, Pending{std::move(done), timer});
+    pending_.emplace(id, Pending{std::move(done), std::nullopt});
+    if (pending_.size() == 1) ArmTimerOfOldest();
     outbox_.append(line);
     Flush();
   }
@@ -87,8 +84,19 @@ class CellAnalyzer::Connection : public PollSource,
  private:
   struct Pending {
     Callback done;
-    KernelIoLoop::TimerId timer;
+    std::optional<KernelIoLoop::TimerId> timer;  // the oldest request's only
   };
+
+  // Replies come in order, so the timeout runs for the oldest request only, from when the one
+  // before it was answered: a burst of requests is fine as long as the analyzer keeps going.
+  void ArmTimerOfOldest() {
+    if (pending_.empty()) return;
+    const uint64_t id = pending_.begin()->first;
+    std::weak_ptr<Connection> weak = weak_from_this();
+    pending_.begin()->second.timer = loop_.RunAfter(timeout_, [weak, id]() {
+      if (auto self = weak.lock()) self->OnTimeout(id);
+    });
+  }
 
   // Writes what the pipe takes now; the rest when it is writable again.
   class Writer : public PollSource {
@@ -161,7 +169,8 @@ class CellAnalyzer::Connection : public PollSource,
       if (it == pending_.end()) continue;  // timed out already
       Pending pending = std::move(it->second);
       pending_.erase(it);
-      loop_.CancelTimer(pending.timer);
+      if (pending.timer.has_value()) loop_.CancelTimer(*pending.timer);
+      if (!pending_.empty() && !pending_.begin()->second.timer.has_value()) ArmTimerOfOldest();
       std::move(pending.done)(ParseReply(reply));
     }
     inbox_.erase(0, start);
@@ -189,7 +198,7 @@ class CellAnalyzer::Connection : public PollSource,
   void FailAll(const absl::Status& status) {
     std::map<uint64_t, Pending> pending = std::exchange(pending_, {});
     for (auto& [id, request] : pending) {
-      loop_.CancelTimer(request.timer);
+      if (request.timer.has_value()) loop_.CancelTimer(*request.timer);
       std::move(request.done)(status);
     }
   }
@@ -242,6 +251,10 @@ void CellAnalyzer::Analyze(std::string source, Callback done) {
 int CellAnalyzer::starts() const { return starts_; }
 
 void CellAnalyzer::AnalyzeOnLoop(std::string source, Callback done) {
+  if (auto it = cache_.find(source); it != cache_.end()) {
+    std::move(done)(it->second);
+    return;
+  }
   if (connection_ == nullptr) {
     if (absl::Now() < down_until_) {
       std::move(done)(absl::UnavailableError(
@@ -290,7 +303,21 @@ void CellAnalyzer::AnalyzeOnLoop(std::string source, Callback done) {
         });
     loop_.AddPollSource(connection_);
   }
-  connection_->Send(std::move(source), std::move(done));
+  ++requests_sent_;
+  std::string text = source;
+  connection_->Send(std::move(text), [this, alive = alive_, source = std::move(source),
+                                      done = std::move(done)](
+                                         absl::StatusOr<CellAnalysis> analysis) mutable {
+    if (analysis.ok() && *alive) {
+      if (cache_bytes_ + source.size() > options_.cache_bytes) {
+        cache_.clear();
+        cache_bytes_ = 0;
+      }
+      cache_bytes_ += source.size();
+      cache_.insert_or_assign(std::move(source), *analysis);
+    }
+    std::move(done)(std::move(analysis));
+  });
 }
 
 void CellAnalyzer::OnConnectionLost(const std::string& why) {

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -40,10 +41,14 @@ class CellAnalyzer {
     std::string script;       // cellgate_analyzer.py
     std::string working_dir;  // created if missing; its log goes here
     SandboxPolicy policy;     // rlimits and uid for the process
-    // A request not answered by then fails (UNAVAILABLE) and the process is restarted.
+    // When the oldest unanswered request waited this long (counted from when the one before it
+    // was answered), every pending request fails (UNAVAILABLE) and the process is restarted.
     absl::Duration timeout = absl::Seconds(2);
     // After the process died, requests fail at once for this long before it is started again.
     absl::Duration restart_backoff = absl::Seconds(1);
+    // Answers are remembered by source (the same cell in many kernels, a re-import, a restore):
+    // up to this many bytes of sources, then forgotten all at once.
+    size_t cache_bytes = size_t{16} << 20;
   };
   using Callback = absl::AnyInvocable<void(absl::StatusOr<CellAnalysis>) &&>;
 
@@ -57,6 +62,9 @@ class CellAnalyzer {
 
   // How many times the process was started (for tests and logs). Loop thread.
   int starts() const;
+  // How many requests the process was sent (the others were answered from the cache). Loop
+  // thread.
+  int64_t requests_sent() const { return requests_sent_; }
 
  private:
   class Connection;
@@ -70,6 +78,9 @@ class CellAnalyzer {
   absl::Time down_until_ = absl::InfinitePast();
   std::string last_failure_;
   int starts_ = 0;
+  int64_t requests_sent_ = 0;
+  absl::flat_hash_map<std::string, CellAnalysis> cache_;  // by source
+  size_t cache_bytes_ = 0;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 

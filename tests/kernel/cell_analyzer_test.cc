@@ -97,6 +97,58 @@ TEST_F(CellAnalyzerTest, ManyRequestsAtOnceEachGetTheirOwnAnswer) {
   for (int i = 0; i < kRequests; ++i) EXPECT_EQ(defined[i], absl::StrCat("v", i));
 }
 
+TEST_F(CellAnalyzerTest, ABurstTakingLongerThanTheTimeoutIsFineWhileTheAnalyzerKeepsAnswering) {
+  // 10 ms per answer, 100 requests at once: the last is answered a second after it was sent,
+  // but none waited 300 ms behind the one before it.
+  const std::string script = Script("slow.py", R"(import json, sys, time
+for line in sys.stdin:
+    time.sleep(0.01)
+    request = json.loads(line)
+    print(json.dumps({"id": request["id"], "defines": [request["source"]], "uses": [],
+                      "opaque": False, "reasons": [], "error": ""}), flush=True)
+)");
+  KernelIoLoop loop;
+  CellAnalyzer::Options options = OptionsFor(script);
+  options.timeout = absl::Milliseconds(300);
+  CellAnalyzer analyzer(loop, options);
+  constexpr int kRequests = 100;
+  std::atomic<int> ok{0};
+  std::atomic<int> answered{0};
+  absl::Notification all;
+  for (int i = 0; i < kRequests; ++i) {
+    analyzer.Analyze(absl::StrCat("v", i), [&](absl::StatusOr<CellAnalysis> a) {
+      if (a.ok()) ++ok;
+      if (++answered == kRequests) all.Notify();
+    });
+  }
+  ASSERT_TRUE(all.WaitForNotificationWithTimeout(kDeadline));
+  EXPECT_EQ(ok.load(), kRequests);
+  loop.RunAndWait([&] { EXPECT_EQ(analyzer.starts(), 1); });
+}
+
+TEST_F(CellAnalyzerTest, AnAnswerIsRememberedBySource) {
+  KernelIoLoop loop;
+  CellAnalyzer::Options options = OptionsFor(CELLGATE_ANALYZER_SCRIPT);
+  options.cache_bytes = 12;  // two 5-byte sources fit, a third clears the cache
+  CellAnalyzer analyzer(loop, options);
+  auto sent = [&] {
+    int64_t count = 0;
+    loop.RunAndWait([&] { count = analyzer.requests_sent(); });
+    return count;
+  };
+  absl::StatusOr<CellAnalysis> first = AnalyzeAndWait(analyzer, "a = b");
+  ASSERT_TRUE(first.ok()) << first.status();
+  absl::StatusOr<CellAnalysis> again = AnalyzeAndWait(analyzer, "a = b");
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_THAT(again->defines, ElementsAre("a"));
+  EXPECT_THAT(again->uses, ElementsAre("b"));
+  EXPECT_EQ(sent(), 1) << "the second answer came from the cache";
+  ASSERT_TRUE(AnalyzeAndWait(analyzer, "c = d").ok());
+  ASSERT_TRUE(AnalyzeAndWait(analyzer, "e = f").ok());  // over the cap: forgets the others
+  ASSERT_TRUE(AnalyzeAndWait(analyzer, "a = b").ok());
+  EXPECT_EQ(sent(), 4);
+}
+
 TEST_F(CellAnalyzerTest, ACellLargerThanThePipeGoesThrough) {
   KernelIoLoop loop;
   CellAnalyzer::Options options = OptionsFor(CELLGATE_ANALYZER_SCRIPT);
