@@ -48,6 +48,14 @@ ABSL_FLAG(std::string, kernels_dir, "",
           "Directory of the kernelspecs cellgate ships (searched after $JUPYTER_PATH, before "
           "/usr/local/share/jupyter/kernels and /usr/share/jupyter/kernels). Default: the "
           "installed share/cellgate/kernels, else the source tree's kernels/");
+ABSL_FLAG(bool, dependency_analysis, true,
+          "Analyze the code cells of Python kernels for the names they define and read, in one "
+          "sandboxed analyzer process shared by all kernels: the dependency graph, STALE "
+          "marking of exactly the dependents of a change, RunCell cascades and RunStale. false: "
+          "cells are in order only");
+ABSL_FLAG(std::string, analyzer_script, "",
+          "The cell analyzer run by /usr/bin/python3. Default: analyzer/cellgate_analyzer.py "
+          "in the kernels directory");
 ABSL_FLAG(std::string, auth_token_file, "",
           "File of bearer tokens, one a line; clients send 'authorization: Bearer <token>'. "
           "Empty: no tokens (then an address other hosts can reach needs --tls-client-ca or "

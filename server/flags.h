@@ -25,6 +25,8 @@ ABSL_DECLARE_FLAG(std::string, runtime_dir);
 ABSL_DECLARE_FLAG(std::string, sandbox);
 ABSL_DECLARE_FLAG(std::string, bwrap_path);
 ABSL_DECLARE_FLAG(std::string, kernels_dir);
+ABSL_DECLARE_FLAG(bool, dependency_analysis);
+ABSL_DECLARE_FLAG(std::string, analyzer_script);
 ABSL_DECLARE_FLAG(std::string, auth_token_file);
 ABSL_DECLARE_FLAG(std::string, log_format);
 ABSL_DECLARE_FLAG(int, max_kernels);

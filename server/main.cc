@@ -40,6 +40,7 @@
 #include "server/common/command_line.h"
 #include "server/config_file.h"
 #include "server/flags.h"
+#include "server/kernel/cell_analyzer.h"
 #include "server/kernel/cgroup.h"
 #include "server/kernel/io_loop.h"
 #include "server/kernel/kernel_spec.h"
@@ -191,6 +192,48 @@ std::string DefaultKernelsDir() {
     }
   }
   return CELLGATE_SOURCE_KERNELS_DIR;
+}
+
+// The cell analyzer shared by all kernels (null with --dependency-analysis=false): confined like
+// a kernel, with a uid of its own outside the kernels' range when the gateway runs as root.
+absl::StatusOr<std::unique_ptr<kernel::CellAnalyzer>> MakeCellAnalyzer(
+    kernel::KernelIoLoop& loop, const std::string& runtime_dir,
+    const kernel::SandboxCapabilities& caps, int uid_after_kernels) {
+  if (!absl::GetFlag(FLAGS_dependency_analysis)) return nullptr;
+  kernel::CellAnalyzer::Options options;
+  options.script = absl::GetFlag(FLAGS_analyzer_script);
+  if (options.script.empty()) {
+    options.script = DefaultKernelsDir() + "/analyzer/cellgate_analyzer.py";
+  }
+  std::error_code error;
+  if (!std::filesystem::is_regular_file(options.script, error)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--analyzer-script: ", options.script,
+                     " is not a file (or --dependency-analysis=false to run without it)"));
+  }
+  options.working_dir = runtime_dir + "/analyzer";
+  std::filesystem::create_directories(options.working_dir, error);
+  if (error) {
+    return absl::InternalError(
+        absl::StrCat("cannot create ", options.working_dir, ": ", error.message()));
+  }
+  options.policy.limits.address_space_bytes = uint64_t{1} << 30;
+  options.policy.limits.max_open_files = 64;
+  options.policy.limits.max_file_size_bytes = uint64_t{16} << 20;
+  if (caps.per_kernel_uid) {
+    options.policy.uid = uid_after_kernels;
+    options.policy.gid = uid_after_kernels;
+    options.policy.limits.max_processes = 16;
+    if (::chown(options.working_dir.c_str(), uid_after_kernels, uid_after_kernels) != 0) {
+      return absl::InternalError(absl::StrCat("cannot chown ", options.working_dir, ": ",
+                                              std::strerror(errno)));
+    }
+  }
+  auto analyzer = std::make_unique<kernel::CellAnalyzer>(loop, std::move(options));
+  // Started now: its first answer pays for importing IPython's transformer (~0.3 s), which
+  // should not be the first AddCell's wait.
+  analyzer->Analyze("pass", [](absl::StatusOr<kernel::CellAnalysis>) {});
+  return analyzer;
 }
 
 // Kernels with their own uid must be able to reach their directory: every directory above
@@ -360,6 +403,10 @@ int Serve() {
     uid_pool = std::make_unique<kernel::UidPool>(absl::GetFlag(FLAGS_kernel_uid_base),
                                                  config.max_kernels + config.pool_size);
   }
+  absl::StatusOr<std::unique_ptr<kernel::CellAnalyzer>> analyzer = MakeCellAnalyzer(
+      loop, runtime_dir, caps,
+      absl::GetFlag(FLAGS_kernel_uid_base) + config.max_kernels + config.pool_size);
+  if (!analyzer.ok()) return Fail(analyzer.status());
   std::unique_ptr<session::StateStore> state_store;
   if (const std::string state_dir = absl::GetFlag(FLAGS_state_dir); !state_dir.empty()) {
     absl::StatusOr<std::unique_ptr<session::StateStore>> opened = session::StateStore::Open(
@@ -371,6 +418,7 @@ int Serve() {
   session::RegistryDeps deps;
   deps.config = &config;
   deps.loop = &loop;
+  deps.analyzer = analyzer->get();
   deps.specs = &specs;
   deps.uid_pool = uid_pool.get();
   deps.capabilities = caps;

@@ -605,6 +605,69 @@ func TestKernelCellsAndExecution(t *testing.T) {
 // TestResumeAfterLagCut stalls a reader on a small flow-control window while a cell prints
 // ~600 KB: the server cuts it off (RESOURCE_EXHAUSTED) once it is 128 KiB behind, and the
 // EventStream resumes from its last seq, without a gap or a duplicate.
+// The dependency graph from Go: what cells define and depend on, STALE marking of exactly the
+// dependents of an edit, a DEPENDENTS cascade and RunStale.
+func TestDependencies(t *testing.T) {
+	c := dial(t, srv)
+	k := startKernel(t, c, nil)
+	ctx := testContext(t, 90*time.Second)
+	for _, cell := range [][2]string{
+		{"load", "data = [1, 2, 3]"}, {"other", "greeting = 'hi'"},
+		{"total", "total = sum(data)"}, {"report", "print(total)"},
+	} {
+		if _, err := k.AddCell(ctx, cell[1], WithCellID(cell[0])); err != nil {
+			t.Fatal(err)
+		}
+	}
+	total, err := k.Cell(ctx, "total")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if total.Analysis != cellgatev1.AnalysisStatus_ANALYSIS_STATUS_ANALYZED ||
+		strings.Join(total.Uses, ",") != "data" || strings.Join(total.DependsOn, ",") != "load" {
+		t.Fatalf("total = %v, want it to read data from load", total)
+	}
+	if all, err := k.RunAll(ctx); err != nil || len(all.Results) != 4 {
+		t.Fatalf("RunAll = %v, %v", all, err)
+	}
+	if _, err := k.EditCell(ctx, "load", "data = [4, 5]"); err != nil {
+		t.Fatal(err)
+	}
+	nb, err := k.Notebook(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stale []string
+	for _, cell := range nb.Cells {
+		if cell.State == cellgatev1.CellState_CELL_STATE_STALE {
+			stale = append(stale, cell.CellId+": "+cell.StaleReason)
+		}
+	}
+	want := "load: source edited|total: upstream cell load edited|report: upstream cell load edited"
+	if strings.Join(stale, "|") != want {
+		t.Fatalf("stale cells %q, want %q", stale, want)
+	}
+	res, err := k.RunCell(ctx, "load", WithCascade(cellgatev1.Cascade_CASCADE_DEPENDENTS))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantStatus(t, res, cellgatev1.ExecutionStatus_EXECUTION_STATUS_OK)
+	if got := res.GetCascade().GetResults(); len(got) != 2 || got[0].CellId != "total" ||
+		got[1].Text != "9\n" {
+		t.Fatalf("cascade results %v, want total then report printing 9", got)
+	}
+	if _, err := k.EditCell(ctx, "total", "total = sum(data) * 2"); err != nil {
+		t.Fatal(err)
+	}
+	run, err := k.RunStale(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(run.Results) != 2 || run.Results[0].CellId != "total" || run.Results[1].Text != "18\n" {
+		t.Fatalf("RunStale = %v, want total and report", run)
+	}
+}
+
 func TestResumeAfterLagCut(t *testing.T) {
 	admin := dial(t, lagSrv, WithToken(lagToken))
 	slow := dial(t, lagSrv, WithToken(lagToken), WithDialOptions(

@@ -87,8 +87,23 @@ func (k *Kernel) RunCell(ctx context.Context, cellID string, opts ...RunOption) 
 	c := runConfigOf(opts)
 	res, err := k.c.rpc.RunCell(ctx, &cellgatev1.RunCellRequest{
 		KernelId: k.id, CellId: cellID, TimeoutMs: c.timeoutMs, OnTimeout: c.onTimeout,
+		Cascade: c.cascade,
 	})
 	return res, wrap("RunCell", err)
+}
+
+// RunStale runs every STALE code cell and every cell depending on one, in notebook order, and
+// waits for them all (as RunAll otherwise). res.Note says when the dependency graph it
+// followed was incomplete.
+func (k *Kernel) RunStale(ctx context.Context, opts ...RunAllOption) (*cellgatev1.RunAllResult, error) {
+	all := &cellgatev1.RunAllRequest{KernelId: k.id}
+	for _, o := range opts {
+		o.applyRunAll(all)
+	}
+	res, err := k.c.rpc.RunStale(ctx, &cellgatev1.RunStaleRequest{
+		KernelId: k.id, StopOnError: all.StopOnError, TimeoutMs: all.TimeoutMs,
+	})
+	return res, wrap("RunStale", err)
 }
 
 // RunAll runs every code cell of the notebook in order and waits for them all: one result per

@@ -66,7 +66,7 @@ type RunOption interface {
 	applyRun(*runConfig)
 }
 
-// RunAllOption configures Kernel.RunAll.
+// RunAllOption configures Kernel.RunAll and Kernel.RunStale.
 type RunAllOption interface {
 	applyRunAll(*cellgatev1.RunAllRequest)
 }
@@ -80,6 +80,7 @@ type TimeoutOption interface {
 type runConfig struct {
 	timeoutMs int64
 	onTimeout cellgatev1.OnTimeout
+	cascade   cellgatev1.Cascade
 }
 
 type runFunc func(*runConfig)
@@ -113,7 +114,15 @@ func KeepRunningOnTimeout() RunOption {
 	return runFunc(func(c *runConfig) { c.onTimeout = cellgatev1.OnTimeout_ON_TIMEOUT_KEEP_RUNNING })
 }
 
-// ContinueOnError makes RunAll run every cell even after one ends ERROR or TIMEOUT (by default
+// WithCascade makes RunCell run other cells with it, following the dependency graph:
+// CASCADE_DEPENDENTS runs the cell, then every cell depending on it; CASCADE_UPSTREAM first runs
+// the cells it depends on that are not OK. Their results are in the reply's Cascade; a timeout
+// is per cell. Execute ignores it.
+func WithCascade(c cellgatev1.Cascade) RunOption {
+	return runFunc(func(rc *runConfig) { rc.cascade = c })
+}
+
+// ContinueOnError makes RunAll (and RunStale) run every cell even after one ends ERROR or TIMEOUT (by default
 // the first failure cancels the rest).
 func ContinueOnError() RunAllOption {
 	return runAllFunc(func(r *cellgatev1.RunAllRequest) {

@@ -48,6 +48,29 @@ grpc::ServerUnaryReactor* ReplyWhenSaved(grpc::CallbackServerContext* context,
   return ReplyWhenSaved(context, session, result.status());
 }
 
+// As ReplyWhenSaved for a changed cell, once its analysis is in (KernelSession::WhenAnalyzed):
+// the reply shows what it defines, uses and depends on.
+grpc::ServerUnaryReactor* ReplyWithAnalyzedCell(
+    grpc::CallbackServerContext* context, std::shared_ptr<session::KernelSession> session,
+    absl::StatusOr<v1::Cell> result, v1::Cell* response) {
+  if (!result.ok()) return Reply(context, result.status());
+  *response = *std::move(result);
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  session->WhenAnalyzed([session, reactor, response] {
+    // Unless a later request deleted it meanwhile.
+    if (absl::StatusOr<v1::Cell> cell = session->GetCell(response->cell_id()); cell.ok()) {
+      *response = *std::move(cell);
+    }
+    session->AfterSaved([reactor] { reactor->Finish(grpc::Status::OK); });
+  });
+  return reactor;
+}
+
+absl::Duration PerCellTimeout(int64_t timeout_ms, const session::GatewayConfig& config) {
+  if (timeout_ms == 0) timeout_ms = config.default_timeout_ms;
+  return timeout_ms > 0 ? absl::Milliseconds(timeout_ms) : absl::InfiniteDuration();
+}
+
 v1::InterruptMode ToProto(kernel::InterruptMode mode) {
   return mode == kernel::InterruptMode::kMessage ? v1::INTERRUPT_MODE_MESSAGE
                                                  : v1::INTERRUPT_MODE_SIGNAL;
@@ -291,10 +314,10 @@ grpc::ServerUnaryReactor* KernelGatewayService::AddCell(grpc::CallbackServerCont
   if (!status.ok()) return Reply(context, status);
   std::optional<int> index;
   if (request->has_index()) index = request->index();
-  return ReplyWhenSaved(context, **session,
-                        (*session)->AddCell(request->source(), request->cell_type(), index,
-                                            request->cell_id(), request->metadata()),
-                        response);
+  return ReplyWithAnalyzedCell(context, *session,
+                               (*session)->AddCell(request->source(), request->cell_type(), index,
+                                                   request->cell_id(), request->metadata()),
+                               response);
 }
 
 grpc::ServerUnaryReactor* KernelGatewayService::EditCell(grpc::CallbackServerContext* context,
@@ -306,10 +329,10 @@ grpc::ServerUnaryReactor* KernelGatewayService::EditCell(grpc::CallbackServerCon
   if (!status.ok()) return Reply(context, status);
   std::optional<std::string> metadata;
   if (request->has_metadata()) metadata = request->metadata();
-  return ReplyWhenSaved(context, **session,
-                        (*session)->EditCell(request->cell_id(), request->source(),
-                                             request->cell_type(), std::move(metadata)),
-                        response);
+  return ReplyWithAnalyzedCell(context, *session,
+                               (*session)->EditCell(request->cell_id(), request->source(),
+                                                    request->cell_type(), std::move(metadata)),
+                               response);
 }
 
 grpc::ServerUnaryReactor* KernelGatewayService::DeleteCell(grpc::CallbackServerContext* context,
@@ -384,11 +407,41 @@ grpc::ServerUnaryReactor* KernelGatewayService::RunCell(grpc::CallbackServerCont
   if (status.ok()) status = CheckNotDraining();
   if (!status.ok()) return Reply(context, status);
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  if (request->cascade() == v1::CASCADE_DEPENDENTS || request->cascade() == v1::CASCADE_UPSTREAM) {
+    // The cascade follows the graph with every change so far analysed.
+    (*session)->WhenAnalyzed([session = *session, reactor, response,
+                              cell_id = request->cell_id(), cascade = request->cascade(),
+                              timeout = PerCellTimeout(request->timeout_ms(), config_)] {
+      const absl::Status status = session->RunCellCascade(cell_id, cascade, timeout,
+                                                          FinishWithResult(reactor, response));
+      if (!status.ok()) reactor->Finish(ToGrpcStatus(status));
+    });
+    return reactor;
+  }
   status = (*session)->RunCell(request->cell_id(),
                                ExecutionOptionsFor(context, request->timeout_ms(),
                                                    request->on_timeout()),
                                FinishWithResult(reactor, response));
   if (!status.ok()) reactor->Finish(ToGrpcStatus(status));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* KernelGatewayService::RunStale(grpc::CallbackServerContext* context,
+                                                         const v1::RunStaleRequest* request,
+                                                         v1::RunAllResult* response) {
+  auto session = Authorize(context, request->kernel_id());
+  absl::Status status = session.status();
+  if (status.ok()) status = ValidateRunStale(*request, config_);
+  if (status.ok()) status = CheckNotDraining();
+  if (!status.ok()) return Reply(context, status);
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  (*session)->WhenAnalyzed([session = *session, reactor, response,
+                            stop_on_error = !request->has_stop_on_error() || request->stop_on_error(),
+                            timeout = PerCellTimeout(request->timeout_ms(), config_)] {
+    const absl::Status status =
+        session->RunStale(stop_on_error, timeout, FinishWithResult(reactor, response));
+    if (!status.ok()) reactor->Finish(ToGrpcStatus(status));
+  });
   return reactor;
 }
 
@@ -401,12 +454,9 @@ grpc::ServerUnaryReactor* KernelGatewayService::RunAll(grpc::CallbackServerConte
   if (status.ok()) status = CheckNotDraining();
   if (!status.ok()) return Reply(context, status);
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  int64_t timeout_ms = request->timeout_ms();
-  if (timeout_ms == 0) timeout_ms = config_.default_timeout_ms;
-  status =
-      (*session)->RunAll(!request->has_stop_on_error() || request->stop_on_error(),
-                         timeout_ms > 0 ? absl::Milliseconds(timeout_ms) : absl::InfiniteDuration(),
-                         FinishWithResult(reactor, response));
+  status = (*session)->RunAll(!request->has_stop_on_error() || request->stop_on_error(),
+                              PerCellTimeout(request->timeout_ms(), config_),
+                              FinishWithResult(reactor, response));
   if (!status.ok()) reactor->Finish(ToGrpcStatus(status));
   return reactor;
 }

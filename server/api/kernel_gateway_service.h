@@ -82,6 +82,9 @@ class KernelGatewayService final : public v1::KernelGateway::CallbackService {
   grpc::ServerUnaryReactor* RunAll(grpc::CallbackServerContext* context,
                                    const v1::RunAllRequest* request,
                                    v1::RunAllResult* response) override;
+  grpc::ServerUnaryReactor* RunStale(grpc::CallbackServerContext* context,
+                                     const v1::RunStaleRequest* request,
+                                     v1::RunAllResult* response) override;
   grpc::ServerUnaryReactor* Execute(grpc::CallbackServerContext* context,
                                     const v1::ExecuteRequest* request,
                                     v1::ExecutionResult* response) override;

@@ -360,7 +360,24 @@ absl::Status ValidateRunCell(const v1::RunCellRequest& request,
   if (absl::Status s = ValidateKernelId(request.kernel_id()); !s.ok()) return s;
   if (absl::Status s = ValidateCellId(request.cell_id()); !s.ok()) return s;
   if (absl::Status s = CheckTimeout(request.timeout_ms(), config); !s.ok()) return s;
-  return CheckOnTimeout(request.on_timeout());
+  if (absl::Status s = CheckOnTimeout(request.on_timeout()); !s.ok()) return s;
+  if (!v1::Cascade_IsValid(request.cascade())) {
+    return Invalid("cascade", absl::StrCat("unknown value ", request.cascade()));
+  }
+  const bool cascades = request.cascade() == v1::CASCADE_DEPENDENTS ||
+                        request.cascade() == v1::CASCADE_UPSTREAM;
+  if (cascades && request.on_timeout() == v1::ON_TIMEOUT_KEEP_RUNNING) {
+    return Invalid("on_timeout",
+                   "ON_TIMEOUT_KEEP_RUNNING cannot be combined with a cascade: the cascade goes "
+                   "on only once each cell has ended");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateRunStale(const v1::RunStaleRequest& request,
+                              const session::GatewayConfig& config) {
+  if (absl::Status s = ValidateKernelId(request.kernel_id()); !s.ok()) return s;
+  return CheckTimeout(request.timeout_ms(), config);
 }
 
 absl::Status ValidateRunAll(const v1::RunAllRequest& request,

@@ -50,6 +50,8 @@ absl::Status ValidateImportNotebook(const v1::ImportNotebookRequest& request,
 absl::Status ValidateRunCell(const v1::RunCellRequest& request,
                              const session::GatewayConfig& config);
 absl::Status ValidateRunAll(const v1::RunAllRequest& request, const session::GatewayConfig& config);
+absl::Status ValidateRunStale(const v1::RunStaleRequest& request,
+                              const session::GatewayConfig& config);
 absl::Status ValidateExecute(const v1::ExecuteRequest& request,
                              const session::GatewayConfig& config);
 

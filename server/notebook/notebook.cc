@@ -80,7 +80,10 @@ v1::CellState StateAfter(v1::ExecutionStatus status) {
 
 }  // namespace
 
-Notebook::Notebook(Limits limits) : limits_(limits) {
+Notebook::Notebook(Limits limits) : Notebook(limits, DependencyTracking()) {}
+
+Notebook::Notebook(Limits limits, DependencyTracking tracking)
+    : limits_(limits), tracking_(std::move(tracking)) {
   std::random_device device;
   std::seed_seq seed{device(), device(), device(), device()};
   random_.seed(seed);
@@ -123,13 +126,47 @@ absl::StatusOr<Notebook::Entry*> Notebook::FindCodeCell(const std::string& cell_
   return entry;
 }
 
-v1::Cell Notebook::CellAt(size_t index) const {
+v1::Cell Notebook::CellAt(size_t index, bool with_graph) const {
   const Entry& entry = *cells_[index];
   v1::Cell cell = entry.cell;
   cell.set_index(static_cast<int32_t>(index));
   *cell.mutable_outputs() = entry.outputs->outputs();
   cell.set_outputs_truncated(entry.outputs->truncated());
+  if (cell.state() != v1::CELL_STATE_STALE) cell.clear_stale_reason();
+  if (with_graph && tracking_.enabled && cell.cell_type() == v1::CELL_TYPE_CODE) {
+    for (std::string& id : Graph().DependsOn(cell.cell_id())) cell.add_depends_on(std::move(id));
+  }
   return cell;
+}
+
+void Notebook::MarkStale(v1::Cell& cell, const std::string& reason) {
+  if (cell.cell_type() != v1::CELL_TYPE_CODE || !HasRun(cell.state())) return;
+  cell.set_state(v1::CELL_STATE_STALE);
+  cell.set_stale_reason(reason);
+}
+
+void Notebook::MarkDependentsStale(const std::string& cell_id, const std::string& reason) {
+  if (!tracking_.enabled) return;
+  const std::vector<std::string> dependents =
+      Graph().Dependents(std::span<const std::string>(&cell_id, 1));
+  if (dependents.empty()) return;
+  size_t next = 0;  // both in notebook order
+  for (auto& entry : cells_) {
+    if (next == dependents.size()) break;
+    if (entry->cell.cell_id() != dependents[next]) continue;
+    ++next;
+    MarkStale(entry->cell, reason);
+  }
+}
+
+void Notebook::ResetAnalysis(Entry& entry, const std::string& change) const {
+  v1::Cell& cell = entry.cell;
+  cell.clear_defines();
+  cell.clear_uses();
+  cell.clear_analysis_detail();
+  const bool analyzed = tracking_.enabled && cell.cell_type() == v1::CELL_TYPE_CODE;
+  cell.set_analysis(analyzed ? v1::ANALYSIS_STATUS_PENDING : v1::ANALYSIS_STATUS_NOT_APPLICABLE);
+  entry.change_awaiting_analysis = analyzed ? change : "";
 }
 
 absl::Status Notebook::CheckSource(const std::string& source, absl::string_view field) const {
@@ -191,8 +228,10 @@ absl::StatusOr<v1::Cell> Notebook::AddCell(const std::string& source, v1::CellTy
   entry->cell.set_state(v1::CELL_STATE_NEW);
   entry->cell.set_metadata(*std::move(metadata));
   entry->outputs = NewOutputList();
+  ResetAnalysis(*entry, "added");
   const size_t position = index.has_value() ? static_cast<size_t>(*index) : cells_.size();
   cells_.insert(cells_.begin() + static_cast<std::ptrdiff_t>(position), std::move(entry));
+  InvalidateGraph();
   return CellAt(position);
 }
 
@@ -222,10 +261,19 @@ absl::StatusOr<v1::Cell> Notebook::EditCell(const std::string& cell_id,
                      cell.state() == v1::CELL_STATE_QUEUED ? "queued" : "running"));
   }
 
-  if (source.has_value() && *source != cell.source()) {
+  const bool source_changes = source.has_value() && *source != cell.source();
+  if ((source_changes && cell.cell_type() == v1::CELL_TYPE_CODE) ||
+      (type_changes && (cell.cell_type() == v1::CELL_TYPE_CODE ||
+                        *new_type == v1::CELL_TYPE_CODE))) {
+    // What depended on the cell as it was; what depends on it as it is now follows with its
+    // analysis (SetAnalysis).
+    const std::string reason = absl::StrCat("upstream cell ", cell_id, " edited");
+    MarkDependentsStale(cell_id, reason);
+  }
+  if (source_changes) {
     cell.set_source(*std::move(source));
     if (cell.cell_type() == v1::CELL_TYPE_CODE) {
-      if (HasRun(cell.state())) cell.set_state(v1::CELL_STATE_STALE);
+      MarkStale(cell, "source edited");
       if (cell.state() == v1::CELL_STATE_RUNNING) entry.edited_while_running = true;
     }
   }
@@ -240,6 +288,10 @@ absl::StatusOr<v1::Cell> Notebook::EditCell(const std::string& cell_id,
     }
   }
   if (metadata.has_value()) cell.set_metadata(*std::move(metadata));
+  if (source_changes || type_changes) {
+    ResetAnalysis(entry, "edited");
+    InvalidateGraph();
+  }
   return CellAt(*index);
 }
 
@@ -252,7 +304,9 @@ absl::Status Notebook::DeleteCell(const std::string& cell_id) {
         absl::StrCat("cannot delete cell ", QuoteId(cell_id), " while it is ",
                      state == v1::CELL_STATE_QUEUED ? "queued" : "running"));
   }
+  MarkDependentsStale(cell_id, absl::StrCat("upstream cell ", cell_id, " deleted"));
   cells_.erase(cells_.begin() + static_cast<std::ptrdiff_t>(*index));
+  InvalidateGraph();
   return absl::OkStatus();
 }
 
@@ -264,9 +318,20 @@ absl::StatusOr<v1::Cell> Notebook::MoveCell(const std::string& cell_id, int inde
         absl::StrCat("index ", index, " is out of range: must be 0..", size() - 1));
   }
   const auto to = static_cast<size_t>(index);
+  if (to == *from) return CellAt(to);
+  const std::string reason = absl::StrCat("upstream cell ", cell_id, " moved");
+  const std::vector<std::string> upstream_before =
+      tracking_.enabled ? Graph().Upstream(cell_id) : std::vector<std::string>();
+  MarkDependentsStale(cell_id, reason);
   std::unique_ptr<Entry> entry = std::move(cells_[*from]);
   cells_.erase(cells_.begin() + static_cast<std::ptrdiff_t>(*from));
   cells_.insert(cells_.begin() + static_cast<std::ptrdiff_t>(to), std::move(entry));
+  InvalidateGraph();
+  MarkDependentsStale(cell_id, reason);
+  if (tracking_.enabled && Graph().Upstream(cell_id) != upstream_before) {
+    // Where it stands now, what it reads comes from other cells.
+    MarkStale(cells_[to]->cell, "moved: the cells it depends on changed");
+  }
   return CellAt(to);
 }
 
@@ -276,11 +341,12 @@ absl::StatusOr<v1::Cell> Notebook::GetCell(const std::string& cell_id) const {
   return CellAt(*index);
 }
 
-v1::Notebook Notebook::Snapshot() const {
+v1::Notebook Notebook::Snapshot(bool with_graph) const {
   v1::Notebook notebook;
   notebook.mutable_cells()->Reserve(size());
-  for (size_t i = 0; i < cells_.size(); ++i) *notebook.add_cells() = CellAt(i);
+  for (size_t i = 0; i < cells_.size(); ++i) *notebook.add_cells() = CellAt(i, with_graph);
   notebook.set_metadata(metadata_json_);
+  if (with_graph) *notebook.mutable_graph() = GraphProto();
   return notebook;
 }
 
@@ -305,6 +371,8 @@ absl::Status Notebook::RestoreCells(std::vector<v1::Cell> cells) {
     std::optional<v1::LastRun> last_run;
     google::protobuf::RepeatedPtrField<v1::Output> outputs;
     bool outputs_truncated;
+    std::string stale_reason;
+    v1::Cell analysis;  // defines, uses, analysis, analysis_detail
   };
   std::vector<RunState> saved;
   saved.reserve(cells.size());
@@ -314,6 +382,11 @@ absl::Status Notebook::RestoreCells(std::vector<v1::Cell> cells) {
     if (cell.has_last_run()) run.last_run = std::move(*cell.mutable_last_run());
     run.outputs.Swap(cell.mutable_outputs());
     run.outputs_truncated = cell.outputs_truncated();
+    run.stale_reason = std::move(*cell.mutable_stale_reason());
+    run.analysis.mutable_defines()->Swap(cell.mutable_defines());
+    run.analysis.mutable_uses()->Swap(cell.mutable_uses());
+    run.analysis.set_analysis(cell.analysis());
+    run.analysis.set_analysis_detail(std::move(*cell.mutable_analysis_detail()));
   }
   if (absl::Status status = LoadCells(std::move(cells), /*replace=*/true); !status.ok()) {
     return status;
@@ -323,10 +396,21 @@ absl::Status Notebook::RestoreCells(std::vector<v1::Cell> cells) {
     RunState& run = saved[i];
     if (run.state != v1::CELL_STATE_UNSPECIFIED) restored.set_state(run.state);
     if (run.last_run.has_value()) *restored.mutable_last_run() = std::move(*run.last_run);
+    restored.set_stale_reason(std::move(run.stale_reason));
     if (restored.cell_type() == v1::CELL_TYPE_CODE) {
       cells_[i]->outputs->RestoreSaved(std::move(run.outputs), run.outputs_truncated);
+      // An analysis saved with the cell is as good as a new one: it is of the same source.
+      const v1::AnalysisStatus status = run.analysis.analysis();
+      if (tracking_.enabled && status >= v1::ANALYSIS_STATUS_ANALYZED &&
+          status <= v1::ANALYSIS_STATUS_SYNTAX_ERROR) {
+        restored.mutable_defines()->Swap(run.analysis.mutable_defines());
+        restored.mutable_uses()->Swap(run.analysis.mutable_uses());
+        restored.set_analysis(status);
+        restored.set_analysis_detail(std::move(*run.analysis.mutable_analysis_detail()));
+      }
     }
   }
+  InvalidateGraph();
   return absl::OkStatus();
 }
 
@@ -381,6 +465,8 @@ absl::Status Notebook::LoadCells(std::vector<v1::Cell> cells, bool replace) {
     }
     const bool ran = !entry->outputs->empty() || cell.execution_count() > 0;
     cell.set_state(ran ? v1::CELL_STATE_STALE : v1::CELL_STATE_NEW);
+    if (ran) cell.set_stale_reason("imported with outputs");
+    ResetAnalysis(*entry, "");
     loaded.push_back(std::move(entry));
   }
 
@@ -395,6 +481,7 @@ absl::Status Notebook::LoadCells(std::vector<v1::Cell> cells, bool replace) {
     taken.insert(entry->cell.cell_id());
   }
   for (auto& entry : loaded) cells_.push_back(std::move(entry));
+  InvalidateGraph();
   return absl::OkStatus();
 }
 
@@ -429,6 +516,8 @@ absl::Status Notebook::BeginRun(const std::string& cell_id, const std::string& e
   absl::StatusOr<Entry*> entry = FindCodeCell(cell_id);
   if (!entry.ok()) return entry.status();
   v1::Cell& cell = (*entry)->cell;
+  // What read the values it is about to redefine no longer matches them.
+  MarkDependentsStale(cell_id, absl::StrCat("upstream cell ", cell_id, " ran"));
   (*entry)->outputs->Reset();
   (*entry)->edited_while_running = false;
   cell.set_execution_count(0);
@@ -449,7 +538,12 @@ absl::Status Notebook::FinishRun(const std::string& cell_id, v1::ExecutionStatus
   if (!entry.ok()) return entry.status();
   v1::Cell& cell = (*entry)->cell;
   if (cell.state() == v1::CELL_STATE_RUNNING) cell.set_execution_count(execution_count);
-  cell.set_state((*entry)->edited_while_running ? v1::CELL_STATE_STALE : StateAfter(status));
+  if ((*entry)->edited_while_running) {
+    cell.set_state(v1::CELL_STATE_STALE);
+    cell.set_stale_reason("source edited while it ran");
+  } else {
+    cell.set_state(StateAfter(status));
+  }
   (*entry)->edited_while_running = false;
   cell.mutable_last_run()->set_status(status);
   cell.mutable_last_run()->set_duration_ms(duration_ms);
@@ -467,19 +561,153 @@ bool Notebook::ApplyDisplayUpdateEverywhere(const v1::DisplayUpdate& update) {
   return matched;
 }
 
-void Notebook::MarkAllStale() {
-  for (auto& entry : cells_) {
-    v1::Cell& cell = entry->cell;
-    if (cell.cell_type() == v1::CELL_TYPE_CODE && HasRun(cell.state())) {
-      cell.set_state(v1::CELL_STATE_STALE);
-    }
-  }
+void Notebook::MarkAllStale(const std::string& reason) {
+  for (auto& entry : cells_) MarkStale(entry->cell, reason);
 }
 
 std::optional<std::string> Notebook::source(const std::string& cell_id) const {
   const std::optional<size_t> index = IndexOf(cell_id);
   if (!index.has_value()) return std::nullopt;
   return cells_[*index]->cell.source();
+}
+
+std::optional<v1::CellState> Notebook::state(const std::string& cell_id) const {
+  const std::optional<size_t> index = IndexOf(cell_id);
+  if (!index.has_value()) return std::nullopt;
+  return cells_[*index]->cell.state();
+}
+
+// ---- Dependencies ----
+
+std::vector<Notebook::PendingAnalysis> Notebook::PendingAnalyses() const {
+  std::vector<PendingAnalysis> pending;
+  for (const auto& entry : cells_) {
+    if (entry->cell.analysis() == v1::ANALYSIS_STATUS_PENDING) {
+      pending.push_back({entry->cell.cell_id(), entry->cell.source()});
+    }
+  }
+  return pending;
+}
+
+void Notebook::RetryUnavailableAnalyses() {
+  for (auto& entry : cells_) {
+    if (entry->cell.analysis() == v1::ANALYSIS_STATUS_UNAVAILABLE) {
+      entry->cell.set_analysis(v1::ANALYSIS_STATUS_PENDING);
+      entry->cell.clear_analysis_detail();
+    }
+  }
+}
+
+bool Notebook::SetAnalysis(const std::string& cell_id, const std::string& source,
+                           Analysis analysis) {
+  const std::optional<size_t> index = IndexOf(cell_id);
+  if (!index.has_value()) return false;
+  Entry& entry = *cells_[*index];
+  v1::Cell& cell = entry.cell;
+  if (cell.analysis() != v1::ANALYSIS_STATUS_PENDING || cell.source() != source) return false;
+  cell.set_analysis(analysis.status);
+  cell.set_analysis_detail(std::move(analysis.detail));
+  for (std::string& name : analysis.defines) cell.add_defines(std::move(name));
+  for (std::string& name : analysis.uses) cell.add_uses(std::move(name));
+  InvalidateGraph();
+  if (!entry.change_awaiting_analysis.empty()) {
+    // An UNAVAILABLE analysis leaves the cell depended on by everything below: conservative.
+    MarkDependentsStale(cell_id,
+                        absl::StrCat("upstream cell ", cell_id, " ",
+                                     entry.change_awaiting_analysis));
+    entry.change_awaiting_analysis.clear();
+  }
+  return true;
+}
+
+const DependencyGraph& Notebook::Graph() const {
+  if (graph_ == nullptr) {
+    std::vector<DependencyGraph::Cell> cells;
+    cells.reserve(cells_.size());
+    for (const auto& entry : cells_) {
+      const v1::Cell& cell = entry->cell;
+      DependencyGraph::Cell& node = cells.emplace_back();
+      node.cell_id = cell.cell_id();
+      if (cell.cell_type() != v1::CELL_TYPE_CODE) {
+        node.kind = DependencyGraph::Cell::Kind::kNotCode;
+        continue;
+      }
+      switch (tracking_.enabled ? cell.analysis() : v1::ANALYSIS_STATUS_NOT_APPLICABLE) {
+        case v1::ANALYSIS_STATUS_ANALYZED:
+        case v1::ANALYSIS_STATUS_OPAQUE:
+        case v1::ANALYSIS_STATUS_SYNTAX_ERROR:
+          node.kind = DependencyGraph::Cell::Kind::kAnalyzed;
+          node.defines.assign(cell.defines().begin(), cell.defines().end());
+          node.uses.assign(cell.uses().begin(), cell.uses().end());
+          node.opaque = cell.analysis() == v1::ANALYSIS_STATUS_OPAQUE;
+          break;
+        default:  // without tracking, in order only: as if nothing were analysed
+          node.kind = DependencyGraph::Cell::Kind::kUnknown;
+          break;
+      }
+    }
+    graph_ = std::make_unique<DependencyGraph>(std::move(cells));
+  }
+  return *graph_;
+}
+
+v1::DependencyGraph Notebook::GraphProto() const {
+  v1::DependencyGraph proto;
+  proto.set_note(GraphNote());
+  if (!tracking_.enabled) return proto;
+  proto.set_available(true);
+  const DependencyGraph& graph = Graph();
+  for (const auto& entry : cells_) {
+    for (DependencyGraph::Edge& edge : graph.DirectEdges(entry->cell.cell_id())) {
+      v1::Dependency* dependency = proto.add_dependencies();
+      dependency->set_cell_id(entry->cell.cell_id());
+      dependency->set_depends_on(std::move(edge.depends_on));
+      for (std::string& name : edge.names) dependency->add_names(std::move(name));
+    }
+  }
+  for (std::string& id : graph.Unknown()) proto.add_unanalyzed_cell_ids(std::move(id));
+  return proto;
+}
+
+std::string Notebook::GraphNote() const {
+  if (!tracking_.enabled) {
+    return absl::StrCat(tracking_.why_not,
+                        ": cells are in order only, each code cell taken as depending on "
+                        "every code cell above it");
+  }
+  std::vector<std::string> pending;
+  std::vector<std::string> unavailable;
+  std::string why_unavailable;
+  for (const auto& entry : cells_) {
+    const v1::Cell& cell = entry->cell;
+    if (cell.analysis() == v1::ANALYSIS_STATUS_PENDING) pending.push_back(cell.cell_id());
+    if (cell.analysis() == v1::ANALYSIS_STATUS_UNAVAILABLE) {
+      unavailable.push_back(cell.cell_id());
+      if (why_unavailable.empty()) why_unavailable = cell.analysis_detail();
+    }
+  }
+  if (pending.empty() && unavailable.empty()) return "";
+  constexpr size_t kListed = 10;
+  auto list = [](const std::vector<std::string>& ids) {
+    std::string text;
+    for (size_t i = 0; i < ids.size() && i < kListed; ++i) {
+      absl::StrAppend(&text, i == 0 ? "" : ", ", ids[i]);
+    }
+    if (ids.size() > kListed) absl::StrAppend(&text, " and ", ids.size() - kListed, " more");
+    return text;
+  };
+  std::string note;
+  if (!unavailable.empty()) {
+    absl::StrAppend(&note, "dependency analysis unavailable for cells ", list(unavailable), " (",
+                    why_unavailable, ")");
+  }
+  if (!pending.empty()) {
+    absl::StrAppend(&note, note.empty() ? "" : "; ", "dependency analysis pending for cells ",
+                    list(pending));
+  }
+  absl::StrAppend(&note, ": taken as depending on every code cell above and depended on by "
+                         "every code cell below");
+  return note;
 }
 
 }  // namespace cellgate::notebook

@@ -15,6 +15,7 @@
 #include "absl/strings/string_view.h"
 #include "cellgate/v1/execution.pb.h"
 #include "cellgate/v1/notebook.pb.h"
+#include "server/notebook/dependency_graph.h"
 #include "server/notebook/output_list.h"
 
 namespace cellgate::notebook {
@@ -32,6 +33,15 @@ namespace cellgate::notebook {
 // (FinishRun); it becomes STALE when its source is edited after it ran or while it runs, when
 // the kernel restarts (MarkAllStale), or when it is imported with outputs.
 //
+// With dependency tracking, each code cell carries its analysis (what it defines and reads, set
+// by the session from the analyzer: PENDING after every change of its source until SetAnalysis)
+// and the notebook its DependencyGraph. Then a change marks STALE exactly the transitive
+// dependents that had run, with the reason: editing a cell (its dependents under the old
+// analysis at once, those under the new one when it arrives), deleting or moving it, adding
+// one that defines what cells below read, and running it again (BeginRun). Without tracking,
+// cells are in order only: the graph counts every code cell as depending on every one above,
+// and nothing is marked STALE for depending on a change.
+//
 // Not thread-safe: the session guards it.
 class Notebook {
  public:
@@ -43,7 +53,29 @@ class Notebook {
     int64_t max_output_bytes = 0;
   };
 
+  struct DependencyTracking {
+    bool enabled = false;
+    // Without tracking: why, in words (goes into the graph's note).
+    std::string why_not = "dependency analysis is off";
+  };
+
+  // What the analyzer said about a cell's source.
+  struct Analysis {
+    v1::AnalysisStatus status = v1::ANALYSIS_STATUS_UNAVAILABLE;  // ANALYZED .. UNAVAILABLE
+    std::vector<std::string> defines;
+    std::vector<std::string> uses;
+    std::string detail;
+  };
+
+  // A code cell whose analysis is PENDING.
+  struct PendingAnalysis {
+    std::string cell_id;
+    std::string source;
+  };
+
+  // Without dependency tracking.
   explicit Notebook(Limits limits);
+  Notebook(Limits limits, DependencyTracking tracking);
 
   Notebook(const Notebook&) = delete;
   Notebook& operator=(const Notebook&) = delete;
@@ -75,8 +107,9 @@ class Notebook {
   absl::StatusOr<v1::Cell> GetCell(const std::string& cell_id) const;
 
   // All cells in order, with index, outputs and outputs_truncated; `metadata` set,
-  // `kernel_id` and `last_seq` left for the session.
-  v1::Notebook Snapshot() const;
+  // `kernel_id` and `last_seq` left for the session. `with_graph`: also `graph` and each cell's
+  // `depends_on` (derived: not needed to save and restore the notebook).
+  v1::Notebook Snapshot(bool with_graph = true) const;
 
   int size() const { return static_cast<int>(cells_.size()); }
   std::vector<std::string> cell_ids() const;
@@ -124,19 +157,42 @@ class Notebook {
   OutputList* outputs(const std::string& cell_id);
   // Applies a display update to the outputs of every cell; true if any output matched.
   bool ApplyDisplayUpdateEverywhere(const v1::DisplayUpdate& update);
-  // After a kernel restart: every code cell in state OK, ERROR or CANCELLED becomes STALE.
-  void MarkAllStale();
+  // After a kernel restart: every code cell in state OK, ERROR or CANCELLED becomes STALE,
+  // `reason` its stale_reason.
+  void MarkAllStale(const std::string& reason);
+
+  // ---- Dependencies ----
+  bool tracks_dependencies() const { return tracking_.enabled; }
+  // Code cells whose analysis is PENDING, in notebook order, with the source to analyze.
+  std::vector<PendingAnalysis> PendingAnalyses() const;
+  // UNAVAILABLE analyses become PENDING again (to be asked anew).
+  void RetryUnavailableAnalyses();
+  // Stores the analysis of `cell_id` if it is still a code cell with that `source` and PENDING
+  // (false otherwise: a later change asked again). If the cell was added or edited, its
+  // dependents under the new analysis that had run become STALE.
+  bool SetAnalysis(const std::string& cell_id, const std::string& source, Analysis analysis);
+  // The dependency graph of the cells as they are now (rebuilt after a change).
+  const DependencyGraph& Graph() const;
+  // The graph as the API shows it.
+  v1::DependencyGraph GraphProto() const;
+  // Why the graph is incomplete or absent, in words; empty when it is complete.
+  std::string GraphNote() const;
   // The cell's source; nullopt for an unknown id.
   std::optional<std::string> source(const std::string& cell_id) const;
+  // The cell's state; nullopt for an unknown id.
+  std::optional<v1::CellState> state(const std::string& cell_id) const;
 
   // OK if `cell_id` follows the nbformat 4.5 id rules, else INVALID_ARGUMENT naming `cell_id`.
   static absl::Status ValidateCellId(absl::string_view cell_id);
 
  private:
   struct Entry {
-    v1::Cell cell;  // without outputs, index and outputs_truncated
+    v1::Cell cell;  // without outputs, index, outputs_truncated and depends_on
     std::unique_ptr<OutputList> outputs;
     bool edited_while_running = false;
+    // Set by AddCell / EditCell until the analysis arrives: "added" or "edited" (its
+    // dependents under the new analysis are then marked STALE).
+    std::string change_awaiting_analysis;
   };
 
   // The position of a cell, or NOT_FOUND / INVALID_ARGUMENT.
@@ -144,14 +200,25 @@ class Notebook {
   // Find, then FAILED_PRECONDITION unless a code cell.
   absl::StatusOr<Entry*> FindCodeCell(const std::string& cell_id);
   std::optional<size_t> IndexOf(absl::string_view cell_id) const;
-  v1::Cell CellAt(size_t index) const;
+  v1::Cell CellAt(size_t index, bool with_graph = true) const;
   absl::Status CheckSource(const std::string& source, absl::string_view field) const;
   // A fresh id not in `taken`.
   std::string NewCellId(const std::unordered_set<std::string>& taken);
   std::unique_ptr<OutputList> NewOutputList() const;
+  // A code cell that had run becomes STALE with `reason` (an already STALE one keeps its first
+  // reason); others are left alone.
+  static void MarkStale(v1::Cell& cell, const std::string& reason);
+  // With tracking: every cell depending on `cell_id` (in Graph() as it is) that had run
+  // becomes STALE.
+  void MarkDependentsStale(const std::string& cell_id, const std::string& reason);
+  // The cell's source changed (or it became a code cell): its analysis is PENDING.
+  void ResetAnalysis(Entry& entry, const std::string& change) const;
+  void InvalidateGraph() { graph_.reset(); }
 
   Limits limits_;
+  DependencyTracking tracking_;
   std::vector<std::unique_ptr<Entry>> cells_;
+  mutable std::unique_ptr<DependencyGraph> graph_;  // null: to be built
   std::string metadata_json_;
   std::mt19937_64 random_;
 };

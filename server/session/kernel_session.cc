@@ -5,7 +5,11 @@
 #include <string>
 #include <utility>
 
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/util/time_util.h"
 #include "server/kernel/uid_pool.h"
@@ -41,16 +45,55 @@ const char* StatusWord(v1::ExecutionStatus status) {
   }
 }
 
+// Why a cell could not be analysed, or what its analysis says, as the notebook keeps it.
+notebook::Notebook::Analysis ToNotebookAnalysis(absl::StatusOr<kernel::CellAnalysis> result) {
+  notebook::Notebook::Analysis analysis;
+  if (!result.ok()) {
+    analysis.status = v1::ANALYSIS_STATUS_UNAVAILABLE;
+    analysis.detail = std::string(result.status().message());
+    return analysis;
+  }
+  if (!result->error.empty() && !result->opaque) {
+    analysis.status = v1::ANALYSIS_STATUS_SYNTAX_ERROR;
+    analysis.detail = std::move(result->error);
+    return analysis;
+  }
+  analysis.status = result->opaque ? v1::ANALYSIS_STATUS_OPAQUE : v1::ANALYSIS_STATUS_ANALYZED;
+  analysis.defines = std::move(result->defines);
+  analysis.uses = std::move(result->uses);
+  analysis.detail = absl::StrJoin(result->reasons, "; ");
+  if (!result->error.empty()) absl::StrAppend(&analysis.detail, ": ", result->error);
+  return analysis;
+}
+
+notebook::Notebook::DependencyTracking TrackingFor(const KernelSession::Params& params) {
+  if (params.analyzer == nullptr) {
+    return {false, "dependency analysis is off (--dependency-analysis=false)"};
+  }
+  const std::string& language = params.launch.spec.language;
+  if (!absl::EqualsIgnoreCase(language, "python")) {
+    return {false, absl::StrCat("the kernel's language (", language.empty() ? "unknown" : language,
+                                ") has no dependency analysis")};
+  }
+  return {true, ""};
+}
+
 }  // namespace
 
-// A run of a RunAll: its results in cell order and the cells it did not run.
-struct RunAllTracker {
+// A group of executions answered together (RunAll, RunStale, a RunCell cascade): their results
+// in cell order and the cells it did not run.
+struct KernelSession::GroupRun {
   bool stop_on_error = true;
   int remaining = 0;
   bool stopped = false;
   v1::SkipReason stop_reason = v1::SKIP_REASON_PREVIOUS_FAILED;
+  std::string stop_detail;
   v1::RunAllResult result;
-  KernelSession::RunAllCallback done;
+  RunAllCallback done;
+  // A RunCell cascade: the requested cell's execution, whose result is the reply itself.
+  std::string requested_execution_id;
+  std::optional<v1::ExecutionResult> requested_result;
+  ResultCallback cascade_done;
 };
 
 struct KernelSession::Execution {
@@ -59,7 +102,10 @@ struct KernelSession::Execution {
   std::string code;
   ExecutionOptions options;
   ResultCallback done;
-  std::shared_ptr<RunAllTracker> run_all;
+  std::shared_ptr<GroupRun> group;  // null unless part of one
+  v1::RunTrigger trigger = v1::RUN_TRIGGER_REQUESTED;
+  std::string cause_cell_id;
+  std::string reason = "requested";
   std::unique_ptr<notebook::OutputList> scratch_outputs;  // Execute only
   v1::CellState state_before_queued = v1::CELL_STATE_NEW;
   absl::Time started_at;
@@ -87,7 +133,8 @@ KernelSession::KernelSession(Params params)
           EventLog::Options{config_.event_log_max_bytes, params_.first_seq})),
       created_at_(params_.created_at.value_or(absl::Now())),
       notebook_(notebook::Notebook::Limits{config_.max_cells_per_kernel, config_.max_source_bytes,
-                                           config_.max_execution_output_bytes}),
+                                           config_.max_execution_output_bytes},
+                TrackingFor(params_)),
       last_activity_at_(created_at_) {}
 
 KernelSession::~KernelSession() {
@@ -147,7 +194,8 @@ void KernelSession::LaunchKernelLocked(DoneCallback done) {
       absl::MutexLock lock(&self->mutex_);
       if (generation == self->generation_ && !self->closed_ && attaching && !status.ok()) {
         // Gone, or not answering: a fresh kernel takes its place, as without re-attaching.
-        self->notebook_.MarkAllStale();
+        self->notebook_.MarkAllStale("kernel restarted: the process that outlived the gateway "
+                                     "could not be re-attached");
         self->execution_count_ = 0;
         self->SetStateLocked(
             v1::KERNEL_STATE_STARTING,
@@ -215,6 +263,55 @@ void KernelSession::AfterSaved(absl::AnyInvocable<void()> then) const {
   params_.state_store->AfterNextWrite(params_.kernel_id, std::move(then));
 }
 
+void KernelSession::WhenAnalyzed(absl::AnyInvocable<void()> then) {
+  {
+    absl::MutexLock lock(&mutex_);
+    if (analyses_unanswered_ > 0) {
+      analysis_waiters_.push_back(std::move(then));
+      return;
+    }
+  }
+  then();
+}
+
+void KernelSession::RequestAnalysesLocked() {
+  if (!notebook_.tracks_dependencies()) return;
+  notebook_.RetryUnavailableAnalyses();
+  for (notebook::Notebook::PendingAnalysis& pending : notebook_.PendingAnalyses()) {
+    auto [it, inserted] = analyses_in_flight_.try_emplace(pending.cell_id, pending.source);
+    if (!inserted) {
+      if (it->second == pending.source) continue;  // already asked
+      it->second = pending.source;
+    }
+    ++analyses_unanswered_;
+    std::weak_ptr<KernelSession> weak = weak_from_this();
+    std::string source = pending.source;  // one copy for the analyzer, one to compare with
+    params_.analyzer->Analyze(
+        std::move(source), [weak, cell_id = std::move(pending.cell_id),
+                            source = std::move(pending.source)](
+                               absl::StatusOr<kernel::CellAnalysis> analysis) mutable {
+          if (auto self = weak.lock()) self->OnAnalysis(cell_id, source, std::move(analysis));
+        });
+  }
+}
+
+void KernelSession::OnAnalysis(const std::string& cell_id, const std::string& source,
+                               absl::StatusOr<kernel::CellAnalysis> analysis) {
+  std::vector<absl::AnyInvocable<void()>> waiters;
+  {
+    absl::MutexLock lock(&mutex_);
+    if (auto it = analyses_in_flight_.find(cell_id);
+        it != analyses_in_flight_.end() && it->second == source) {
+      analyses_in_flight_.erase(it);
+    }
+    if (notebook_.SetAnalysis(cell_id, source, ToNotebookAnalysis(std::move(analysis)))) {
+      MarkChangedLocked(/*urgent=*/false);
+    }
+    if (--analyses_unanswered_ == 0) waiters.swap(analysis_waiters_);
+  }
+  for (auto& waiter : waiters) waiter();
+}
+
 void KernelSession::ReplyWhenSavedLocked(absl::AnyInvocable<void()> reply,
                                          Deferred& deferred) const {
   // Run after the lock is released: the store may call `reply` at once.
@@ -230,7 +327,7 @@ internal::KernelState KernelSession::SaveState() const {
   *state.mutable_start_request() = params_.start_request;
   *state.mutable_created_at() = ToProtoTime(created_at_);
   v1::Notebook* notebook = state.mutable_notebook();
-  *notebook = notebook_.Snapshot();
+  *notebook = notebook_.Snapshot(/*with_graph=*/false);
   notebook->set_kernel_id(params_.kernel_id);
   notebook->set_last_seq(event_log_->last_seq());
   state.mutable_cell_extras()->insert(cell_extras_.begin(), cell_extras_.end());
@@ -274,6 +371,7 @@ absl::Status KernelSession::Restore(const internal::KernelState& state) {
       case v1::CELL_STATE_ERROR:
       case v1::CELL_STATE_CANCELLED:
         cell.set_state(v1::CELL_STATE_STALE);
+        cell.set_stale_reason("the gateway restarted and the kernel process is a fresh one");
         break;
       default:
         break;
@@ -297,6 +395,7 @@ absl::Status KernelSession::LoadSavedNotebookLocked(const internal::KernelState&
   if (absl::Status status = notebook_.RestoreCells(std::move(cells)); !status.ok()) return status;
   notebook_.set_metadata_json(state.notebook().metadata()).IgnoreError();
   cell_extras_ = {state.cell_extras().begin(), state.cell_extras().end()};
+  RequestAnalysesLocked();  // cells saved before their analysis arrived
   return absl::OkStatus();
 }
 
@@ -441,7 +540,10 @@ absl::StatusOr<v1::Cell> KernelSession::AddCell(const std::string& source, v1::C
   absl::MutexLock lock(&mutex_);
   TouchLocked();
   auto cell = notebook_.AddCell(source, type, index, cell_id, metadata);
-  if (cell.ok()) MarkChangedLocked(/*urgent=*/true);
+  if (cell.ok()) {
+    MarkChangedLocked(/*urgent=*/true);
+    RequestAnalysesLocked();
+  }
   return cell;
 }
 
@@ -452,7 +554,10 @@ absl::StatusOr<v1::Cell> KernelSession::EditCell(const std::string& cell_id,
   absl::MutexLock lock(&mutex_);
   TouchLocked();
   auto cell = notebook_.EditCell(cell_id, std::move(source), type, std::move(metadata));
-  if (cell.ok()) MarkChangedLocked(/*urgent=*/true);
+  if (cell.ok()) {
+    MarkChangedLocked(/*urgent=*/true);
+    RequestAnalysesLocked();
+  }
   return cell;
 }
 
@@ -516,7 +621,7 @@ std::string KernelSession::ExportNotebook() const {
   absl::MutexLock lock(&mutex_);
   notebook::IpynbNotebook file;
   file.metadata_json = MetadataForExportLocked();
-  v1::Notebook snapshot = notebook_.Snapshot();
+  v1::Notebook snapshot = notebook_.Snapshot(/*with_graph=*/false);
   for (v1::Cell& cell : *snapshot.mutable_cells()) {
     auto extras = cell_extras_.find(cell.cell_id());
     file.cell_extras.push_back(extras == cell_extras_.end() ? "" : extras->second);
@@ -548,6 +653,7 @@ absl::StatusOr<v1::Notebook> KernelSession::ImportNotebook(const std::string& ip
     if (!file->cell_extras[i].empty()) cell_extras_[ids[first + i]] = file->cell_extras[i];
   }
   MarkChangedLocked(/*urgent=*/true);
+  RequestAnalysesLocked();
   v1::Notebook notebook = notebook_.Snapshot();
   notebook.set_kernel_id(params_.kernel_id);
   notebook.set_last_seq(event_log_->last_seq());
@@ -589,21 +695,107 @@ absl::Status KernelSession::RunCell(const std::string& cell_id, ExecutionOptions
   {
     absl::MutexLock lock(&mutex_);
     if (absl::Status status = CheckCanExecuteLocked(); !status.ok()) return status;
-    absl::StatusOr<v1::Cell> cell = notebook_.GetCell(cell_id);
-    if (!cell.ok()) return cell.status();
-    if (cell->cell_type() != v1::CELL_TYPE_CODE) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("cell_id: cell ", cell_id, " is not a code cell"));
-    }
-    if (cell->source().find_first_not_of(" \t\r\n") == std::string::npos) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("cell_id: cell ", cell_id, " has no code to run"));
-    }
+    absl::StatusOr<std::string> source = RunnableSourceLocked(cell_id);
+    if (!source.ok()) return source.status();
     TouchLocked();
-    auto execution = NewExecutionLocked(cell_id, cell->source(), options);
+    auto execution = NewExecutionLocked(cell_id, *std::move(source), options);
     execution->done = std::move(done);
     EnqueueLocked(std::move(execution));
   }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> KernelSession::RunnableSourceLocked(const std::string& cell_id) const {
+  absl::StatusOr<v1::Cell> cell = notebook_.GetCell(cell_id);
+  if (!cell.ok()) return cell.status();
+  if (cell->cell_type() != v1::CELL_TYPE_CODE) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cell_id: cell ", cell_id, " is not a code cell"));
+  }
+  if (cell->source().find_first_not_of(" \t\r\n") == std::string::npos) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cell_id: cell ", cell_id, " has no code to run"));
+  }
+  return cell->source();
+}
+
+absl::Status KernelSession::RunCellCascade(const std::string& cell_id, v1::Cascade cascade,
+                                           absl::Duration per_cell_timeout, ResultCallback done) {
+  Deferred deferred;
+  {
+    absl::MutexLock lock(&mutex_);
+    if (absl::Status status = CheckCanExecuteLocked(); !status.ok()) return status;
+    if (absl::StatusOr<std::string> source = RunnableSourceLocked(cell_id); !source.ok()) {
+      return source.status();
+    }
+    TouchLocked();
+    const notebook::DependencyGraph& graph = notebook_.Graph();
+    std::vector<GroupCell> cells;
+    if (cascade == v1::CASCADE_UPSTREAM) {
+      // The upstream cells that have not run OK, and those depending on one of them (running
+      // the first makes them stale), then the cell.
+      const std::vector<std::string> upstream = graph.Upstream(cell_id);
+      std::vector<std::string> needed;
+      for (const std::string& id : upstream) {
+        const std::optional<v1::CellState> state = notebook_.state(id);
+        if (state != v1::CELL_STATE_OK && state != v1::CELL_STATE_QUEUED &&
+            state != v1::CELL_STATE_RUNNING) {
+          needed.push_back(id);
+        }
+      }
+      absl::flat_hash_set<std::string> chosen(needed.begin(), needed.end());
+      for (std::string& id : graph.Dependents(needed)) chosen.insert(std::move(id));
+      for (const std::string& id : upstream) {
+        if (!chosen.contains(id)) continue;
+        cells.push_back({id, v1::RUN_TRIGGER_CASCADE_UPSTREAM, cell_id,
+                         absl::StrCat("upstream of ", cell_id)});
+      }
+      cells.push_back({cell_id, v1::RUN_TRIGGER_REQUESTED, "", "requested"});
+    } else {
+      cells.push_back({cell_id, v1::RUN_TRIGGER_REQUESTED, "", "requested"});
+      for (const std::string& id : graph.Dependents(std::span<const std::string>(&cell_id, 1))) {
+        cells.push_back({id, v1::RUN_TRIGGER_CASCADE_DEPENDENT, cell_id,
+                         absl::StrCat("cascade from ", cell_id)});
+      }
+    }
+    auto run = std::make_shared<GroupRun>();
+    run->cascade_done = std::move(done);
+    run->result.set_note(notebook_.GraphNote());
+    RunGroupLocked(cells, per_cell_timeout, std::move(run), deferred);
+  }
+  RunDeferred(deferred);
+  return absl::OkStatus();
+}
+
+absl::Status KernelSession::RunStale(bool stop_on_error, absl::Duration per_cell_timeout,
+                                     RunAllCallback done) {
+  Deferred deferred;
+  {
+    absl::MutexLock lock(&mutex_);
+    if (absl::Status status = CheckCanExecuteLocked(); !status.ok()) return status;
+    TouchLocked();
+    const std::vector<std::string> ids = notebook_.cell_ids();
+    std::vector<std::string> stale;
+    for (const std::string& id : ids) {
+      if (notebook_.state(id) == v1::CELL_STATE_STALE) stale.push_back(id);
+    }
+    const std::vector<std::string> dependents = notebook_.Graph().Dependents(stale);
+    const absl::flat_hash_set<std::string> chosen = [&] {
+      absl::flat_hash_set<std::string> set(stale.begin(), stale.end());
+      set.insert(dependents.begin(), dependents.end());
+      return set;
+    }();
+    std::vector<GroupCell> cells;
+    for (const std::string& id : ids) {
+      if (chosen.contains(id)) cells.push_back({id, v1::RUN_TRIGGER_RUN_STALE, "", "RunStale"});
+    }
+    auto run = std::make_shared<GroupRun>();
+    run->stop_on_error = stop_on_error;
+    run->done = std::move(done);
+    run->result.set_note(notebook_.GraphNote());
+    RunGroupLocked(cells, per_cell_timeout, std::move(run), deferred);
+  }
+  RunDeferred(deferred);
   return absl::OkStatus();
 }
 
@@ -627,35 +819,50 @@ absl::Status KernelSession::RunAll(bool stop_on_error, absl::Duration per_cell_t
     absl::MutexLock lock(&mutex_);
     if (absl::Status status = CheckCanExecuteLocked(); !status.ok()) return status;
     TouchLocked();
-    auto tracker = std::make_shared<RunAllTracker>();
-    tracker->stop_on_error = stop_on_error;
-    tracker->done = std::move(done);
-    std::vector<std::shared_ptr<Execution>> runs;
+    std::vector<GroupCell> cells;
     for (const std::string& cell_id : notebook_.cell_ids()) {
-      absl::StatusOr<v1::Cell> cell = notebook_.GetCell(cell_id);
-      if (!cell.ok() || cell->cell_type() != v1::CELL_TYPE_CODE) continue;
-      if (cell->source().find_first_not_of(" \t\r\n") == std::string::npos) {
-        v1::SkippedCell* skipped = tracker->result.add_skipped();
-        skipped->set_cell_id(cell_id);
-        skipped->set_reason(v1::SKIP_REASON_EMPTY_SOURCE);
-        continue;
-      }
-      auto execution = NewExecutionLocked(
-          cell_id, cell->source(), ExecutionOptions{per_cell_timeout, v1::ON_TIMEOUT_INTERRUPT});
-      execution->run_all = tracker;
-      runs.push_back(std::move(execution));
+      cells.push_back({cell_id, v1::RUN_TRIGGER_RUN_ALL, "", "RunAll"});
     }
-    tracker->remaining = static_cast<int>(runs.size());
-    if (runs.empty()) {
-      deferred.push_back([done = std::exchange(tracker->done, nullptr),
-                          result = std::move(tracker->result)]() mutable {
-        done(std::move(result));
-      });
-    }
-    for (auto& execution : runs) EnqueueLocked(std::move(execution));
+    auto run = std::make_shared<GroupRun>();
+    run->stop_on_error = stop_on_error;
+    run->done = std::move(done);
+    RunGroupLocked(cells, per_cell_timeout, std::move(run), deferred);
   }
   RunDeferred(deferred);
   return absl::OkStatus();
+}
+
+void KernelSession::RunGroupLocked(const std::vector<GroupCell>& cells,
+                                   absl::Duration per_cell_timeout, std::shared_ptr<GroupRun> run,
+                                   Deferred& deferred) {
+  std::vector<std::shared_ptr<Execution>> runs;
+  for (const GroupCell& group_cell : cells) {
+    absl::StatusOr<v1::Cell> cell = notebook_.GetCell(group_cell.cell_id);
+    if (!cell.ok() || cell->cell_type() != v1::CELL_TYPE_CODE) continue;
+    if (cell->source().find_first_not_of(" \t\r\n") == std::string::npos) {
+      v1::SkippedCell* skipped = run->result.add_skipped();
+      skipped->set_cell_id(group_cell.cell_id);
+      skipped->set_reason(v1::SKIP_REASON_EMPTY_SOURCE);
+      continue;
+    }
+    auto execution =
+        NewExecutionLocked(group_cell.cell_id, cell->source(),
+                           ExecutionOptions{per_cell_timeout, v1::ON_TIMEOUT_INTERRUPT});
+    execution->group = run;
+    execution->trigger = group_cell.trigger;
+    execution->cause_cell_id = group_cell.cause_cell_id;
+    execution->reason = group_cell.reason;
+    if (run->cascade_done && group_cell.trigger == v1::RUN_TRIGGER_REQUESTED) {
+      run->requested_execution_id = execution->execution_id;
+    }
+    runs.push_back(std::move(execution));
+  }
+  run->remaining = static_cast<int>(runs.size());
+  if (runs.empty()) {  // (a cascade always has its own cell)
+    deferred.push_back([done = std::exchange(run->done, nullptr),
+                        result = std::move(run->result)]() mutable { done(std::move(result)); });
+  }
+  for (auto& execution : runs) EnqueueLocked(std::move(execution));
 }
 
 void KernelSession::EnqueueLocked(std::shared_ptr<Execution> execution) {
@@ -668,7 +875,10 @@ void KernelSession::EnqueueLocked(std::shared_ptr<Execution> execution) {
   v1::OutputEvent event;
   event.set_cell_id(execution->cell_id);
   event.set_execution_id(execution->execution_id);
-  event.mutable_execution_queued();
+  v1::ExecutionQueued* queued = event.mutable_execution_queued();
+  queued->set_trigger(execution->trigger);
+  queued->set_cause_cell_id(execution->cause_cell_id);
+  queued->set_reason(execution->reason);
   AppendEventLocked(std::move(event));
   if (execution->options.respond_by != absl::InfiniteFuture()) {
     std::weak_ptr<KernelSession> weak = weak_from_this();
@@ -1103,7 +1313,7 @@ void KernelSession::FinishLocked(const std::shared_ptr<Execution>& execution,
       notebook_.FinishRun(execution->cell_id, status, execution->execution_count,
                           result.duration_ms())
           .IgnoreError();
-    } else if (execution->run_all && execution->run_all->stopped) {
+    } else if (execution->group && execution->group->stopped) {
       notebook_.SetState(execution->cell_id, execution->state_before_queued).IgnoreError();
     } else {
       notebook_.SetState(execution->cell_id, v1::CELL_STATE_CANCELLED).IgnoreError();
@@ -1121,32 +1331,41 @@ void KernelSession::FinishLocked(const std::shared_ptr<Execution>& execution,
       obs::Metrics::EnumLabel(v1::ExecutionStatus_Name(status), "EXECUTION_STATUS_"),
       execution->started ? std::optional(absl::Milliseconds(result.duration_ms())) : std::nullopt);
 
-  if (std::shared_ptr<RunAllTracker> tracker = execution->run_all) {
-    if (execution->started) {
-      *tracker->result.add_results() = std::move(result);
+  if (std::shared_ptr<GroupRun> run = execution->group) {
+    const bool requested =
+        !run->requested_execution_id.empty() && execution->execution_id == run->requested_execution_id;
+    if (requested) {
+      run->requested_result = result;
+    } else if (execution->started) {
+      *run->result.add_results() = std::move(result);
     } else {
-      v1::SkippedCell* skipped = tracker->result.add_skipped();
+      v1::SkippedCell* skipped = run->result.add_skipped();
       skipped->set_cell_id(execution->cell_id);
-      skipped->set_reason(tracker->stopped ? tracker->stop_reason
+      skipped->set_reason(run->stopped ? run->stop_reason
                           : status == v1::EXECUTION_STATUS_KERNEL_DIED
                               ? v1::SKIP_REASON_KERNEL_DIED
                               : v1::SKIP_REASON_CANCELLED);
     }
-    --tracker->remaining;
+    --run->remaining;
     const bool failed = execution->started && status != v1::EXECUTION_STATUS_OK;
-    if (failed && !tracker->stopped &&
-        (tracker->stop_on_error || status == v1::EXECUTION_STATUS_KERNEL_DIED ||
+    if (failed && !run->stopped &&
+        (run->stop_on_error || status == v1::EXECUTION_STATUS_KERNEL_DIED ||
          status == v1::EXECUTION_STATUS_INTERRUPTED)) {
-      tracker->stopped = true;
-      tracker->stop_reason = status == v1::EXECUTION_STATUS_KERNEL_DIED ? v1::SKIP_REASON_KERNEL_DIED
-                             : status == v1::EXECUTION_STATUS_CANCELLED
-                                 ? v1::SKIP_REASON_CANCELLED
-                                 : v1::SKIP_REASON_PREVIOUS_FAILED;
+      run->stopped = true;
+      run->stop_reason = status == v1::EXECUTION_STATUS_KERNEL_DIED ? v1::SKIP_REASON_KERNEL_DIED
+                         : status == v1::EXECUTION_STATUS_CANCELLED
+                             ? v1::SKIP_REASON_CANCELLED
+                             : v1::SKIP_REASON_PREVIOUS_FAILED;
+      const std::string stop_detail =
+          absl::StrCat("a previous cell failed (", execution->cell_id, ": ",
+                       absl::AsciiStrToLower(absl::StripPrefix(
+                           v1::ExecutionStatus_Name(status), "EXECUTION_STATUS_")),
+                       ")");
       // This run's queued cells leave the queue: they are skipped, not run.
       std::deque<std::shared_ptr<Execution>> kept;
       std::vector<std::shared_ptr<Execution>> dropped;
       for (auto& queued : queue_) {
-        if (queued->run_all == tracker) {
+        if (queued->group == run) {
           dropped.push_back(std::move(queued));
         } else {
           kept.push_back(std::move(queued));
@@ -1154,17 +1373,25 @@ void KernelSession::FinishLocked(const std::shared_ptr<Execution>& execution,
       }
       queue_.swap(kept);
       for (auto& skipped : dropped) {
-        FinishLocked(skipped, v1::EXECUTION_STATUS_CANCELLED, "a previous cell failed", deferred);
+        FinishLocked(skipped, v1::EXECUTION_STATUS_CANCELLED, stop_detail, deferred);
       }
     }
     // Taken out here, so that the nested FinishLocked of skipped cells and this one can't
     // both schedule it.
-    if (tracker->remaining == 0 && tracker->done) {
-      SortSkippedInNotebookOrderLocked(tracker->result);
-      ReplyWhenSavedLocked([done = std::exchange(tracker->done, nullptr),
-                            result = std::move(tracker->result)]() mutable {
-        done(std::move(result));
-      }, deferred);
+    if (run->remaining == 0 && (run->done || run->cascade_done)) {
+      SortSkippedInNotebookOrderLocked(run->result);
+      if (run->cascade_done) {
+        v1::ExecutionResult reply = std::move(*run->requested_result);
+        *reply.mutable_cascade() = std::move(run->result);
+        ReplyWhenSavedLocked([done = std::exchange(run->cascade_done, nullptr),
+                              reply = std::move(reply)]() mutable { done(std::move(reply)); },
+                             deferred);
+      } else {
+        ReplyWhenSavedLocked([done = std::exchange(run->done, nullptr),
+                              result = std::move(run->result)]() mutable {
+          done(std::move(result));
+        }, deferred);
+      }
     }
     return;
   }
@@ -1308,7 +1535,7 @@ absl::Status KernelSession::RestartFor(const std::string& reason, DoneCallback d
       FinishLocked(execution, v1::EXECUTION_STATUS_CANCELLED, "kernel restarted", deferred);
     }
     CancelQueuedLocked(v1::EXECUTION_STATUS_CANCELLED, "kernel restarted", deferred);
-    notebook_.MarkAllStale();
+    notebook_.MarkAllStale(absl::StrCat("kernel restarted (", reason, ")"));
     ++restart_count_;
     execution_count_ = 0;
     process_.reset();

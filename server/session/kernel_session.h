@@ -17,6 +17,7 @@
 #include "cellgate/v1/execution.pb.h"
 #include "cellgate/v1/kernel.pb.h"
 #include "cellgate/v1/notebook.pb.h"
+#include "server/kernel/cell_analyzer.h"
 #include "server/kernel/io_loop.h"
 #include "server/kernel/kernel.h"
 #include "server/notebook/notebook.h"
@@ -66,6 +67,8 @@ class KernelSession : public std::enable_shared_from_this<KernelSession> {
     int idle_timeout_seconds = 0;
     const GatewayConfig* config = nullptr;
     kernel::KernelIoLoop* loop = nullptr;
+    // Analyzes the cells of Python kernels for the dependency graph; null: no graph.
+    kernel::CellAnalyzer* analyzer = nullptr;
     // The request that started the kernel (without `notebook_ipynb`): saved with its state.
     v1::StartKernelRequest start_request;
     // Where the session's state is saved whenever it changes; null: nowhere.
@@ -116,6 +119,11 @@ class KernelSession : public std::enable_shared_from_this<KernelSession> {
   // is saved). Replies to changes go through it: what a client was told is on disk.
   void AfterSaved(absl::AnyInvocable<void()> then) const;
 
+  // Runs `then` once no analysis asked for is still unanswered (at once when none is), on the
+  // loop thread or the calling one: then every cell changed so far has its analysis (or
+  // UNAVAILABLE) and the graph includes it. Replies to cell changes and cascades go through it.
+  void WhenAnalyzed(absl::AnyInvocable<void()> then) ABSL_LOCKS_EXCLUDED(mutex_);
+
   const std::string& kernel_id() const { return params_.kernel_id; }
   const std::map<std::string, std::string>& labels() const { return params_.labels; }
   std::shared_ptr<EventLog> event_log() const { return event_log_; }
@@ -152,6 +160,15 @@ class KernelSession : public std::enable_shared_from_this<KernelSession> {
       ABSL_LOCKS_EXCLUDED(mutex_);
   absl::Status RunAll(bool stop_on_error, absl::Duration per_cell_timeout, RunAllCallback done)
       ABSL_LOCKS_EXCLUDED(mutex_);
+  // RunCell with a cascade (DEPENDENTS or UPSTREAM; NONE is RunCell): the cells the graph
+  // names are queued with it, each bounded by `per_cell_timeout`, the first failure cancels the
+  // rest, and `done` gets the cell's result with the others in `cascade`.
+  absl::Status RunCellCascade(const std::string& cell_id, v1::Cascade cascade,
+                              absl::Duration per_cell_timeout, ResultCallback done)
+      ABSL_LOCKS_EXCLUDED(mutex_);
+  // Runs every STALE code cell and every cell depending on one, in notebook order.
+  absl::Status RunStale(bool stop_on_error, absl::Duration per_cell_timeout, RunAllCallback done)
+      ABSL_LOCKS_EXCLUDED(mutex_);
 
   // Interrupts the running execution; queued ones end CANCELLED.
   absl::Status Interrupt() ABSL_LOCKS_EXCLUDED(mutex_);
@@ -171,7 +188,16 @@ class KernelSession : public std::enable_shared_from_this<KernelSession> {
 
  private:
   struct Execution;
+  struct GroupRun;
   using Deferred = std::vector<absl::AnyInvocable<void()>>;
+
+  // One cell of a group run (RunAll, RunStale, a cascade) and why it runs.
+  struct GroupCell {
+    std::string cell_id;
+    v1::RunTrigger trigger = v1::RUN_TRIGGER_REQUESTED;
+    std::string cause_cell_id;
+    std::string reason;
+  };
 
   explicit KernelSession(Params params);
 
@@ -179,6 +205,17 @@ class KernelSession : public std::enable_shared_from_this<KernelSession> {
   std::shared_ptr<Execution> NewExecutionLocked(const std::string& cell_id, std::string code,
                                                 ExecutionOptions options)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  // The cell's source if it can be run (a code cell with code), else why not.
+  absl::StatusOr<std::string> RunnableSourceLocked(const std::string& cell_id) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  // Queues `cells` as one group: `run` collects their results and answers once all ended.
+  void RunGroupLocked(const std::vector<GroupCell>& cells, absl::Duration per_cell_timeout,
+                      std::shared_ptr<GroupRun> run, Deferred& deferred)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  // Asks the analyzer about every cell whose analysis is PENDING (once per source).
+  void RequestAnalysesLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  void OnAnalysis(const std::string& cell_id, const std::string& source,
+                  absl::StatusOr<kernel::CellAnalysis> analysis) ABSL_LOCKS_EXCLUDED(mutex_);
   void EnqueueLocked(std::shared_ptr<Execution> execution) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
   void StartNextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
   void OnIopub(uint64_t generation, const std::string& execution_id,
@@ -283,6 +320,10 @@ class KernelSession : public std::enable_shared_from_this<KernelSession> {
   std::deque<FinishedRequest> recently_finished_ ABSL_GUARDED_BY(mutex_);
   // Per cell id: the .ipynb cell keys v1::Cell has no field for (attachments, unknown keys).
   std::map<std::string, std::string> cell_extras_ ABSL_GUARDED_BY(mutex_);
+  // Per cell id: the source of its latest analysis request not answered yet.
+  std::map<std::string, std::string> analyses_in_flight_ ABSL_GUARDED_BY(mutex_);
+  int analyses_unanswered_ ABSL_GUARDED_BY(mutex_) = 0;
+  std::vector<absl::AnyInvocable<void()>> analysis_waiters_ ABSL_GUARDED_BY(mutex_);
 };
 
 }  // namespace cellgate::session

@@ -127,6 +127,7 @@ absl::StatusOr<SessionRegistry::NewSessionResult> SessionRegistry::NewSession(
   params.idle_timeout_seconds = IdleTimeoutFor(request);
   params.config = deps_.config;
   params.loop = deps_.loop;
+  params.analyzer = deps_.analyzer;
   params.start_request = request;
   params.start_request.clear_notebook_ipynb();
   params.state_store = deps_.state_store;

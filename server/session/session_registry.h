@@ -27,6 +27,7 @@ namespace cellgate::session {
 struct RegistryDeps {
   const GatewayConfig* config = nullptr;
   kernel::KernelIoLoop* loop = nullptr;
+  kernel::CellAnalyzer* analyzer = nullptr;  // null: no dependency graphs
   const kernel::KernelSpecRegistry* specs = nullptr;
   kernel::UidPool* uid_pool = nullptr;  // null: kernels share the server's uid
   kernel::SandboxCapabilities capabilities;

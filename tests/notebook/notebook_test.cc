@@ -439,8 +439,10 @@ TEST_F(NotebookTest, MarkAllStale) {
   Run("err", v1::EXECUTION_STATUS_ERROR);
   Run("cancelled", v1::EXECUTION_STATUS_CANCELLED);
   ASSERT_TRUE(notebook_.BeginRun("running", "e", At(1)).ok());
-  notebook_.MarkAllStale();
+  notebook_.MarkAllStale("kernel restarted");
   EXPECT_EQ(State("ok"), v1::CELL_STATE_STALE);
+  EXPECT_EQ(notebook_.GetCell("ok")->stale_reason(), "kernel restarted");
+  EXPECT_EQ(notebook_.GetCell("new")->stale_reason(), "");
   EXPECT_EQ(State("err"), v1::CELL_STATE_STALE);
   EXPECT_EQ(State("cancelled"), v1::CELL_STATE_STALE);
   EXPECT_EQ(State("new"), v1::CELL_STATE_NEW);

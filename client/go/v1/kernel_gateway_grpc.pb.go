@@ -101,8 +101,11 @@ type KernelGatewayClient interface {
 	// Runs one code cell with the source it has now and waits for the result. The cell becomes
 	// QUEUED, RUNNING, then OK / ERROR / CANCELLED; its outputs are replaced by the run's. Running
 	// a cell that is already QUEUED or RUNNING queues one more run, as Jupyter does.
+	// With a `cascade`, the cells it names run too (see `Cascade`), queued at once in notebook
+	// order; the reply comes when they all ended, with theirs in `ExecutionResult.cascade`.
 	// Errors: NOT_FOUND (unknown kernel or cell); INVALID_ARGUMENT (malformed cell_id, markdown
-	// or raw cell, empty or whitespace-only source, timeout_ms negative or over the cap);
+	// or raw cell, empty or whitespace-only source, timeout_ms negative or over the cap, unknown
+	// cascade, a cascade with ON_TIMEOUT_KEEP_RUNNING);
 	// FAILED_PRECONDITION (kernel DEAD or SHUTTING_DOWN).
 	RunCell(ctx context.Context, in *RunCellRequest, opts ...grpc.CallOption) (*ExecutionResult, error)
 	// Runs every code cell of the notebook in order and waits for them all. All code cells with
@@ -113,6 +116,14 @@ type KernelGatewayClient interface {
 	// Errors: NOT_FOUND (unknown kernel); INVALID_ARGUMENT (timeout_ms negative or over the cap);
 	// FAILED_PRECONDITION (kernel DEAD or SHUTTING_DOWN).
 	RunAll(ctx context.Context, in *RunAllRequest, opts ...grpc.CallOption) (*RunAllResult, error)
+	// Runs every STALE code cell, and every code cell that depends on one (running the first
+	// would make the others stale), in notebook order, and waits for them all; as RunAll
+	// otherwise (queued at once, per-cell timeout, `stop_on_error`). Markdown, empty and
+	// never-run cells that depend on nothing stale are left alone. Cells it did not run after
+	// queueing them are in `skipped`; `note` says when the graph was incomplete.
+	// Errors: NOT_FOUND (unknown kernel); INVALID_ARGUMENT (timeout_ms negative or over the cap);
+	// FAILED_PRECONDITION (kernel DEAD or SHUTTING_DOWN).
+	RunStale(ctx context.Context, in *RunStaleRequest, opts ...grpc.CallOption) (*RunAllResult, error)
 	// Runs scratch code that is not stored as a cell and waits for the result (`cell_id` empty).
 	// It takes an execution count and its events go to the EventLog like any execution.
 	// Errors: NOT_FOUND (unknown kernel); INVALID_ARGUMENT (code empty, whitespace-only or over
@@ -302,6 +313,15 @@ func (c *kernelGatewayClient) RunAll(ctx context.Context, in *RunAllRequest, opt
 	return out, nil
 }
 
+func (c *kernelGatewayClient) RunStale(ctx context.Context, in *RunStaleRequest, opts ...grpc.CallOption) (*RunAllResult, error) {
+	out := new(RunAllResult)
+	err := c.cc.Invoke(ctx, "/cellgate.v1.KernelGateway/RunStale", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *kernelGatewayClient) Execute(ctx context.Context, in *ExecuteRequest, opts ...grpc.CallOption) (*ExecutionResult, error) {
 	out := new(ExecutionResult)
 	err := c.cc.Invoke(ctx, "/cellgate.v1.KernelGateway/Execute", in, out, opts...)
@@ -431,8 +451,11 @@ type KernelGatewayServer interface {
 	// Runs one code cell with the source it has now and waits for the result. The cell becomes
 	// QUEUED, RUNNING, then OK / ERROR / CANCELLED; its outputs are replaced by the run's. Running
 	// a cell that is already QUEUED or RUNNING queues one more run, as Jupyter does.
+	// With a `cascade`, the cells it names run too (see `Cascade`), queued at once in notebook
+	// order; the reply comes when they all ended, with theirs in `ExecutionResult.cascade`.
 	// Errors: NOT_FOUND (unknown kernel or cell); INVALID_ARGUMENT (malformed cell_id, markdown
-	// or raw cell, empty or whitespace-only source, timeout_ms negative or over the cap);
+	// or raw cell, empty or whitespace-only source, timeout_ms negative or over the cap, unknown
+	// cascade, a cascade with ON_TIMEOUT_KEEP_RUNNING);
 	// FAILED_PRECONDITION (kernel DEAD or SHUTTING_DOWN).
 	RunCell(context.Context, *RunCellRequest) (*ExecutionResult, error)
 	// Runs every code cell of the notebook in order and waits for them all. All code cells with
@@ -443,6 +466,14 @@ type KernelGatewayServer interface {
 	// Errors: NOT_FOUND (unknown kernel); INVALID_ARGUMENT (timeout_ms negative or over the cap);
 	// FAILED_PRECONDITION (kernel DEAD or SHUTTING_DOWN).
 	RunAll(context.Context, *RunAllRequest) (*RunAllResult, error)
+	// Runs every STALE code cell, and every code cell that depends on one (running the first
+	// would make the others stale), in notebook order, and waits for them all; as RunAll
+	// otherwise (queued at once, per-cell timeout, `stop_on_error`). Markdown, empty and
+	// never-run cells that depend on nothing stale are left alone. Cells it did not run after
+	// queueing them are in `skipped`; `note` says when the graph was incomplete.
+	// Errors: NOT_FOUND (unknown kernel); INVALID_ARGUMENT (timeout_ms negative or over the cap);
+	// FAILED_PRECONDITION (kernel DEAD or SHUTTING_DOWN).
+	RunStale(context.Context, *RunStaleRequest) (*RunAllResult, error)
 	// Runs scratch code that is not stored as a cell and waits for the result (`cell_id` empty).
 	// It takes an execution count and its events go to the EventLog like any execution.
 	// Errors: NOT_FOUND (unknown kernel); INVALID_ARGUMENT (code empty, whitespace-only or over
@@ -520,6 +551,9 @@ func (UnimplementedKernelGatewayServer) RunCell(context.Context, *RunCellRequest
 }
 func (UnimplementedKernelGatewayServer) RunAll(context.Context, *RunAllRequest) (*RunAllResult, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method RunAll not implemented")
+}
+func (UnimplementedKernelGatewayServer) RunStale(context.Context, *RunStaleRequest) (*RunAllResult, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method RunStale not implemented")
 }
 func (UnimplementedKernelGatewayServer) Execute(context.Context, *ExecuteRequest) (*ExecutionResult, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Execute not implemented")
@@ -864,6 +898,24 @@ func _KernelGateway_RunAll_Handler(srv interface{}, ctx context.Context, dec fun
 	return interceptor(ctx, in, info, handler)
 }
 
+func _KernelGateway_RunStale_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RunStaleRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(KernelGatewayServer).RunStale(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/cellgate.v1.KernelGateway/RunStale",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(KernelGatewayServer).RunStale(ctx, req.(*RunStaleRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _KernelGateway_Execute_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ExecuteRequest)
 	if err := dec(in); err != nil {
@@ -978,6 +1030,10 @@ var _KernelGateway_serviceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RunAll",
 			Handler:    _KernelGateway_RunAll_Handler,
+		},
+		{
+			MethodName: "RunStale",
+			Handler:    _KernelGateway_RunStale_Handler,
 		},
 		{
 			MethodName: "Execute",

@@ -15,7 +15,8 @@ from cellgate.errors import (Aborted, AlreadyExists, Cancelled, CellgateError, D
                              DeadlineExceeded, FailedPrecondition, Internal, InvalidArgument,
                              NotFound, OutOfRange, PermissionDenied, ResourceExhausted,
                              StreamGap, Unauthenticated, Unavailable, Unimplemented, UnknownError)
-from cellgate.types import (Cell, CellState, CellType, ErrorInfo, ExecutionResult,
+from cellgate.types import (AnalysisStatus, Cell, CellState, CellType, Dependency,
+                            DependencyGraph, ErrorInfo, ExecutionResult,
                             ExecutionStatus, InterruptMode, KernelInfo, KernelSpec, KernelState,
                             LastRun, Notebook, Output, OutputEvent, ResourceLimits, RunAllResult,
                             ServerInfo, SkippedCell, SkipReason, describe_event, event_kind)
@@ -28,7 +29,7 @@ __all__ = [
     "FailedPrecondition", "Internal", "InvalidArgument", "NotFound", "OutOfRange",
     "PermissionDenied", "ResourceExhausted", "StreamGap", "Unauthenticated", "Unavailable",
     "Unimplemented", "UnknownError",
-    "Cell", "CellState", "CellType", "ErrorInfo", "ExecutionResult", "ExecutionStatus",
+    "AnalysisStatus", "Cell", "CellState", "CellType", "Dependency", "DependencyGraph", "ErrorInfo", "ExecutionResult", "ExecutionStatus",
     "InterruptMode", "KernelInfo", "KernelSpec", "KernelState", "LastRun", "Notebook", "Output",
     "OutputEvent", "ResourceLimits", "RunAllResult", "ServerInfo", "SkippedCell", "SkipReason",
     "describe_event", "event_kind",

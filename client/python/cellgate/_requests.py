@@ -92,6 +92,14 @@ def on_timeout(value: Any) -> int:
             message=f"on_timeout: {value!r} is not one of 'interrupt', 'keep_running'") from None
 
 
+def cascade(value: Any) -> int:
+    try:
+        return _to_proto_enum(gw.Cascade, "CASCADE_", value)
+    except ValueError:
+        raise InvalidArgument(
+            message=f"cascade: {value!r} is not one of 'none', 'dependents', 'upstream'") from None
+
+
 def cell_type(value: Any) -> int:
     if value is None:
         return notebook_pb2.CELL_TYPE_UNSPECIFIED
@@ -168,6 +176,12 @@ def edit_cell(kernel_id: str, cell_id: str, source: str, cell_type_: Any,
     if md is not None:
         req.metadata = md
     return req
+
+
+def run_stale(kernel_id: str, stop_on_error: bool,
+              timeout: Optional[float]) -> gw.RunStaleRequest:
+    return gw.RunStaleRequest(kernel_id=kernel_id, stop_on_error=bool(stop_on_error),
+                              timeout_ms=timeout_ms(timeout))
 
 
 def run_all(kernel_id: str, stop_on_error: bool, timeout: Optional[float]) -> gw.RunAllRequest:

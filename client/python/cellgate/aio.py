@@ -179,10 +179,16 @@ class Kernel:
             kernel_id=self.id, ipynb=rq.ipynb_bytes(data), replace=replace)))
 
     async def run_cell(self, cell_id: str, *, timeout: Optional[float] = None,
-                       on_timeout: str = "interrupt") -> ExecutionResult:
+                       on_timeout: str = "interrupt", cascade: str = "none") -> ExecutionResult:
         req = gw.RunCellRequest(kernel_id=self.id, cell_id=cell_id,
-                                timeout_ms=rq.timeout_ms(timeout), on_timeout=rq.on_timeout(on_timeout))
+                                timeout_ms=rq.timeout_ms(timeout), on_timeout=rq.on_timeout(on_timeout),
+                                cascade=rq.cascade(cascade))
         return ExecutionResult.from_proto(await self._call("RunCell", req, None))
+
+    async def run_stale(self, *, stop_on_error: bool = True,
+                        timeout: Optional[float] = None) -> RunAllResult:
+        return RunAllResult.from_proto(await self._call(
+            "RunStale", rq.run_stale(self.id, stop_on_error, timeout), None))
 
     async def run_all(self, *, stop_on_error: bool = True,
                       timeout: Optional[float] = None) -> RunAllResult:

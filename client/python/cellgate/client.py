@@ -225,14 +225,25 @@ class Kernel:
     # -- execution --------------------------------------------------------------------------
 
     def run_cell(self, cell_id: str, *, timeout: Optional[float] = None,
-                 on_timeout: str = "interrupt") -> ExecutionResult:
+                 on_timeout: str = "interrupt", cascade: str = "none") -> ExecutionResult:
         """Runs a code cell and waits for its result. ``timeout`` (seconds, None = the server's
         default) counts from when the kernel starts it; at expiry the kernel is interrupted
         (``on_timeout="interrupt"``) or left running (``"keep_running"``) and the result is
-        ``TIMEOUT``. Failures of the code are results (``status``), not exceptions."""
+        ``TIMEOUT``. Failures of the code are results (``status``), not exceptions.
+
+        ``cascade="dependents"`` then runs every cell depending on it (what its run makes
+        stale); ``"upstream"`` first runs the cells it depends on that are not OK. Their
+        results are in ``result.cascade`` (a :class:`RunAllResult`); ``timeout`` is per cell."""
         req = gw.RunCellRequest(kernel_id=self.id, cell_id=cell_id,
-                                timeout_ms=rq.timeout_ms(timeout), on_timeout=rq.on_timeout(on_timeout))
+                                timeout_ms=rq.timeout_ms(timeout), on_timeout=rq.on_timeout(on_timeout),
+                                cascade=rq.cascade(cascade))
         return ExecutionResult.from_proto(self._call("RunCell", req, None))
+
+    def run_stale(self, *, stop_on_error: bool = True,
+                  timeout: Optional[float] = None) -> RunAllResult:
+        """Runs every STALE code cell and every cell depending on one, in notebook order."""
+        return RunAllResult.from_proto(self._call(
+            "RunStale", rq.run_stale(self.id, stop_on_error, timeout), None))
 
     def run_all(self, *, stop_on_error: bool = True, timeout: Optional[float] = None) -> RunAllResult:
         """Runs every non-empty code cell in order; ``timeout`` is per cell (seconds)."""

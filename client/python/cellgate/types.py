@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import enum
+import functools
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Type, TypeVar
 
@@ -109,6 +110,18 @@ class SkipReason(_StrEnum):
     KERNEL_DIED = "KERNEL_DIED"
 
 
+class AnalysisStatus(_StrEnum):
+    """Where a cell's dependency analysis stands (``Cell.analysis``)."""
+
+    UNSPECIFIED = "UNSPECIFIED"
+    NOT_APPLICABLE = "NOT_APPLICABLE"
+    PENDING = "PENDING"
+    ANALYZED = "ANALYZED"
+    OPAQUE = "OPAQUE"
+    SYNTAX_ERROR = "SYNTAX_ERROR"
+    UNAVAILABLE = "UNAVAILABLE"
+
+
 class InterruptMode(_StrEnum):
     UNSPECIFIED = "UNSPECIFIED"
     SIGNAL = "SIGNAL"
@@ -186,6 +199,8 @@ class ExecutionResult:
     started_at: Optional[_dt.datetime]
     duration_ms: int
     status_detail: str
+    #: For ``run_cell(cascade=...)``: the other cells the cascade ran or skipped.
+    cascade: Optional["RunAllResult"]
     outputs: Sequence[output_pb2.Output] = field(repr=False)
     proto: execution_pb2.ExecutionResult = field(repr=False, compare=False)
 
@@ -211,6 +226,7 @@ class ExecutionResult:
             started_at=_time(m.started_at),
             duration_ms=m.duration_ms,
             status_detail=m.status_detail,
+            cascade=RunAllResult.from_proto(m.cascade) if m.HasField("cascade") else None,
             outputs=list(m.outputs),
             proto=m,
         )
@@ -226,10 +242,12 @@ class SkippedCell:
 
 @dataclass(frozen=True)
 class RunAllResult:
-    """RunAll's answer: one result per cell run (in run order) and the cells skipped."""
+    """RunAll's (and RunStale's) answer: one result per cell run (in run order) and the cells
+    skipped; ``note`` says when the dependency graph followed was incomplete."""
 
     results: List[ExecutionResult]
     skipped: List[SkippedCell]
+    note: str
     proto: execution_pb2.RunAllResult = field(repr=False, compare=False)
 
     @property
@@ -257,6 +275,7 @@ class RunAllResult:
             skipped=[SkippedCell(s.cell_id, _from_proto_enum(
                 SkipReason, execution_pb2.SkipReason, s.reason, "SKIP_REASON_"))
                 for s in m.skipped],
+            note=m.note,
             proto=m,
         )
 
@@ -282,12 +301,32 @@ class Cell:
     outputs_truncated: bool
     last_run: Optional[LastRun]
     metadata: str
+    analysis: AnalysisStatus
+    analysis_detail: str
+    #: Why it is STALE ("upstream cell load edited", ...); empty in other states.
+    stale_reason: str
     outputs: Sequence[output_pb2.Output] = field(repr=False)
     proto: notebook_pb2.Cell = field(repr=False, compare=False)
 
     @property
     def id(self) -> str:
         return self.cell_id
+
+    # Read from the message on first use: a 1000-cell notebook need not convert them all.
+    @functools.cached_property
+    def defines(self) -> List[str]:
+        """Names it defines (Python kernels; docs/api.md §4.8)."""
+        return list(self.proto.defines)
+
+    @functools.cached_property
+    def uses(self) -> List[str]:
+        """Names it reads before defining them (builtins left out)."""
+        return list(self.proto.uses)
+
+    @functools.cached_property
+    def depends_on(self) -> List[str]:
+        """The cells it depends on directly, in notebook order."""
+        return list(self.proto.depends_on)
 
     @classmethod
     def from_proto(cls, m: notebook_pb2.Cell) -> "Cell":
@@ -307,9 +346,40 @@ class Cell:
             outputs_truncated=m.outputs_truncated,
             last_run=last_run,
             metadata=m.metadata,
+            analysis=_from_proto_enum(AnalysisStatus, notebook_pb2.AnalysisStatus, m.analysis,
+                                      "ANALYSIS_STATUS_"),
+            analysis_detail=m.analysis_detail,
+            stale_reason=m.stale_reason,
             outputs=list(m.outputs),
             proto=m,
         )
+
+
+@dataclass(frozen=True)
+class Dependency:
+    """``cell_id`` reads ``names`` whose latest definition above it is in ``depends_on``
+    (``names`` empty: ``depends_on`` is OPAQUE)."""
+
+    cell_id: str
+    depends_on: str
+    names: List[str]
+
+
+@dataclass(frozen=True)
+class DependencyGraph:
+    """Which cells depend on which (``Notebook.graph``); ``available`` is False for kernels
+    without an analyzer, and ``note`` says why the graph is absent or incomplete."""
+
+    available: bool
+    dependencies: List[Dependency]
+    unanalyzed_cell_ids: List[str]
+    note: str
+
+    @classmethod
+    def from_proto(cls, m: notebook_pb2.DependencyGraph) -> "DependencyGraph":
+        return cls(m.available,
+                   [Dependency(d.cell_id, d.depends_on, list(d.names)) for d in m.dependencies],
+                   list(m.unanalyzed_cell_ids), m.note)
 
 
 @dataclass(frozen=True)
@@ -328,6 +398,11 @@ class Notebook:
 
     def __iter__(self) -> Iterator[Cell]:
         return iter(self.cells)
+
+    @functools.cached_property
+    def graph(self) -> DependencyGraph:
+        """Which cells depend on which (docs/api.md §4.8)."""
+        return DependencyGraph.from_proto(self.proto.graph)
 
     def cell(self, cell_id: str) -> Cell:
         """The cell with this id (``KeyError`` if absent)."""
@@ -440,6 +515,9 @@ def describe_event(event: execution_pb2.OutputEvent) -> str:
         if which == "error":
             return f"{head} error: {out.error.ename}: {out.error.evalue}"
         return head
+    if kind == "execution_queued":
+        reason = event.execution_queued.reason
+        return f"{head} ({reason})" if reason and reason != "requested" else head
     if kind == "execution_started":
         return f"{head} count={event.execution_started.execution_count}"
     if kind == "execution_finished":

@@ -103,6 +103,21 @@ async def test_async_kernel_workflow(server: Server) -> None:
             await client.kernel("0" * 32)
 
 
+async def test_async_cascade_and_run_stale(server: Server) -> None:
+    async with aio.Client(server.target) as client:
+        async with await client.start_kernel(labels={"t": "aio-deps"}) as k:
+            await k.add_cell("a = 2", cell_id="a")
+            await k.add_cell("b = a * 5", cell_id="b")
+            await k.add_cell("print(b)", cell_id="c")
+            result = await k.run_cell("c", cascade="upstream")
+            assert result.text == "10\n" and result.cascade is not None
+            assert [r.cell_id for r in result.cascade.results] == ["a", "b"]
+            await k.edit_cell("a", "a = 3")
+            stale = await k.run_stale()
+            assert [r.cell_id for r in stale.results] == ["a", "b", "c"]
+            assert stale.results[-1].text == "15\n"
+
+
 async def test_async_unauthenticated(auth_server: Server) -> None:
     async with aio.Client(auth_server.target, "nope") as c:
         with pytest.raises(cellgate.Unauthenticated):

@@ -16,7 +16,7 @@ from cellgate.v1 import kernel_pb2 as cellgate_dot_v1_dot_kernel__pb2
 from cellgate.v1 import output_pb2 as cellgate_dot_v1_dot_output__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x63\x65llgate/v1/execution.proto\x12\x0b\x63\x65llgate.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18\x63\x65llgate/v1/kernel.proto\x1a\x18\x63\x65llgate/v1/output.proto\"=\n\tErrorInfo\x12\r\n\x05\x65name\x18\x01 \x01(\t\x12\x0e\n\x06\x65value\x18\x02 \x01(\t\x12\x11\n\ttraceback\x18\x03 \x03(\t\"\xc9\x02\n\x0f\x45xecutionResult\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63\x65ll_id\x18\x02 \x01(\t\x12,\n\x06status\x18\x03 \x01(\x0e\x32\x1c.cellgate.v1.ExecutionStatus\x12\x17\n\x0f\x65xecution_count\x18\x04 \x01(\x05\x12$\n\x07outputs\x18\x05 \x03(\x0b\x32\x13.cellgate.v1.Output\x12%\n\x05\x65rror\x18\x06 \x01(\x0b\x32\x16.cellgate.v1.ErrorInfo\x12\x0c\n\x04text\x18\x07 \x01(\t\x12\x11\n\ttruncated\x18\x08 \x01(\x08\x12.\n\nstarted_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x64uration_ms\x18\n \x01(\x03\x12\x15\n\rstatus_detail\x18\x0b \x01(\t\"G\n\x0bSkippedCell\x12\x0f\n\x07\x63\x65ll_id\x18\x01 \x01(\t\x12\'\n\x06reason\x18\x02 \x01(\x0e\x32\x17.cellgate.v1.SkipReason\"h\n\x0cRunAllResult\x12-\n\x07results\x18\x01 \x03(\x0b\x32\x1c.cellgate.v1.ExecutionResult\x12)\n\x07skipped\x18\x02 \x03(\x0b\x32\x18.cellgate.v1.SkippedCell\"\x11\n\x0f\x45xecutionQueued\"+\n\x10\x45xecutionStarted\x12\x17\n\x0f\x65xecution_count\x18\x01 \x01(\x05\"m\n\x11\x45xecutionFinished\x12,\n\x06status\x18\x01 \x01(\x0e\x32\x1c.cellgate.v1.ExecutionStatus\x12\x13\n\x0b\x64uration_ms\x18\x02 \x01(\x03\x12\x15\n\rstatus_detail\x18\x03 \x01(\t\"G\n\x0cKernelStatus\x12\'\n\x05state\x18\x01 \x01(\x0e\x32\x18.cellgate.v1.KernelState\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\xfe\x03\n\x0bOutputEvent\x12\x0b\n\x03seq\x18\x01 \x01(\x03\x12\x11\n\tkernel_id\x18\x02 \x01(\t\x12\x0f\n\x07\x63\x65ll_id\x18\x03 \x01(\t\x12\x14\n\x0c\x65xecution_id\x18\x04 \x01(\t\x12(\n\x04time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x38\n\x10\x65xecution_queued\x18\x06 \x01(\x0b\x32\x1c.cellgate.v1.ExecutionQueuedH\x00\x12:\n\x11\x65xecution_started\x18\x07 \x01(\x0b\x32\x1d.cellgate.v1.ExecutionStartedH\x00\x12%\n\x06output\x18\x08 \x01(\x0b\x32\x13.cellgate.v1.OutputH\x00\x12\x34\n\x0e\x64isplay_update\x18\t \x01(\x0b\x32\x1a.cellgate.v1.DisplayUpdateH\x00\x12\x30\n\x0c\x63lear_output\x18\n \x01(\x0b\x32\x18.cellgate.v1.ClearOutputH\x00\x12<\n\x12\x65xecution_finished\x18\x0b \x01(\x0b\x32\x1e.cellgate.v1.ExecutionFinishedH\x00\x12\x32\n\rkernel_status\x18\x0c \x01(\x0b\x32\x19.cellgate.v1.KernelStatusH\x00\x42\x07\n\x05\x65vent*\xea\x01\n\x0f\x45xecutionStatus\x12 \n\x1c\x45XECUTION_STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13\x45XECUTION_STATUS_OK\x10\x01\x12\x1a\n\x16\x45XECUTION_STATUS_ERROR\x10\x02\x12\x1c\n\x18\x45XECUTION_STATUS_TIMEOUT\x10\x03\x12 \n\x1c\x45XECUTION_STATUS_INTERRUPTED\x10\x04\x12 \n\x1c\x45XECUTION_STATUS_KERNEL_DIED\x10\x05\x12\x1e\n\x1a\x45XECUTION_STATUS_CANCELLED\x10\x06*^\n\tOnTimeout\x12\x1a\n\x16ON_TIMEOUT_UNSPECIFIED\x10\x00\x12\x18\n\x14ON_TIMEOUT_INTERRUPT\x10\x01\x12\x1b\n\x17ON_TIMEOUT_KEEP_RUNNING\x10\x02*\xa0\x01\n\nSkipReason\x12\x1b\n\x17SKIP_REASON_UNSPECIFIED\x10\x00\x12\x1c\n\x18SKIP_REASON_EMPTY_SOURCE\x10\x01\x12\x1f\n\x1bSKIP_REASON_PREVIOUS_FAILED\x10\x02\x12\x19\n\x15SKIP_REASON_CANCELLED\x10\x03\x12\x1b\n\x17SKIP_REASON_KERNEL_DIED\x10\x04\x42\x18Z\x16\x63\x65llgate/v1;cellgatev1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x63\x65llgate/v1/execution.proto\x12\x0b\x63\x65llgate.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18\x63\x65llgate/v1/kernel.proto\x1a\x18\x63\x65llgate/v1/output.proto\"=\n\tErrorInfo\x12\r\n\x05\x65name\x18\x01 \x01(\t\x12\x0e\n\x06\x65value\x18\x02 \x01(\t\x12\x11\n\ttraceback\x18\x03 \x03(\t\"\xf5\x02\n\x0f\x45xecutionResult\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63\x65ll_id\x18\x02 \x01(\t\x12,\n\x06status\x18\x03 \x01(\x0e\x32\x1c.cellgate.v1.ExecutionStatus\x12\x17\n\x0f\x65xecution_count\x18\x04 \x01(\x05\x12$\n\x07outputs\x18\x05 \x03(\x0b\x32\x13.cellgate.v1.Output\x12%\n\x05\x65rror\x18\x06 \x01(\x0b\x32\x16.cellgate.v1.ErrorInfo\x12\x0c\n\x04text\x18\x07 \x01(\t\x12\x11\n\ttruncated\x18\x08 \x01(\x08\x12.\n\nstarted_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x64uration_ms\x18\n \x01(\x03\x12\x15\n\rstatus_detail\x18\x0b \x01(\t\x12*\n\x07\x63\x61scade\x18\x0c \x01(\x0b\x32\x19.cellgate.v1.RunAllResult\"G\n\x0bSkippedCell\x12\x0f\n\x07\x63\x65ll_id\x18\x01 \x01(\t\x12\'\n\x06reason\x18\x02 \x01(\x0e\x32\x17.cellgate.v1.SkipReason\"v\n\x0cRunAllResult\x12-\n\x07results\x18\x01 \x03(\x0b\x32\x1c.cellgate.v1.ExecutionResult\x12)\n\x07skipped\x18\x02 \x03(\x0b\x32\x18.cellgate.v1.SkippedCell\x12\x0c\n\x04note\x18\x03 \x01(\t\"b\n\x0f\x45xecutionQueued\x12(\n\x07trigger\x18\x01 \x01(\x0e\x32\x17.cellgate.v1.RunTrigger\x12\x15\n\rcause_cell_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"+\n\x10\x45xecutionStarted\x12\x17\n\x0f\x65xecution_count\x18\x01 \x01(\x05\"m\n\x11\x45xecutionFinished\x12,\n\x06status\x18\x01 \x01(\x0e\x32\x1c.cellgate.v1.ExecutionStatus\x12\x13\n\x0b\x64uration_ms\x18\x02 \x01(\x03\x12\x15\n\rstatus_detail\x18\x03 \x01(\t\"G\n\x0cKernelStatus\x12\'\n\x05state\x18\x01 \x01(\x0e\x32\x18.cellgate.v1.KernelState\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\xfe\x03\n\x0bOutputEvent\x12\x0b\n\x03seq\x18\x01 \x01(\x03\x12\x11\n\tkernel_id\x18\x02 \x01(\t\x12\x0f\n\x07\x63\x65ll_id\x18\x03 \x01(\t\x12\x14\n\x0c\x65xecution_id\x18\x04 \x01(\t\x12(\n\x04time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x38\n\x10\x65xecution_queued\x18\x06 \x01(\x0b\x32\x1c.cellgate.v1.ExecutionQueuedH\x00\x12:\n\x11\x65xecution_started\x18\x07 \x01(\x0b\x32\x1d.cellgate.v1.ExecutionStartedH\x00\x12%\n\x06output\x18\x08 \x01(\x0b\x32\x13.cellgate.v1.OutputH\x00\x12\x34\n\x0e\x64isplay_update\x18\t \x01(\x0b\x32\x1a.cellgate.v1.DisplayUpdateH\x00\x12\x30\n\x0c\x63lear_output\x18\n \x01(\x0b\x32\x18.cellgate.v1.ClearOutputH\x00\x12<\n\x12\x65xecution_finished\x18\x0b \x01(\x0b\x32\x1e.cellgate.v1.ExecutionFinishedH\x00\x12\x32\n\rkernel_status\x18\x0c \x01(\x0b\x32\x19.cellgate.v1.KernelStatusH\x00\x42\x07\n\x05\x65vent*\xea\x01\n\x0f\x45xecutionStatus\x12 \n\x1c\x45XECUTION_STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13\x45XECUTION_STATUS_OK\x10\x01\x12\x1a\n\x16\x45XECUTION_STATUS_ERROR\x10\x02\x12\x1c\n\x18\x45XECUTION_STATUS_TIMEOUT\x10\x03\x12 \n\x1c\x45XECUTION_STATUS_INTERRUPTED\x10\x04\x12 \n\x1c\x45XECUTION_STATUS_KERNEL_DIED\x10\x05\x12\x1e\n\x1a\x45XECUTION_STATUS_CANCELLED\x10\x06*^\n\tOnTimeout\x12\x1a\n\x16ON_TIMEOUT_UNSPECIFIED\x10\x00\x12\x18\n\x14ON_TIMEOUT_INTERRUPT\x10\x01\x12\x1b\n\x17ON_TIMEOUT_KEEP_RUNNING\x10\x02*\xa0\x01\n\nSkipReason\x12\x1b\n\x17SKIP_REASON_UNSPECIFIED\x10\x00\x12\x1c\n\x18SKIP_REASON_EMPTY_SOURCE\x10\x01\x12\x1f\n\x1bSKIP_REASON_PREVIOUS_FAILED\x10\x02\x12\x19\n\x15SKIP_REASON_CANCELLED\x10\x03\x12\x1b\n\x17SKIP_REASON_KERNEL_DIED\x10\x04*\xbd\x01\n\nRunTrigger\x12\x1b\n\x17RUN_TRIGGER_UNSPECIFIED\x10\x00\x12\x19\n\x15RUN_TRIGGER_REQUESTED\x10\x01\x12\x17\n\x13RUN_TRIGGER_RUN_ALL\x10\x02\x12\x19\n\x15RUN_TRIGGER_RUN_STALE\x10\x03\x12!\n\x1dRUN_TRIGGER_CASCADE_DEPENDENT\x10\x04\x12 \n\x1cRUN_TRIGGER_CASCADE_UPSTREAM\x10\x05\x42\x18Z\x16\x63\x65llgate/v1;cellgatev1b\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'cellgate.v1.execution_pb2', globals())
@@ -24,28 +24,30 @@ if _descriptor._USE_C_DESCRIPTORS == False:
 
   DESCRIPTOR._options = None
   DESCRIPTOR._serialized_options = b'Z\026cellgate/v1;cellgatev1'
-  _EXECUTIONSTATUS._serialized_start=1465
-  _EXECUTIONSTATUS._serialized_end=1699
-  _ONTIMEOUT._serialized_start=1701
-  _ONTIMEOUT._serialized_end=1795
-  _SKIPREASON._serialized_start=1798
-  _SKIPREASON._serialized_end=1958
+  _EXECUTIONSTATUS._serialized_start=1604
+  _EXECUTIONSTATUS._serialized_end=1838
+  _ONTIMEOUT._serialized_start=1840
+  _ONTIMEOUT._serialized_end=1934
+  _SKIPREASON._serialized_start=1937
+  _SKIPREASON._serialized_end=2097
+  _RUNTRIGGER._serialized_start=2100
+  _RUNTRIGGER._serialized_end=2289
   _ERRORINFO._serialized_start=129
   _ERRORINFO._serialized_end=190
   _EXECUTIONRESULT._serialized_start=193
-  _EXECUTIONRESULT._serialized_end=522
-  _SKIPPEDCELL._serialized_start=524
-  _SKIPPEDCELL._serialized_end=595
-  _RUNALLRESULT._serialized_start=597
-  _RUNALLRESULT._serialized_end=701
-  _EXECUTIONQUEUED._serialized_start=703
-  _EXECUTIONQUEUED._serialized_end=720
-  _EXECUTIONSTARTED._serialized_start=722
-  _EXECUTIONSTARTED._serialized_end=765
-  _EXECUTIONFINISHED._serialized_start=767
-  _EXECUTIONFINISHED._serialized_end=876
-  _KERNELSTATUS._serialized_start=878
-  _KERNELSTATUS._serialized_end=949
-  _OUTPUTEVENT._serialized_start=952
-  _OUTPUTEVENT._serialized_end=1462
+  _EXECUTIONRESULT._serialized_end=566
+  _SKIPPEDCELL._serialized_start=568
+  _SKIPPEDCELL._serialized_end=639
+  _RUNALLRESULT._serialized_start=641
+  _RUNALLRESULT._serialized_end=759
+  _EXECUTIONQUEUED._serialized_start=761
+  _EXECUTIONQUEUED._serialized_end=859
+  _EXECUTIONSTARTED._serialized_start=861
+  _EXECUTIONSTARTED._serialized_end=904
+  _EXECUTIONFINISHED._serialized_start=906
+  _EXECUTIONFINISHED._serialized_end=1015
+  _KERNELSTATUS._serialized_start=1017
+  _KERNELSTATUS._serialized_end=1088
+  _OUTPUTEVENT._serialized_start=1091
+  _OUTPUTEVENT._serialized_end=1601
 # @@protoc_insertion_point(module_scope)

@@ -18,6 +18,12 @@ EXECUTION_STATUS_UNSPECIFIED: ExecutionStatus
 ON_TIMEOUT_INTERRUPT: OnTimeout
 ON_TIMEOUT_KEEP_RUNNING: OnTimeout
 ON_TIMEOUT_UNSPECIFIED: OnTimeout
+RUN_TRIGGER_CASCADE_DEPENDENT: RunTrigger
+RUN_TRIGGER_CASCADE_UPSTREAM: RunTrigger
+RUN_TRIGGER_REQUESTED: RunTrigger
+RUN_TRIGGER_RUN_ALL: RunTrigger
+RUN_TRIGGER_RUN_STALE: RunTrigger
+RUN_TRIGGER_UNSPECIFIED: RunTrigger
 SKIP_REASON_CANCELLED: SkipReason
 SKIP_REASON_EMPTY_SOURCE: SkipReason
 SKIP_REASON_KERNEL_DIED: SkipReason
@@ -45,11 +51,18 @@ class ExecutionFinished(_message.Message):
     def __init__(self, status: _Optional[_Union[ExecutionStatus, str]] = ..., duration_ms: _Optional[int] = ..., status_detail: _Optional[str] = ...) -> None: ...
 
 class ExecutionQueued(_message.Message):
-    __slots__ = []
-    def __init__(self) -> None: ...
+    __slots__ = ["cause_cell_id", "reason", "trigger"]
+    CAUSE_CELL_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    TRIGGER_FIELD_NUMBER: _ClassVar[int]
+    cause_cell_id: str
+    reason: str
+    trigger: RunTrigger
+    def __init__(self, trigger: _Optional[_Union[RunTrigger, str]] = ..., cause_cell_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class ExecutionResult(_message.Message):
-    __slots__ = ["cell_id", "duration_ms", "error", "execution_count", "execution_id", "outputs", "started_at", "status", "status_detail", "text", "truncated"]
+    __slots__ = ["cascade", "cell_id", "duration_ms", "error", "execution_count", "execution_id", "outputs", "started_at", "status", "status_detail", "text", "truncated"]
+    CASCADE_FIELD_NUMBER: _ClassVar[int]
     CELL_ID_FIELD_NUMBER: _ClassVar[int]
     DURATION_MS_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
@@ -61,6 +74,7 @@ class ExecutionResult(_message.Message):
     STATUS_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
     TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    cascade: RunAllResult
     cell_id: str
     duration_ms: int
     error: ErrorInfo
@@ -72,7 +86,7 @@ class ExecutionResult(_message.Message):
     status_detail: str
     text: str
     truncated: bool
-    def __init__(self, execution_id: _Optional[str] = ..., cell_id: _Optional[str] = ..., status: _Optional[_Union[ExecutionStatus, str]] = ..., execution_count: _Optional[int] = ..., outputs: _Optional[_Iterable[_Union[_output_pb2.Output, _Mapping]]] = ..., error: _Optional[_Union[ErrorInfo, _Mapping]] = ..., text: _Optional[str] = ..., truncated: bool = ..., started_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., duration_ms: _Optional[int] = ..., status_detail: _Optional[str] = ...) -> None: ...
+    def __init__(self, execution_id: _Optional[str] = ..., cell_id: _Optional[str] = ..., status: _Optional[_Union[ExecutionStatus, str]] = ..., execution_count: _Optional[int] = ..., outputs: _Optional[_Iterable[_Union[_output_pb2.Output, _Mapping]]] = ..., error: _Optional[_Union[ErrorInfo, _Mapping]] = ..., text: _Optional[str] = ..., truncated: bool = ..., started_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., duration_ms: _Optional[int] = ..., status_detail: _Optional[str] = ..., cascade: _Optional[_Union[RunAllResult, _Mapping]] = ...) -> None: ...
 
 class ExecutionStarted(_message.Message):
     __slots__ = ["execution_count"]
@@ -117,12 +131,14 @@ class OutputEvent(_message.Message):
     def __init__(self, seq: _Optional[int] = ..., kernel_id: _Optional[str] = ..., cell_id: _Optional[str] = ..., execution_id: _Optional[str] = ..., time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., execution_queued: _Optional[_Union[ExecutionQueued, _Mapping]] = ..., execution_started: _Optional[_Union[ExecutionStarted, _Mapping]] = ..., output: _Optional[_Union[_output_pb2.Output, _Mapping]] = ..., display_update: _Optional[_Union[_output_pb2.DisplayUpdate, _Mapping]] = ..., clear_output: _Optional[_Union[_output_pb2.ClearOutput, _Mapping]] = ..., execution_finished: _Optional[_Union[ExecutionFinished, _Mapping]] = ..., kernel_status: _Optional[_Union[KernelStatus, _Mapping]] = ...) -> None: ...
 
 class RunAllResult(_message.Message):
-    __slots__ = ["results", "skipped"]
+    __slots__ = ["note", "results", "skipped"]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
     RESULTS_FIELD_NUMBER: _ClassVar[int]
     SKIPPED_FIELD_NUMBER: _ClassVar[int]
+    note: str
     results: _containers.RepeatedCompositeFieldContainer[ExecutionResult]
     skipped: _containers.RepeatedCompositeFieldContainer[SkippedCell]
-    def __init__(self, results: _Optional[_Iterable[_Union[ExecutionResult, _Mapping]]] = ..., skipped: _Optional[_Iterable[_Union[SkippedCell, _Mapping]]] = ...) -> None: ...
+    def __init__(self, results: _Optional[_Iterable[_Union[ExecutionResult, _Mapping]]] = ..., skipped: _Optional[_Iterable[_Union[SkippedCell, _Mapping]]] = ..., note: _Optional[str] = ...) -> None: ...
 
 class SkippedCell(_message.Message):
     __slots__ = ["cell_id", "reason"]
@@ -139,4 +155,7 @@ class OnTimeout(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = []
 
 class SkipReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = []
+
+class RunTrigger(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = []

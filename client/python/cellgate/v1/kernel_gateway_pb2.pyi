@@ -3,10 +3,15 @@ from cellgate.v1 import kernel_pb2 as _kernel_pb2
 from cellgate.v1 import notebook_pb2 as _notebook_pb2
 from cellgate.v1 import server_info_pb2 as _server_info_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from typing import ClassVar as _ClassVar, Iterable as _Iterable, Mapping as _Mapping, Optional as _Optional, Union as _Union
 
+CASCADE_DEPENDENTS: Cascade
+CASCADE_NONE: Cascade
+CASCADE_UNSPECIFIED: Cascade
+CASCADE_UPSTREAM: Cascade
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class AddCellRequest(_message.Message):
@@ -173,16 +178,28 @@ class RunAllRequest(_message.Message):
     def __init__(self, kernel_id: _Optional[str] = ..., stop_on_error: bool = ..., timeout_ms: _Optional[int] = ...) -> None: ...
 
 class RunCellRequest(_message.Message):
-    __slots__ = ["cell_id", "kernel_id", "on_timeout", "timeout_ms"]
+    __slots__ = ["cascade", "cell_id", "kernel_id", "on_timeout", "timeout_ms"]
+    CASCADE_FIELD_NUMBER: _ClassVar[int]
     CELL_ID_FIELD_NUMBER: _ClassVar[int]
     KERNEL_ID_FIELD_NUMBER: _ClassVar[int]
     ON_TIMEOUT_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
+    cascade: Cascade
     cell_id: str
     kernel_id: str
     on_timeout: _execution_pb2.OnTimeout
     timeout_ms: int
-    def __init__(self, kernel_id: _Optional[str] = ..., cell_id: _Optional[str] = ..., timeout_ms: _Optional[int] = ..., on_timeout: _Optional[_Union[_execution_pb2.OnTimeout, str]] = ...) -> None: ...
+    def __init__(self, kernel_id: _Optional[str] = ..., cell_id: _Optional[str] = ..., timeout_ms: _Optional[int] = ..., on_timeout: _Optional[_Union[_execution_pb2.OnTimeout, str]] = ..., cascade: _Optional[_Union[Cascade, str]] = ...) -> None: ...
+
+class RunStaleRequest(_message.Message):
+    __slots__ = ["kernel_id", "stop_on_error", "timeout_ms"]
+    KERNEL_ID_FIELD_NUMBER: _ClassVar[int]
+    STOP_ON_ERROR_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
+    kernel_id: str
+    stop_on_error: bool
+    timeout_ms: int
+    def __init__(self, kernel_id: _Optional[str] = ..., stop_on_error: bool = ..., timeout_ms: _Optional[int] = ...) -> None: ...
 
 class ShutdownKernelRequest(_message.Message):
     __slots__ = ["kernel_id"]
@@ -237,3 +254,6 @@ class StreamOutputsRequest(_message.Message):
     follow: bool
     kernel_id: str
     def __init__(self, kernel_id: _Optional[str] = ..., after_seq: _Optional[int] = ..., follow: bool = ..., cell_id: _Optional[str] = ..., execution_id: _Optional[str] = ...) -> None: ...
+
+class Cascade(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = []

@@ -124,6 +124,11 @@ class KernelGatewayStub(object):
                 request_serializer=cellgate_dot_v1_dot_kernel__gateway__pb2.RunAllRequest.SerializeToString,
                 response_deserializer=cellgate_dot_v1_dot_execution__pb2.RunAllResult.FromString,
                 )
+        self.RunStale = channel.unary_unary(
+                '/cellgate.v1.KernelGateway/RunStale',
+                request_serializer=cellgate_dot_v1_dot_kernel__gateway__pb2.RunStaleRequest.SerializeToString,
+                response_deserializer=cellgate_dot_v1_dot_execution__pb2.RunAllResult.FromString,
+                )
         self.Execute = channel.unary_unary(
                 '/cellgate.v1.KernelGateway/Execute',
                 request_serializer=cellgate_dot_v1_dot_kernel__gateway__pb2.ExecuteRequest.SerializeToString,
@@ -329,8 +334,11 @@ class KernelGatewayServicer(object):
         Runs one code cell with the source it has now and waits for the result. The cell becomes
         QUEUED, RUNNING, then OK / ERROR / CANCELLED; its outputs are replaced by the run's. Running
         a cell that is already QUEUED or RUNNING queues one more run, as Jupyter does.
+        With a `cascade`, the cells it names run too (see `Cascade`), queued at once in notebook
+        order; the reply comes when they all ended, with theirs in `ExecutionResult.cascade`.
         Errors: NOT_FOUND (unknown kernel or cell); INVALID_ARGUMENT (malformed cell_id, markdown
-        or raw cell, empty or whitespace-only source, timeout_ms negative or over the cap);
+        or raw cell, empty or whitespace-only source, timeout_ms negative or over the cap, unknown
+        cascade, a cascade with ON_TIMEOUT_KEEP_RUNNING);
         FAILED_PRECONDITION (kernel DEAD or SHUTTING_DOWN).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -343,6 +351,19 @@ class KernelGatewayServicer(object):
         later are not included). Each cell's timeout interrupts it (ON_TIMEOUT_INTERRUPT). With
         `stop_on_error`, the first cell ending ERROR or TIMEOUT cancels the rest; a kernel death or
         an interrupt always does. Cells not run are listed in `skipped`.
+        Errors: NOT_FOUND (unknown kernel); INVALID_ARGUMENT (timeout_ms negative or over the cap);
+        FAILED_PRECONDITION (kernel DEAD or SHUTTING_DOWN).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RunStale(self, request, context):
+        """Runs every STALE code cell, and every code cell that depends on one (running the first
+        would make the others stale), in notebook order, and waits for them all; as RunAll
+        otherwise (queued at once, per-cell timeout, `stop_on_error`). Markdown, empty and
+        never-run cells that depend on nothing stale are left alone. Cells it did not run after
+        queueing them are in `skipped`; `note` says when the graph was incomplete.
         Errors: NOT_FOUND (unknown kernel); INVALID_ARGUMENT (timeout_ms negative or over the cap);
         FAILED_PRECONDITION (kernel DEAD or SHUTTING_DOWN).
         """
@@ -470,6 +491,11 @@ def add_KernelGatewayServicer_to_server(servicer, server):
             'RunAll': grpc.unary_unary_rpc_method_handler(
                     servicer.RunAll,
                     request_deserializer=cellgate_dot_v1_dot_kernel__gateway__pb2.RunAllRequest.FromString,
+                    response_serializer=cellgate_dot_v1_dot_execution__pb2.RunAllResult.SerializeToString,
+            ),
+            'RunStale': grpc.unary_unary_rpc_method_handler(
+                    servicer.RunStale,
+                    request_deserializer=cellgate_dot_v1_dot_kernel__gateway__pb2.RunStaleRequest.FromString,
                     response_serializer=cellgate_dot_v1_dot_execution__pb2.RunAllResult.SerializeToString,
             ),
             'Execute': grpc.unary_unary_rpc_method_handler(
@@ -810,6 +836,23 @@ class KernelGateway(object):
             metadata=None):
         return grpc.experimental.unary_unary(request, target, '/cellgate.v1.KernelGateway/RunAll',
             cellgate_dot_v1_dot_kernel__gateway__pb2.RunAllRequest.SerializeToString,
+            cellgate_dot_v1_dot_execution__pb2.RunAllResult.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def RunStale(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/cellgate.v1.KernelGateway/RunStale',
+            cellgate_dot_v1_dot_kernel__gateway__pb2.RunStaleRequest.SerializeToString,
             cellgate_dot_v1_dot_execution__pb2.RunAllResult.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)

@@ -5,8 +5,9 @@ from typing import ClassVar as _ClassVar, Optional as _Optional
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ServerConfig(_message.Message):
-    __slots__ = ["allow_network", "auth_token_file", "bwrap_path", "cgroup", "cgroup_memory_bytes", "cpu_limit_seconds", "default_kernel_spec", "default_timeout_ms", "drain_seconds", "event_log_bytes", "idle_timeout_seconds", "insecure_allow_unauthenticated", "interrupt_escalation_seconds", "kernel_id_prefix", "kernel_uid_base", "kernels_dir", "kernels_outlive_gateway", "listen", "log_format", "max_cells", "max_file_size_bytes", "max_idle_timeout_seconds", "max_ipynb_bytes", "max_kernel_lifetime_seconds", "max_kernels", "max_memory_limit_bytes", "max_open_files", "max_output_bytes", "max_processes", "max_restarts", "max_source_bytes", "max_timeout_ms", "memory_limit_bytes", "metrics_listen", "metrics_port_file", "output_hard_cap_bytes", "pool_size", "port_file", "restart_backoff_ms", "restart_on_death", "restart_window_seconds", "runtime_dir", "sandbox", "startup_timeout_seconds", "state_dir", "state_fsync_before_reply", "state_write_interval_ms", "stream_max_lag_bytes", "tls_cert", "tls_client_ca", "tls_key", "unix_socket_mode", "unresponsive_kill_seconds"]
+    __slots__ = ["allow_network", "analyzer_script", "auth_token_file", "bwrap_path", "cgroup", "cgroup_memory_bytes", "cpu_limit_seconds", "default_kernel_spec", "default_timeout_ms", "dependency_analysis", "drain_seconds", "event_log_bytes", "idle_timeout_seconds", "insecure_allow_unauthenticated", "interrupt_escalation_seconds", "kernel_id_prefix", "kernel_uid_base", "kernels_dir", "kernels_outlive_gateway", "listen", "log_format", "max_cells", "max_file_size_bytes", "max_idle_timeout_seconds", "max_ipynb_bytes", "max_kernel_lifetime_seconds", "max_kernels", "max_memory_limit_bytes", "max_open_files", "max_output_bytes", "max_processes", "max_restarts", "max_source_bytes", "max_timeout_ms", "memory_limit_bytes", "metrics_listen", "metrics_port_file", "output_hard_cap_bytes", "pool_size", "port_file", "restart_backoff_ms", "restart_on_death", "restart_window_seconds", "runtime_dir", "sandbox", "startup_timeout_seconds", "state_dir", "state_fsync_before_reply", "state_write_interval_ms", "stream_max_lag_bytes", "tls_cert", "tls_client_ca", "tls_key", "unix_socket_mode", "unresponsive_kill_seconds"]
     ALLOW_NETWORK_FIELD_NUMBER: _ClassVar[int]
+    ANALYZER_SCRIPT_FIELD_NUMBER: _ClassVar[int]
     AUTH_TOKEN_FILE_FIELD_NUMBER: _ClassVar[int]
     BWRAP_PATH_FIELD_NUMBER: _ClassVar[int]
     CGROUP_FIELD_NUMBER: _ClassVar[int]
@@ -14,6 +15,7 @@ class ServerConfig(_message.Message):
     CPU_LIMIT_SECONDS_FIELD_NUMBER: _ClassVar[int]
     DEFAULT_KERNEL_SPEC_FIELD_NUMBER: _ClassVar[int]
     DEFAULT_TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
+    DEPENDENCY_ANALYSIS_FIELD_NUMBER: _ClassVar[int]
     DRAIN_SECONDS_FIELD_NUMBER: _ClassVar[int]
     EVENT_LOG_BYTES_FIELD_NUMBER: _ClassVar[int]
     IDLE_TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
@@ -60,6 +62,7 @@ class ServerConfig(_message.Message):
     UNIX_SOCKET_MODE_FIELD_NUMBER: _ClassVar[int]
     UNRESPONSIVE_KILL_SECONDS_FIELD_NUMBER: _ClassVar[int]
     allow_network: bool
+    analyzer_script: str
     auth_token_file: str
     bwrap_path: str
     cgroup: str
@@ -67,6 +70,7 @@ class ServerConfig(_message.Message):
     cpu_limit_seconds: int
     default_kernel_spec: str
     default_timeout_ms: int
+    dependency_analysis: bool
     drain_seconds: int
     event_log_bytes: int
     idle_timeout_seconds: int
@@ -112,4 +116,4 @@ class ServerConfig(_message.Message):
     tls_key: str
     unix_socket_mode: str
     unresponsive_kill_seconds: int
-    def __init__(self, listen: _Optional[str] = ..., port_file: _Optional[str] = ..., state_dir: _Optional[str] = ..., state_write_interval_ms: _Optional[int] = ..., runtime_dir: _Optional[str] = ..., sandbox: _Optional[str] = ..., bwrap_path: _Optional[str] = ..., kernels_dir: _Optional[str] = ..., auth_token_file: _Optional[str] = ..., log_format: _Optional[str] = ..., max_kernels: _Optional[int] = ..., default_kernel_spec: _Optional[str] = ..., startup_timeout_seconds: _Optional[int] = ..., default_timeout_ms: _Optional[int] = ..., max_timeout_ms: _Optional[int] = ..., max_cells: _Optional[int] = ..., max_source_bytes: _Optional[int] = ..., max_output_bytes: _Optional[int] = ..., max_ipynb_bytes: _Optional[int] = ..., event_log_bytes: _Optional[int] = ..., stream_max_lag_bytes: _Optional[int] = ..., memory_limit_bytes: _Optional[int] = ..., max_memory_limit_bytes: _Optional[int] = ..., cpu_limit_seconds: _Optional[int] = ..., max_processes: _Optional[int] = ..., max_open_files: _Optional[int] = ..., max_file_size_bytes: _Optional[int] = ..., allow_network: bool = ..., restart_on_death: bool = ..., max_restarts: _Optional[int] = ..., restart_window_seconds: _Optional[int] = ..., cgroup: _Optional[str] = ..., cgroup_memory_bytes: _Optional[int] = ..., restart_backoff_ms: _Optional[int] = ..., interrupt_escalation_seconds: _Optional[int] = ..., unresponsive_kill_seconds: _Optional[int] = ..., idle_timeout_seconds: _Optional[int] = ..., max_idle_timeout_seconds: _Optional[int] = ..., max_kernel_lifetime_seconds: _Optional[int] = ..., output_hard_cap_bytes: _Optional[int] = ..., kernel_uid_base: _Optional[int] = ..., drain_seconds: _Optional[int] = ..., pool_size: _Optional[int] = ..., kernels_outlive_gateway: bool = ..., tls_cert: _Optional[str] = ..., tls_key: _Optional[str] = ..., tls_client_ca: _Optional[str] = ..., insecure_allow_unauthenticated: bool = ..., unix_socket_mode: _Optional[str] = ..., metrics_listen: _Optional[str] = ..., metrics_port_file: _Optional[str] = ..., kernel_id_prefix: _Optional[str] = ..., state_fsync_before_reply: bool = ...) -> None: ...
+    def __init__(self, listen: _Optional[str] = ..., port_file: _Optional[str] = ..., state_dir: _Optional[str] = ..., state_write_interval_ms: _Optional[int] = ..., runtime_dir: _Optional[str] = ..., sandbox: _Optional[str] = ..., bwrap_path: _Optional[str] = ..., kernels_dir: _Optional[str] = ..., auth_token_file: _Optional[str] = ..., log_format: _Optional[str] = ..., max_kernels: _Optional[int] = ..., default_kernel_spec: _Optional[str] = ..., startup_timeout_seconds: _Optional[int] = ..., default_timeout_ms: _Optional[int] = ..., max_timeout_ms: _Optional[int] = ..., max_cells: _Optional[int] = ..., max_source_bytes: _Optional[int] = ..., max_output_bytes: _Optional[int] = ..., max_ipynb_bytes: _Optional[int] = ..., event_log_bytes: _Optional[int] = ..., stream_max_lag_bytes: _Optional[int] = ..., memory_limit_bytes: _Optional[int] = ..., max_memory_limit_bytes: _Optional[int] = ..., cpu_limit_seconds: _Optional[int] = ..., max_processes: _Optional[int] = ..., max_open_files: _Optional[int] = ..., max_file_size_bytes: _Optional[int] = ..., allow_network: bool = ..., restart_on_death: bool = ..., max_restarts: _Optional[int] = ..., restart_window_seconds: _Optional[int] = ..., cgroup: _Optional[str] = ..., cgroup_memory_bytes: _Optional[int] = ..., restart_backoff_ms: _Optional[int] = ..., interrupt_escalation_seconds: _Optional[int] = ..., unresponsive_kill_seconds: _Optional[int] = ..., idle_timeout_seconds: _Optional[int] = ..., max_idle_timeout_seconds: _Optional[int] = ..., max_kernel_lifetime_seconds: _Optional[int] = ..., output_hard_cap_bytes: _Optional[int] = ..., kernel_uid_base: _Optional[int] = ..., drain_seconds: _Optional[int] = ..., pool_size: _Optional[int] = ..., kernels_outlive_gateway: bool = ..., tls_cert: _Optional[str] = ..., tls_key: _Optional[str] = ..., tls_client_ca: _Optional[str] = ..., insecure_allow_unauthenticated: bool = ..., unix_socket_mode: _Optional[str] = ..., metrics_listen: _Optional[str] = ..., metrics_port_file: _Optional[str] = ..., kernel_id_prefix: _Optional[str] = ..., state_fsync_before_reply: bool = ..., dependency_analysis: bool = ..., analyzer_script: _Optional[str] = ...) -> None: ...
