@@ -77,6 +77,13 @@ ABSL_FLAG(int64_t, max_output_bytes, 8 << 20,
           "Stored outputs of one cell or execution, in bytes; beyond it outputs are truncated "
           "with a visible marker");
 ABSL_FLAG(int64_t, max_ipynb_bytes, 64 << 20, "Largest .ipynb import, in bytes");
+ABSL_FLAG(int64_t, max_upload_bytes, int64_t{1} << 30,
+          "Largest file UploadFile writes into a kernel's workspace, in bytes; 0 = no cap");
+ABSL_FLAG(int64_t, max_workspace_bytes, int64_t{4} << 30,
+          "Most bytes of files a kernel's workspace may hold after an upload; 0 = no cap");
+ABSL_FLAG(int64_t, max_transfer_bytes, int64_t{1} << 30,
+          "Largest pickle TransferVariable carries from one kernel to another, in bytes; 0 = no "
+          "cap");
 ABSL_FLAG(int64_t, event_log_bytes, 64 << 20,
           "Per kernel: bytes of output events kept for StreamOutputs replay");
 ABSL_FLAG(int64_t, stream_max_lag_bytes, 0,

@@ -152,6 +152,9 @@ session::GatewayConfig ConfigFromFlags(kernel::SandboxMode mode) {
   config.max_source_bytes = absl::GetFlag(FLAGS_max_source_bytes);
   config.max_execution_output_bytes = absl::GetFlag(FLAGS_max_output_bytes);
   config.max_ipynb_bytes = absl::GetFlag(FLAGS_max_ipynb_bytes);
+  config.max_upload_bytes = std::max<int64_t>(0, absl::GetFlag(FLAGS_max_upload_bytes));
+  config.max_workspace_bytes = std::max<int64_t>(0, absl::GetFlag(FLAGS_max_workspace_bytes));
+  config.max_transfer_bytes = std::max<int64_t>(0, absl::GetFlag(FLAGS_max_transfer_bytes));
   config.event_log_max_bytes = absl::GetFlag(FLAGS_event_log_bytes);
   config.stream_max_lag_bytes = absl::GetFlag(FLAGS_stream_max_lag_bytes);
   config.output_hard_cap_bytes = absl::GetFlag(FLAGS_output_hard_cap_bytes);

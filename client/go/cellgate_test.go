@@ -668,6 +668,53 @@ func TestDependencies(t *testing.T) {
 	}
 }
 
+// Files in a kernel's workspace from Go: upload, read by the kernel, list, download, delete,
+// and a path that leaves the workspace refused.
+func TestFiles(t *testing.T) {
+	c := dial(t, srv)
+	k := startKernel(t, c, nil)
+	ctx := testContext(t, 90*time.Second)
+	data := bytes.Repeat([]byte("0123456789"), 300_000) // 3 MB: several chunks
+	info, err := k.UploadFile(ctx, "in/data.txt", bytes.NewReader(data), int64(len(data)), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Path != "in/data.txt" || info.Size != int64(len(data)) {
+		t.Fatalf("UploadFile = %v", info)
+	}
+	res, err := k.Execute(ctx, "print(len(open('in/data.txt').read()))")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Text != "3000000\n" {
+		t.Fatalf("the kernel read %q", res.Text)
+	}
+	_, err = k.UploadFile(ctx, "in/data.txt", bytes.NewReader([]byte("x")), 1, false)
+	wantCode(t, err, codes.AlreadyExists)
+	list, err := k.ListFiles(ctx, "in", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list.Files) != 1 || list.Files[0].Path != "in/data.txt" ||
+		list.Files[0].Kind != cellgatev1.FileKind_FILE_KIND_FILE {
+		t.Fatalf("ListFiles = %v", list.Files)
+	}
+	var got bytes.Buffer
+	if _, err := k.DownloadFile(ctx, "in/data.txt", &got); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got.Bytes(), data) {
+		t.Fatalf("downloaded %d bytes, want the %d uploaded", got.Len(), len(data))
+	}
+	_, err = k.DownloadFile(ctx, "../../etc/passwd", io.Discard)
+	wantCode(t, err, codes.InvalidArgument)
+	if err := k.DeleteFile(ctx, "in", true); err != nil {
+		t.Fatal(err)
+	}
+	_, err = k.DownloadFile(ctx, "in/data.txt", io.Discard)
+	wantCode(t, err, codes.NotFound)
+}
+
 func TestResumeAfterLagCut(t *testing.T) {
 	admin := dial(t, lagSrv, WithToken(lagToken))
 	slow := dial(t, lagSrv, WithToken(lagToken), WithDialOptions(

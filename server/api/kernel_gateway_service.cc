@@ -5,9 +5,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/util/time_util.h"
+#include "server/api/file_reactors.h"
 #include "server/api/request_validation.h"
 #include "server/api/status_mapping.h"
 #include "server/api/stream_outputs_reactor.h"
+#include "server/session/variable_transfer.h"
 #include "server/obs/metrics.h"
 
 namespace cellgate::api {
@@ -276,6 +278,9 @@ grpc::ServerUnaryReactor* KernelGatewayService::GetServerInfo(grpc::CallbackServ
   caps->set_max_cells_per_kernel(config_.max_cells_per_kernel);
   caps->set_max_source_bytes(config_.max_source_bytes);
   caps->set_max_ipynb_bytes(config_.max_ipynb_bytes);
+  caps->set_max_upload_bytes(config_.max_upload_bytes);
+  caps->set_max_workspace_bytes(config_.max_workspace_bytes);
+  caps->set_max_transfer_bytes(config_.max_transfer_bytes);
   caps->set_max_execution_output_bytes(config_.max_execution_output_bytes);
   caps->set_max_result_text_bytes(config_.max_result_text_bytes);
   caps->set_event_log_max_bytes(config_.event_log_max_bytes);
@@ -493,6 +498,72 @@ grpc::ServerWriteReactor<v1::OutputEvent>* KernelGatewayService::StreamOutputs(
   } else {
     reactor->Begin();
   }
+  return reactor;
+}
+
+// ---- Files ----
+
+grpc::ServerReadReactor<v1::UploadFileRequest>* KernelGatewayService::UploadFile(
+    grpc::CallbackServerContext* context, v1::FileInfo* response) {
+  return new UploadFileReactor(
+      [this, context](const std::string& kernel_id) { return Authorize(context, kernel_id); },
+      response);
+}
+
+grpc::ServerWriteReactor<v1::FileChunk>* KernelGatewayService::DownloadFile(
+    grpc::CallbackServerContext* context, const v1::DownloadFileRequest* request) {
+  return new DownloadFileReactor(Authorize(context, request->kernel_id()), request->path());
+}
+
+grpc::ServerUnaryReactor* KernelGatewayService::ListFiles(grpc::CallbackServerContext* context,
+                                                          const v1::ListFilesRequest* request,
+                                                          v1::ListFilesResponse* response) {
+  constexpr size_t kMaxListed = 10'000;
+  auto session = Authorize(context, request->kernel_id());
+  if (!session.ok()) return Reply(context, session.status());
+  bool truncated = false;
+  absl::StatusOr<std::vector<kernel::WorkspaceEntry>> entries =
+      (*session)->workspace().List(request->path(), request->recursive(), kMaxListed, &truncated);
+  if (!entries.ok()) return Reply(context, entries.status());
+  for (const kernel::WorkspaceEntry& entry : *entries) *response->add_files() = ToProto(entry);
+  response->set_truncated(truncated);
+  return Reply(context, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* KernelGatewayService::DeleteFile(grpc::CallbackServerContext* context,
+                                                           const v1::DeleteFileRequest* request,
+                                                           v1::DeleteFileResponse*) {
+  auto session = Authorize(context, request->kernel_id());
+  if (!session.ok()) return Reply(context, session.status());
+  return Reply(context, (*session)->workspace().Delete(request->path(), request->recursive()));
+}
+
+// ---- Variables between kernels ----
+
+grpc::ServerUnaryReactor* KernelGatewayService::TransferVariable(
+    grpc::CallbackServerContext* context, const v1::TransferVariableRequest* request,
+    v1::TransferVariableResponse* response) {
+  absl::Status status = CheckAuth(context);
+  if (status.ok()) status = ValidateTransferVariable(*request, config_);
+  if (status.ok()) status = CheckNotDraining();
+  const std::string as_name = request->as_name().empty() ? request->name() : request->as_name();
+  if (!status.ok()) return Reply(context, status);
+  auto from = Authorize(context, request->from_kernel_id());
+  if (!from.ok()) return Reply(context, from.status());
+  auto to = Authorize(context, request->to_kernel_id());
+  if (!to.ok()) return Reply(context, to.status());
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  session::VariableTransfer transfer;
+  transfer.name = request->name();
+  transfer.as_name = as_name;
+  transfer.timeout = PerCellTimeout(request->timeout_ms(), config_);
+  transfer.max_bytes = config_.max_transfer_bytes;
+  session::TransferVariable(
+      *std::move(from), *std::move(to), std::move(transfer),
+      [reactor, response](absl::StatusOr<v1::TransferVariableResponse> result) {
+        if (result.ok()) *response = *std::move(result);
+        reactor->Finish(ToGrpcStatus(result.status()));
+      });
   return reactor;
 }
 

@@ -90,6 +90,19 @@ class KernelGatewayService final : public v1::KernelGateway::CallbackService {
                                     v1::ExecutionResult* response) override;
   grpc::ServerWriteReactor<v1::OutputEvent>* StreamOutputs(
       grpc::CallbackServerContext* context, const v1::StreamOutputsRequest* request) override;
+  grpc::ServerReadReactor<v1::UploadFileRequest>* UploadFile(
+      grpc::CallbackServerContext* context, v1::FileInfo* response) override;
+  grpc::ServerWriteReactor<v1::FileChunk>* DownloadFile(
+      grpc::CallbackServerContext* context, const v1::DownloadFileRequest* request) override;
+  grpc::ServerUnaryReactor* ListFiles(grpc::CallbackServerContext* context,
+                                      const v1::ListFilesRequest* request,
+                                      v1::ListFilesResponse* response) override;
+  grpc::ServerUnaryReactor* DeleteFile(grpc::CallbackServerContext* context,
+                                       const v1::DeleteFileRequest* request,
+                                       v1::DeleteFileResponse* response) override;
+  grpc::ServerUnaryReactor* TransferVariable(grpc::CallbackServerContext* context,
+                                             const v1::TransferVariableRequest* request,
+                                             v1::TransferVariableResponse* response) override;
 
  private:
   // Auth, then the kernel id's shape, then the lookup.

@@ -1,6 +1,7 @@
 #include "server/api/request_validation.h"
 
 #include <algorithm>
+#include <array>
 #include <cstdint>
 #include <string>
 
@@ -372,6 +373,51 @@ absl::Status ValidateRunCell(const v1::RunCellRequest& request,
                    "on only once each cell has ended");
   }
   return absl::OkStatus();
+}
+
+constexpr std::array<absl::string_view, 35> kPythonKeywords = {
+    "False", "None",   "True",    "and",      "as",       "assert", "async",
+    "await", "break",  "class",   "continue", "def",      "del",    "elif",
+    "else",  "except", "finally", "for",      "from",     "global", "if",
+    "import", "in",    "is",      "lambda",   "nonlocal", "not",    "or",
+    "pass",  "raise",  "return",  "try",      "while",    "with",   "yield"};
+
+absl::Status CheckPythonIdentifier(absl::string_view name, absl::string_view field) {
+  const bool shaped =
+      !name.empty() && name.size() <= 256 && (absl::ascii_isalpha(name[0]) || name[0] == '_') &&
+      std::all_of(name.begin(), name.end(),
+                  [](char c) { return absl::ascii_isalnum(c) || c == '_'; });
+  if (!shaped) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        field, ": \"", absl::CHexEscape(name.substr(0, 80)),
+        "\" is not a Python identifier ([A-Za-z_][A-Za-z0-9_]*, at most 256 characters)"));
+  }
+  if (std::find(kPythonKeywords.begin(), kPythonKeywords.end(), name) != kPythonKeywords.end()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": \"", name, "\" is a Python keyword"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateTransferVariable(const v1::TransferVariableRequest& request,
+                                      const session::GatewayConfig& config) {
+  if (absl::Status s = ValidateKernelId(request.from_kernel_id()); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("from_kernel_id: ", s.message()));
+  }
+  if (absl::Status s = ValidateKernelId(request.to_kernel_id()); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("to_kernel_id: ", s.message()));
+  }
+  if (request.from_kernel_id() == request.to_kernel_id()) {
+    return Invalid("to_kernel_id",
+                   "is from_kernel_id: a value moves between two kernels (within one, assign it)");
+  }
+  if (absl::Status s = CheckPythonIdentifier(request.name(), "name"); !s.ok()) return s;
+  if (!request.as_name().empty()) {
+    if (absl::Status s = CheckPythonIdentifier(request.as_name(), "as_name"); !s.ok()) {
+      return s;
+    }
+  }
+  return CheckTimeout(request.timeout_ms(), config);
 }
 
 absl::Status ValidateRunStale(const v1::RunStaleRequest& request,

@@ -50,6 +50,11 @@ absl::Status ValidateImportNotebook(const v1::ImportNotebookRequest& request,
 absl::Status ValidateRunCell(const v1::RunCellRequest& request,
                              const session::GatewayConfig& config);
 absl::Status ValidateRunAll(const v1::RunAllRequest& request, const session::GatewayConfig& config);
+// OK if `name` can name a Python variable (ASCII identifier, not a keyword), else
+// INVALID_ARGUMENT naming `field`.
+absl::Status CheckPythonIdentifier(absl::string_view name, absl::string_view field);
+absl::Status ValidateTransferVariable(const v1::TransferVariableRequest& request,
+                                      const session::GatewayConfig& config);
 absl::Status ValidateRunStale(const v1::RunStaleRequest& request,
                               const session::GatewayConfig& config);
 absl::Status ValidateExecute(const v1::ExecuteRequest& request,

@@ -64,6 +64,11 @@ struct GatewayConfig {
   int max_cells_per_kernel = 10000;
   int64_t max_source_bytes = 1 << 20;
   int64_t max_ipynb_bytes = 64 << 20;
+  // UploadFile: the largest file, and the most a kernel's workspace may hold after an upload.
+  int64_t max_upload_bytes = int64_t{1} << 30;
+  int64_t max_workspace_bytes = int64_t{4} << 30;
+  // TransferVariable: the largest pickle carried.
+  int64_t max_transfer_bytes = int64_t{1} << 30;
   int64_t max_execution_output_bytes = 8 << 20;  // stored outputs of one cell / execution
   int64_t max_result_text_bytes = 256 << 10;     // ExecutionResult.text
   // An execution that prints more than this is interrupted. 0 = 8 x max_execution_output_bytes.

@@ -263,6 +263,14 @@ void KernelSession::AfterSaved(absl::AnyInvocable<void()> then) const {
   params_.state_store->AfterNextWrite(params_.kernel_id, std::move(then));
 }
 
+kernel::Workspace KernelSession::workspace() const {
+  return kernel::Workspace({.root = params_.launch.kernel_dir,
+                            .uid = params_.launch.policy.uid,
+                            .gid = params_.launch.policy.gid,
+                            .max_file_bytes = config_.max_upload_bytes,
+                            .max_workspace_bytes = config_.max_workspace_bytes});
+}
+
 void KernelSession::WhenAnalyzed(absl::AnyInvocable<void()> then) {
   {
     absl::MutexLock lock(&mutex_);

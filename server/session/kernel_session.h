@@ -20,6 +20,7 @@
 #include "server/kernel/cell_analyzer.h"
 #include "server/kernel/io_loop.h"
 #include "server/kernel/kernel.h"
+#include "server/kernel/workspace.h"
 #include "server/notebook/notebook.h"
 #include "server/notebook/output_list.h"
 #include "server/session/event_log.h"
@@ -125,6 +126,10 @@ class KernelSession : public std::enable_shared_from_this<KernelSession> {
   void WhenAnalyzed(absl::AnyInvocable<void()> then) ABSL_LOCKS_EXCLUDED(mutex_);
 
   const std::string& kernel_id() const { return params_.kernel_id; }
+  // The kernel's language, from its kernelspec (e.g. "python").
+  const std::string& language() const { return params_.launch.spec.language; }
+  // The kernel's working directory as clients read and write it, with the server's caps.
+  kernel::Workspace workspace() const;
   const std::map<std::string, std::string>& labels() const { return params_.labels; }
   std::shared_ptr<EventLog> event_log() const { return event_log_; }
   v1::Kernel Describe() const ABSL_LOCKS_EXCLUDED(mutex_);

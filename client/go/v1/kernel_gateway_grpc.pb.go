@@ -141,6 +141,44 @@ type KernelGatewayClient interface {
 	// names the oldest retained seq (also `Kernel.oldest_retained_seq`); or `after_seq` is beyond
 	// `Kernel.last_seq`); RESOURCE_EXHAUSTED (cut off for falling behind).
 	StreamOutputs(ctx context.Context, in *StreamOutputsRequest, opts ...grpc.CallOption) (KernelGateway_StreamOutputsClient, error)
+	// Writes a file from a stream: an `UploadFileHeader`, the bytes in chunks, then
+	// `UploadFileEnd`. The bytes go to a temporary file beside the target, renamed into place at
+	// the end: an upload that fails, is cancelled, or ends without `UploadFileEnd` leaves nothing
+	// under the final name.
+	// Errors: INVALID_ARGUMENT (no header first, a second header, a malformed path, more or fewer
+	// bytes than `size` said, the stream closed without `UploadFileEnd`); PERMISSION_DENIED (outside the workspace, a gateway file);
+	// ALREADY_EXISTS (the file exists and `overwrite` is false); FAILED_PRECONDITION (the path
+	// or one of its parents is not what it must be, e.g. a directory where the file goes);
+	// RESOURCE_EXHAUSTED (over `ServerInfo.caps.max_upload_bytes` for one file, or the workspace
+	// would hold more than `max_workspace_bytes`).
+	UploadFile(ctx context.Context, opts ...grpc.CallOption) (KernelGateway_UploadFileClient, error)
+	// Reads a regular file of the workspace as a stream of chunks.
+	// Errors: INVALID_ARGUMENT (malformed path); NOT_FOUND (no such file); PERMISSION_DENIED
+	// (outside the workspace, a gateway file); FAILED_PRECONDITION (a directory, fifo, socket or
+	// device).
+	DownloadFile(ctx context.Context, in *DownloadFileRequest, opts ...grpc.CallOption) (KernelGateway_DownloadFileClient, error)
+	// Lists a directory of the workspace.
+	// Errors: INVALID_ARGUMENT; NOT_FOUND; PERMISSION_DENIED; FAILED_PRECONDITION (not a
+	// directory).
+	ListFiles(ctx context.Context, in *ListFilesRequest, opts ...grpc.CallOption) (*ListFilesResponse, error)
+	// Deletes a file, symbolic link or directory of the workspace.
+	// Errors: INVALID_ARGUMENT (malformed or empty path); NOT_FOUND; PERMISSION_DENIED;
+	// FAILED_PRECONDITION (a directory that is not empty, without `recursive`).
+	DeleteFile(ctx context.Context, in *DeleteFileRequest, opts ...grpc.CallOption) (*DeleteFileResponse, error)
+	// Copies a value from one Python kernel to another: the source kernel pickles it (an
+	// execution in its queue, like Execute) into a file of its workspace, the gateway moves the
+	// file to the target's workspace, and the target unpickles it and binds it to `as_name`
+	// (an execution in its queue). Both executions are in the kernels' EventLogs.
+	// Trust boundary: unpickling runs whatever the pickle says (a class's `__reduce__` can call
+	// any function), so the target trusts the source as much as code it would run itself.
+	// The gateway runs no other code from the source in the target.
+	// Errors: INVALID_ARGUMENT (`name` or `as_name` not an identifier, the same kernel twice,
+	// timeout_ms out of range); NOT_FOUND (unknown kernel; `name` not defined in the source);
+	// FAILED_PRECONDITION (a kernel is not Python, DEAD or SHUTTING_DOWN; the value can't be
+	// pickled, or the target can't unpickle it: the message has the Python error);
+	// RESOURCE_EXHAUSTED (the pickle is over `ServerInfo.caps.max_transfer_bytes`);
+	// DEADLINE_EXCEEDED (a kernel stayed busy past `timeout_ms`).
+	TransferVariable(ctx context.Context, in *TransferVariableRequest, opts ...grpc.CallOption) (*TransferVariableResponse, error)
 }
 
 type kernelGatewayClient struct {
@@ -363,6 +401,99 @@ func (x *kernelGatewayStreamOutputsClient) Recv() (*OutputEvent, error) {
 	return m, nil
 }
 
+func (c *kernelGatewayClient) UploadFile(ctx context.Context, opts ...grpc.CallOption) (KernelGateway_UploadFileClient, error) {
+	stream, err := c.cc.NewStream(ctx, &_KernelGateway_serviceDesc.Streams[1], "/cellgate.v1.KernelGateway/UploadFile", opts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &kernelGatewayUploadFileClient{stream}
+	return x, nil
+}
+
+type KernelGateway_UploadFileClient interface {
+	Send(*UploadFileRequest) error
+	CloseAndRecv() (*FileInfo, error)
+	grpc.ClientStream
+}
+
+type kernelGatewayUploadFileClient struct {
+	grpc.ClientStream
+}
+
+func (x *kernelGatewayUploadFileClient) Send(m *UploadFileRequest) error {
+	return x.ClientStream.SendMsg(m)
+}
+
+func (x *kernelGatewayUploadFileClient) CloseAndRecv() (*FileInfo, error) {
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	m := new(FileInfo)
+	if err := x.ClientStream.RecvMsg(m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+func (c *kernelGatewayClient) DownloadFile(ctx context.Context, in *DownloadFileRequest, opts ...grpc.CallOption) (KernelGateway_DownloadFileClient, error) {
+	stream, err := c.cc.NewStream(ctx, &_KernelGateway_serviceDesc.Streams[2], "/cellgate.v1.KernelGateway/DownloadFile", opts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &kernelGatewayDownloadFileClient{stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+type KernelGateway_DownloadFileClient interface {
+	Recv() (*FileChunk, error)
+	grpc.ClientStream
+}
+
+type kernelGatewayDownloadFileClient struct {
+	grpc.ClientStream
+}
+
+func (x *kernelGatewayDownloadFileClient) Recv() (*FileChunk, error) {
+	m := new(FileChunk)
+	if err := x.ClientStream.RecvMsg(m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+func (c *kernelGatewayClient) ListFiles(ctx context.Context, in *ListFilesRequest, opts ...grpc.CallOption) (*ListFilesResponse, error) {
+	out := new(ListFilesResponse)
+	err := c.cc.Invoke(ctx, "/cellgate.v1.KernelGateway/ListFiles", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *kernelGatewayClient) DeleteFile(ctx context.Context, in *DeleteFileRequest, opts ...grpc.CallOption) (*DeleteFileResponse, error) {
+	out := new(DeleteFileResponse)
+	err := c.cc.Invoke(ctx, "/cellgate.v1.KernelGateway/DeleteFile", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *kernelGatewayClient) TransferVariable(ctx context.Context, in *TransferVariableRequest, opts ...grpc.CallOption) (*TransferVariableResponse, error) {
+	out := new(TransferVariableResponse)
+	err := c.cc.Invoke(ctx, "/cellgate.v1.KernelGateway/TransferVariable", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // KernelGatewayServer is the server API for KernelGateway service.
 // All implementations must embed UnimplementedKernelGatewayServer
 // for forward compatibility
@@ -491,6 +622,44 @@ type KernelGatewayServer interface {
 	// names the oldest retained seq (also `Kernel.oldest_retained_seq`); or `after_seq` is beyond
 	// `Kernel.last_seq`); RESOURCE_EXHAUSTED (cut off for falling behind).
 	StreamOutputs(*StreamOutputsRequest, KernelGateway_StreamOutputsServer) error
+	// Writes a file from a stream: an `UploadFileHeader`, the bytes in chunks, then
+	// `UploadFileEnd`. The bytes go to a temporary file beside the target, renamed into place at
+	// the end: an upload that fails, is cancelled, or ends without `UploadFileEnd` leaves nothing
+	// under the final name.
+	// Errors: INVALID_ARGUMENT (no header first, a second header, a malformed path, more or fewer
+	// bytes than `size` said, the stream closed without `UploadFileEnd`); PERMISSION_DENIED (outside the workspace, a gateway file);
+	// ALREADY_EXISTS (the file exists and `overwrite` is false); FAILED_PRECONDITION (the path
+	// or one of its parents is not what it must be, e.g. a directory where the file goes);
+	// RESOURCE_EXHAUSTED (over `ServerInfo.caps.max_upload_bytes` for one file, or the workspace
+	// would hold more than `max_workspace_bytes`).
+	UploadFile(KernelGateway_UploadFileServer) error
+	// Reads a regular file of the workspace as a stream of chunks.
+	// Errors: INVALID_ARGUMENT (malformed path); NOT_FOUND (no such file); PERMISSION_DENIED
+	// (outside the workspace, a gateway file); FAILED_PRECONDITION (a directory, fifo, socket or
+	// device).
+	DownloadFile(*DownloadFileRequest, KernelGateway_DownloadFileServer) error
+	// Lists a directory of the workspace.
+	// Errors: INVALID_ARGUMENT; NOT_FOUND; PERMISSION_DENIED; FAILED_PRECONDITION (not a
+	// directory).
+	ListFiles(context.Context, *ListFilesRequest) (*ListFilesResponse, error)
+	// Deletes a file, symbolic link or directory of the workspace.
+	// Errors: INVALID_ARGUMENT (malformed or empty path); NOT_FOUND; PERMISSION_DENIED;
+	// FAILED_PRECONDITION (a directory that is not empty, without `recursive`).
+	DeleteFile(context.Context, *DeleteFileRequest) (*DeleteFileResponse, error)
+	// Copies a value from one Python kernel to another: the source kernel pickles it (an
+	// execution in its queue, like Execute) into a file of its workspace, the gateway moves the
+	// file to the target's workspace, and the target unpickles it and binds it to `as_name`
+	// (an execution in its queue). Both executions are in the kernels' EventLogs.
+	// Trust boundary: unpickling runs whatever the pickle says (a class's `__reduce__` can call
+	// any function), so the target trusts the source as much as code it would run itself.
+	// The gateway runs no other code from the source in the target.
+	// Errors: INVALID_ARGUMENT (`name` or `as_name` not an identifier, the same kernel twice,
+	// timeout_ms out of range); NOT_FOUND (unknown kernel; `name` not defined in the source);
+	// FAILED_PRECONDITION (a kernel is not Python, DEAD or SHUTTING_DOWN; the value can't be
+	// pickled, or the target can't unpickle it: the message has the Python error);
+	// RESOURCE_EXHAUSTED (the pickle is over `ServerInfo.caps.max_transfer_bytes`);
+	// DEADLINE_EXCEEDED (a kernel stayed busy past `timeout_ms`).
+	TransferVariable(context.Context, *TransferVariableRequest) (*TransferVariableResponse, error)
 	mustEmbedUnimplementedKernelGatewayServer()
 }
 
@@ -560,6 +729,21 @@ func (UnimplementedKernelGatewayServer) Execute(context.Context, *ExecuteRequest
 }
 func (UnimplementedKernelGatewayServer) StreamOutputs(*StreamOutputsRequest, KernelGateway_StreamOutputsServer) error {
 	return status.Errorf(codes.Unimplemented, "method StreamOutputs not implemented")
+}
+func (UnimplementedKernelGatewayServer) UploadFile(KernelGateway_UploadFileServer) error {
+	return status.Errorf(codes.Unimplemented, "method UploadFile not implemented")
+}
+func (UnimplementedKernelGatewayServer) DownloadFile(*DownloadFileRequest, KernelGateway_DownloadFileServer) error {
+	return status.Errorf(codes.Unimplemented, "method DownloadFile not implemented")
+}
+func (UnimplementedKernelGatewayServer) ListFiles(context.Context, *ListFilesRequest) (*ListFilesResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ListFiles not implemented")
+}
+func (UnimplementedKernelGatewayServer) DeleteFile(context.Context, *DeleteFileRequest) (*DeleteFileResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method DeleteFile not implemented")
+}
+func (UnimplementedKernelGatewayServer) TransferVariable(context.Context, *TransferVariableRequest) (*TransferVariableResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method TransferVariable not implemented")
 }
 func (UnimplementedKernelGatewayServer) mustEmbedUnimplementedKernelGatewayServer() {}
 
@@ -955,6 +1139,107 @@ func (x *kernelGatewayStreamOutputsServer) Send(m *OutputEvent) error {
 	return x.ServerStream.SendMsg(m)
 }
 
+func _KernelGateway_UploadFile_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(KernelGatewayServer).UploadFile(&kernelGatewayUploadFileServer{stream})
+}
+
+type KernelGateway_UploadFileServer interface {
+	SendAndClose(*FileInfo) error
+	Recv() (*UploadFileRequest, error)
+	grpc.ServerStream
+}
+
+type kernelGatewayUploadFileServer struct {
+	grpc.ServerStream
+}
+
+func (x *kernelGatewayUploadFileServer) SendAndClose(m *FileInfo) error {
+	return x.ServerStream.SendMsg(m)
+}
+
+func (x *kernelGatewayUploadFileServer) Recv() (*UploadFileRequest, error) {
+	m := new(UploadFileRequest)
+	if err := x.ServerStream.RecvMsg(m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+func _KernelGateway_DownloadFile_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(DownloadFileRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(KernelGatewayServer).DownloadFile(m, &kernelGatewayDownloadFileServer{stream})
+}
+
+type KernelGateway_DownloadFileServer interface {
+	Send(*FileChunk) error
+	grpc.ServerStream
+}
+
+type kernelGatewayDownloadFileServer struct {
+	grpc.ServerStream
+}
+
+func (x *kernelGatewayDownloadFileServer) Send(m *FileChunk) error {
+	return x.ServerStream.SendMsg(m)
+}
+
+func _KernelGateway_ListFiles_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListFilesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(KernelGatewayServer).ListFiles(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/cellgate.v1.KernelGateway/ListFiles",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(KernelGatewayServer).ListFiles(ctx, req.(*ListFilesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _KernelGateway_DeleteFile_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteFileRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(KernelGatewayServer).DeleteFile(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/cellgate.v1.KernelGateway/DeleteFile",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(KernelGatewayServer).DeleteFile(ctx, req.(*DeleteFileRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _KernelGateway_TransferVariable_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(TransferVariableRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(KernelGatewayServer).TransferVariable(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/cellgate.v1.KernelGateway/TransferVariable",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(KernelGatewayServer).TransferVariable(ctx, req.(*TransferVariableRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 var _KernelGateway_serviceDesc = grpc.ServiceDesc{
 	ServiceName: "cellgate.v1.KernelGateway",
 	HandlerType: (*KernelGatewayServer)(nil),
@@ -1039,11 +1324,33 @@ var _KernelGateway_serviceDesc = grpc.ServiceDesc{
 			MethodName: "Execute",
 			Handler:    _KernelGateway_Execute_Handler,
 		},
+		{
+			MethodName: "ListFiles",
+			Handler:    _KernelGateway_ListFiles_Handler,
+		},
+		{
+			MethodName: "DeleteFile",
+			Handler:    _KernelGateway_DeleteFile_Handler,
+		},
+		{
+			MethodName: "TransferVariable",
+			Handler:    _KernelGateway_TransferVariable_Handler,
+		},
 	},
 	Streams: []grpc.StreamDesc{
 		{
 			StreamName:    "StreamOutputs",
 			Handler:       _KernelGateway_StreamOutputs_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "UploadFile",
+			Handler:       _KernelGateway_UploadFile_Handler,
+			ClientStreams: true,
+		},
+		{
+			StreamName:    "DownloadFile",
+			Handler:       _KernelGateway_DownloadFile_Handler,
 			ServerStreams: true,
 		},
 	},

@@ -16,7 +16,7 @@ from cellgate.errors import (Aborted, AlreadyExists, Cancelled, CellgateError, D
                              NotFound, OutOfRange, PermissionDenied, ResourceExhausted,
                              StreamGap, Unauthenticated, Unavailable, Unimplemented, UnknownError)
 from cellgate.types import (AnalysisStatus, Cell, CellState, CellType, Dependency,
-                            DependencyGraph, ErrorInfo, ExecutionResult,
+                            DependencyGraph, ErrorInfo, FileInfo, FileKind, VariableTransfer, ExecutionResult,
                             ExecutionStatus, InterruptMode, KernelInfo, KernelSpec, KernelState,
                             LastRun, Notebook, Output, OutputEvent, ResourceLimits, RunAllResult,
                             ServerInfo, SkippedCell, SkipReason, describe_event, event_kind)
@@ -29,7 +29,8 @@ __all__ = [
     "FailedPrecondition", "Internal", "InvalidArgument", "NotFound", "OutOfRange",
     "PermissionDenied", "ResourceExhausted", "StreamGap", "Unauthenticated", "Unavailable",
     "Unimplemented", "UnknownError",
-    "AnalysisStatus", "Cell", "CellState", "CellType", "Dependency", "DependencyGraph", "ErrorInfo", "ExecutionResult", "ExecutionStatus",
+    "AnalysisStatus", "Cell", "CellState", "CellType", "Dependency", "DependencyGraph", "ErrorInfo",
+    "FileInfo", "FileKind", "VariableTransfer", "ExecutionResult", "ExecutionStatus",
     "InterruptMode", "KernelInfo", "KernelSpec", "KernelState", "LastRun", "Notebook", "Output",
     "OutputEvent", "ResourceLimits", "RunAllResult", "ServerInfo", "SkippedCell", "SkipReason",
     "describe_event", "event_kind",

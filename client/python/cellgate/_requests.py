@@ -5,13 +5,14 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import (Any, BinaryIO, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple,
+                    Union)
 
 import grpc
 
 from cellgate.errors import InvalidArgument
 from cellgate.types import _to_proto_enum
-from cellgate.v1 import execution_pb2, kernel_gateway_pb2 as gw, kernel_pb2, notebook_pb2
+from cellgate.v1 import execution_pb2, files_pb2, kernel_gateway_pb2 as gw, kernel_pb2, notebook_pb2
 
 ChannelOptions = Union[Sequence[Tuple[str, Any]], Mapping[str, Any], None]
 Metadata = Optional[Tuple[Tuple[str, str], ...]]
@@ -187,3 +188,72 @@ def run_stale(kernel_id: str, stop_on_error: bool,
 def run_all(kernel_id: str, stop_on_error: bool, timeout: Optional[float]) -> gw.RunAllRequest:
     return gw.RunAllRequest(kernel_id=kernel_id, stop_on_error=bool(stop_on_error),
                             timeout_ms=timeout_ms(timeout))
+
+
+def transfer_variable(from_kernel: Any, name: str, to_kernel: Any, as_name: Optional[str],
+                      timeout: Optional[float]) -> files_pb2.TransferVariableRequest:
+    """Kernels may be given as ids or handles (anything with an ``id``)."""
+    return files_pb2.TransferVariableRequest(
+        from_kernel_id=getattr(from_kernel, "id", from_kernel), name=name,
+        to_kernel_id=getattr(to_kernel, "id", to_kernel), as_name=as_name or "",
+        timeout_ms=timeout_ms(timeout))
+
+
+#: What UploadFile takes: the bytes, a local file's path, or a binary file object.
+UploadData = Union[bytes, bytearray, memoryview, "os.PathLike[str]", BinaryIO]
+UPLOAD_CHUNK_BYTES = 1 << 20
+
+
+class UploadSource:
+    """The UploadFile request stream; ``failure`` keeps what went wrong reading the data (gRPC
+    reports only that the iterator raised)."""
+
+    def __init__(self, kernel_id: str, path: str, data: "UploadData", overwrite: bool) -> None:
+        self._requests = upload_requests(kernel_id, path, data, overwrite)
+        self.failure: Optional[BaseException] = None
+
+    def __iter__(self) -> "UploadSource":
+        return self
+
+    def __next__(self) -> files_pb2.UploadFileRequest:
+        try:
+            return next(self._requests)
+        except StopIteration:
+            raise
+        except BaseException as e:
+            self.failure = e
+            raise
+
+
+def upload_requests(kernel_id: str, path: str, data: UploadData, overwrite: bool,
+                    chunk_size: int = UPLOAD_CHUNK_BYTES) -> Iterator[files_pb2.UploadFileRequest]:
+    """The UploadFile stream: the header, then the bytes in chunks."""
+    if isinstance(data, str):
+        raise TypeError("data must be bytes, a pathlib.Path or a binary file, not str "
+                        "(encode text, or wrap a local path in pathlib.Path)")
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        view = memoryview(data)
+        yield files_pb2.UploadFileRequest(header=files_pb2.UploadFileHeader(
+            kernel_id=kernel_id, path=path, overwrite=overwrite, size=len(view)))
+        for start in range(0, len(view), chunk_size):
+            yield files_pb2.UploadFileRequest(chunk=bytes(view[start:start + chunk_size]))
+        yield files_pb2.UploadFileRequest(end=files_pb2.UploadFileEnd())
+        return
+    if isinstance(data, os.PathLike):
+        with open(data, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            yield from _file_chunks(kernel_id, path, f, overwrite, chunk_size, size)
+        return
+    yield from _file_chunks(kernel_id, path, data, overwrite, chunk_size, 0)
+
+
+def _file_chunks(kernel_id: str, path: str, f: BinaryIO, overwrite: bool, chunk_size: int,
+                 size: int) -> Iterator[files_pb2.UploadFileRequest]:
+    yield files_pb2.UploadFileRequest(header=files_pb2.UploadFileHeader(
+        kernel_id=kernel_id, path=path, overwrite=overwrite, size=size))
+    while True:
+        chunk = f.read(chunk_size)
+        if not chunk:
+            yield files_pb2.UploadFileRequest(end=files_pb2.UploadFileEnd())
+            return
+        yield files_pb2.UploadFileRequest(chunk=chunk)

@@ -23,9 +23,9 @@ from cellgate import _requests as rq
 from cellgate._resume import _ResumeState
 from cellgate.client import ReconnectHook
 from cellgate.errors import CellgateError, NotFound, StreamGap, from_rpc_error
-from cellgate.types import (Cell, ExecutionResult, KernelInfo, KernelSpec, Notebook,
+from cellgate.types import (Cell, ExecutionResult, FileInfo, VariableTransfer, KernelInfo, KernelSpec, Notebook,
                             RunAllResult, ServerInfo)
-from cellgate.v1 import execution_pb2, kernel_gateway_pb2 as gw
+from cellgate.v1 import execution_pb2, files_pb2, kernel_gateway_pb2 as gw
 from cellgate.v1 import kernel_gateway_pb2_grpc as gw_grpc
 
 __all__ = ["Client", "Kernel", "OutputStream"]
@@ -97,6 +97,13 @@ class Client:
 
     async def server_info(self, *, timeout: Optional[float] = _UNSET) -> ServerInfo:
         return await self._call("GetServerInfo", gw.GetServerInfoRequest(), timeout)
+
+    async def transfer_variable(self, from_kernel: Any, name: str, to_kernel: Any, *,
+                                as_name: Optional[str] = None,
+                                timeout: Optional[float] = None) -> VariableTransfer:
+        return VariableTransfer.from_proto(await self._call("TransferVariable",
+                                                            rq.transfer_variable(
+            from_kernel, name, to_kernel, as_name, timeout), None))
 
 
 class Kernel:
@@ -200,6 +207,38 @@ class Kernel:
         req = gw.ExecuteRequest(kernel_id=self.id, code=code, timeout_ms=rq.timeout_ms(timeout),
                                 on_timeout=rq.on_timeout(on_timeout))
         return ExecutionResult.from_proto(await self._call("Execute", req, None))
+
+    async def upload_file(self, path: str, data: rq.UploadData, *, overwrite: bool = False,
+                          timeout: Optional[float] = None) -> FileInfo:
+        """As :meth:`cellgate.Kernel.upload_file` (a file object is read in this thread)."""
+        source = rq.UploadSource(self.id, path, data, overwrite)
+        try:
+            return FileInfo.from_proto(await self._client._stub.UploadFile(
+                source, metadata=self._client._metadata, timeout=timeout))
+        except grpc.RpcError as e:
+            if source.failure is not None:  # reading the data failed: nothing was written
+                raise source.failure from None
+            raise from_rpc_error(e) from e
+
+    async def download_file(self, path: str, *, timeout: Optional[float] = None) -> bytes:
+        parts: List[bytes] = []
+        try:
+            async for chunk in self._client._stub.DownloadFile(
+                    files_pb2.DownloadFileRequest(kernel_id=self.id, path=path),
+                    metadata=self._client._metadata, timeout=timeout):
+                parts.append(chunk.data)
+        except grpc.RpcError as e:
+            raise from_rpc_error(e) from e
+        return b"".join(parts)
+
+    async def list_files(self, path: str = "", *, recursive: bool = False) -> List[FileInfo]:
+        response = await self._call("ListFiles", files_pb2.ListFilesRequest(
+            kernel_id=self.id, path=path, recursive=recursive))
+        return [FileInfo.from_proto(f) for f in response.files]
+
+    async def delete_file(self, path: str, *, recursive: bool = False) -> None:
+        await self._call("DeleteFile", files_pb2.DeleteFileRequest(kernel_id=self.id, path=path,
+                                                            recursive=recursive))
 
     def stream_outputs(self, after_seq: int = 0, follow: bool = True, *,
                        cell_id: Optional[str] = None, execution_id: Optional[str] = None,

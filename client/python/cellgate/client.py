@@ -13,7 +13,8 @@ Every method raises a :mod:`cellgate.errors` subclass of ``CellgateError`` when 
 from __future__ import annotations
 
 import threading
-from typing import (Any, Callable, Iterator, List, Mapping, Optional, Type,
+import os
+from typing import (Any, BinaryIO, Callable, Iterator, List, Mapping, Optional, Type,
                     Union)
 
 import grpc
@@ -21,9 +22,9 @@ import grpc
 from cellgate import _requests as rq
 from cellgate._resume import _ResumeState
 from cellgate.errors import CellgateError, NotFound, StreamGap, from_rpc_error
-from cellgate.types import (Cell, ExecutionResult, KernelInfo, KernelSpec, Notebook,
-                            RunAllResult, ServerInfo)
-from cellgate.v1 import execution_pb2, kernel_gateway_pb2 as gw
+from cellgate.types import (Cell, ExecutionResult, FileInfo, KernelInfo, KernelSpec, Notebook,
+                            RunAllResult, ServerInfo, VariableTransfer)
+from cellgate.v1 import execution_pb2, files_pb2, kernel_gateway_pb2 as gw
 from cellgate.v1 import kernel_gateway_pb2_grpc as gw_grpc
 
 __all__ = ["Client", "Kernel", "OutputStream", "ReconnectHook"]
@@ -122,6 +123,16 @@ class Client:
     def server_info(self, *, timeout: Optional[float] = _UNSET) -> ServerInfo:
         """Version, sandbox layers, caps, defaults, kernel counts (the protobuf message)."""
         return self._call("GetServerInfo", gw.GetServerInfoRequest(), timeout)
+
+    def transfer_variable(self, from_kernel: Union[str, "Kernel"], name: str,
+                          to_kernel: Union[str, "Kernel"], *, as_name: Optional[str] = None,
+                          timeout: Optional[float] = None) -> VariableTransfer:
+        """Copies the value of ``name`` in one Python kernel to ``as_name`` (default: the same
+        name) in another, with pickle. ``timeout`` (seconds; None = the server default) bounds
+        how long each kernel may keep it waiting. Unpickling can run code the pickle names:
+        transfer only from kernels you would trust to run code in the target (docs/api.md)."""
+        return VariableTransfer.from_proto(self._call("TransferVariable", rq.transfer_variable(
+            from_kernel, name, to_kernel, as_name, timeout), None))
 
 
 class Kernel:
@@ -256,6 +267,68 @@ class Kernel:
         req = gw.ExecuteRequest(kernel_id=self.id, code=code, timeout_ms=rq.timeout_ms(timeout),
                                 on_timeout=rq.on_timeout(on_timeout))
         return ExecutionResult.from_proto(self._call("Execute", req, None))
+
+    # -- files in the kernel's working directory (docs/api.md, Files) ----------------------
+
+    def upload_file(self, path: str, data: rq.UploadData, *, overwrite: bool = False,
+                    timeout: Optional[float] = None) -> FileInfo:
+        """Writes ``data`` (bytes, a ``pathlib.Path`` of a local file, or a binary file object)
+        to ``path`` in the kernel's working directory, in 1 MiB chunks; the kernel's code sees it
+        at once. Nothing appears under ``path`` unless the whole upload arrived. An existing
+        file is replaced only with ``overwrite=True`` (else ``AlreadyExists``)."""
+        source = rq.UploadSource(self.id, path, data, overwrite)
+        try:
+            return FileInfo.from_proto(self._client._stub.UploadFile(
+                source, metadata=self._client._metadata, timeout=timeout))
+        except grpc.RpcError as e:
+            if source.failure is not None:  # reading the data failed: nothing was written
+                raise source.failure from None
+            raise from_rpc_error(e) from e
+
+    def send_variable(self, name: str, to_kernel: Union[str, "Kernel"], *,
+                      as_name: Optional[str] = None,
+                      timeout: Optional[float] = None) -> VariableTransfer:
+        """:meth:`Client.transfer_variable` from this kernel."""
+        return self._client.transfer_variable(self, name, to_kernel, as_name=as_name,
+                                              timeout=timeout)
+
+    def _download(self, path: str, timeout: Optional[float]) -> Iterator[Any]:
+        try:
+            yield from self._client._stub.DownloadFile(
+                files_pb2.DownloadFileRequest(kernel_id=self.id, path=path),
+                metadata=self._client._metadata, timeout=timeout)
+        except grpc.RpcError as e:
+            raise from_rpc_error(e) from e
+
+    def download_file(self, path: str, *, timeout: Optional[float] = None) -> bytes:
+        """The bytes of a regular file of the kernel's working directory."""
+        return b"".join(chunk.data for chunk in self._download(path, timeout))
+
+    def download_file_to(self, path: str, destination: Union["os.PathLike[str]", BinaryIO], *,
+                         timeout: Optional[float] = None) -> FileInfo:
+        """Streams a file of the kernel's working directory into a local path or binary file
+        object, a chunk at a time; returns what the file was when it was opened."""
+        info: Optional[FileInfo] = None
+        if isinstance(destination, os.PathLike):
+            with open(destination, "wb") as f:
+                return self.download_file_to(path, f, timeout=timeout)
+        for chunk in self._download(path, timeout):
+            if info is None:
+                info = FileInfo.from_proto(chunk.info)
+            destination.write(chunk.data)
+        assert info is not None
+        return info
+
+    def list_files(self, path: str = "", *, recursive: bool = False) -> List[FileInfo]:
+        """The entries of a directory of the workspace ("" = the working directory), sorted."""
+        response = self._call("ListFiles", files_pb2.ListFilesRequest(
+            kernel_id=self.id, path=path, recursive=recursive))
+        return [FileInfo.from_proto(f) for f in response.files]
+
+    def delete_file(self, path: str, *, recursive: bool = False) -> None:
+        """Deletes a file, symbolic link or directory (a non-empty one with ``recursive``)."""
+        self._call("DeleteFile", files_pb2.DeleteFileRequest(kernel_id=self.id, path=path,
+                                                      recursive=recursive))
 
     def stream_outputs(self, after_seq: int = 0, follow: bool = True, *,
                        cell_id: Optional[str] = None, execution_id: Optional[str] = None,

@@ -19,7 +19,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Type, T
 
 from google.protobuf import timestamp_pb2
 
-from cellgate.v1 import execution_pb2, kernel_pb2, notebook_pb2, output_pb2
+from cellgate.v1 import execution_pb2, files_pb2, kernel_pb2, notebook_pb2, output_pb2
 
 __all__ = [
     "ExecutionStatus",
@@ -414,6 +414,45 @@ class Notebook:
     @classmethod
     def from_proto(cls, m: notebook_pb2.Notebook) -> "Notebook":
         return cls(m.kernel_id, [Cell.from_proto(c) for c in m.cells], m.metadata, m.last_seq, m)
+
+
+@dataclass(frozen=True)
+class VariableTransfer:
+    """What TransferVariable carried: the pickle's size, the value's type, and the two
+    executions (pickling in the source, unpickling in the target) in the kernels' event logs."""
+
+    size: int
+    type: str
+    from_execution_id: str
+    to_execution_id: str
+
+    @classmethod
+    def from_proto(cls, m: files_pb2.TransferVariableResponse) -> "VariableTransfer":
+        return cls(m.size, m.type, m.from_execution_id, m.to_execution_id)
+
+
+class FileKind(_StrEnum):
+    UNSPECIFIED = "UNSPECIFIED"
+    FILE = "FILE"
+    DIRECTORY = "DIRECTORY"
+    SYMLINK = "SYMLINK"
+    OTHER = "OTHER"
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    """An entry of a kernel's workspace (its working directory); ``path`` is relative to it."""
+
+    path: str
+    kind: FileKind
+    size: int
+    modified: Optional[_dt.datetime]
+    proto: files_pb2.FileInfo = field(repr=False, compare=False)
+
+    @classmethod
+    def from_proto(cls, m: files_pb2.FileInfo) -> "FileInfo":
+        return cls(m.path, _from_proto_enum(FileKind, files_pb2.FileKind, m.kind, "FILE_KIND_"),
+                   m.size, _time(m.modified), m)
 
 
 @dataclass(frozen=True)

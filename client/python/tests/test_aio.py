@@ -118,6 +118,21 @@ async def test_async_cascade_and_run_stale(server: Server) -> None:
             assert stale.results[-1].text == "15\n"
 
 
+async def test_async_files_and_transfer(server: Server) -> None:
+    async with aio.Client(server.target) as client:
+        async with await client.start_kernel() as a, await client.start_kernel() as b:
+            info = await a.upload_file("in/x.txt", b"hello")
+            assert info.size == 5
+            assert [f.path for f in await a.list_files("in")] == ["in/x.txt"]
+            assert await a.download_file("in/x.txt") == b"hello"
+            await a.execute("text = open('in/x.txt').read() * 2")
+            moved = await client.transfer_variable(a, "text", b, as_name="copy")
+            assert moved.type == "str"
+            assert (await b.execute("print(copy)")).text == "hellohello\n"
+            await a.delete_file("in", recursive=True)
+            assert "in" not in [f.path for f in await a.list_files()]
+
+
 async def test_async_unauthenticated(auth_server: Server) -> None:
     async with aio.Client(auth_server.target, "nope") as c:
         with pytest.raises(cellgate.Unauthenticated):

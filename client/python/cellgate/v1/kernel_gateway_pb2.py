@@ -12,12 +12,13 @@ _sym_db = _symbol_database.Default()
 
 
 from cellgate.v1 import execution_pb2 as cellgate_dot_v1_dot_execution__pb2
+from cellgate.v1 import files_pb2 as cellgate_dot_v1_dot_files__pb2
 from cellgate.v1 import kernel_pb2 as cellgate_dot_v1_dot_kernel__pb2
 from cellgate.v1 import notebook_pb2 as cellgate_dot_v1_dot_notebook__pb2
 from cellgate.v1 import server_info_pb2 as cellgate_dot_v1_dot_server__info__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n cellgate/v1/kernel_gateway.proto\x12\x0b\x63\x65llgate.v1\x1a\x1b\x63\x65llgate/v1/execution.proto\x1a\x18\x63\x65llgate/v1/kernel.proto\x1a\x1a\x63\x65llgate/v1/notebook.proto\x1a\x1d\x63\x65llgate/v1/server_info.proto\"\xdb\x02\n\x12StartKernelRequest\x12\x13\n\x0bkernel_spec\x18\x01 \x01(\t\x12\x35\n\x03\x65nv\x18\x02 \x03(\x0b\x32(.cellgate.v1.StartKernelRequest.EnvEntry\x12+\n\x06limits\x18\x03 \x01(\x0b\x32\x1b.cellgate.v1.ResourceLimits\x12;\n\x06labels\x18\x04 \x03(\x0b\x32+.cellgate.v1.StartKernelRequest.LabelsEntry\x12\x16\n\x0enotebook_ipynb\x18\x05 \x01(\x0c\x12\x1c\n\x14idle_timeout_seconds\x18\x06 \x01(\x05\x1a*\n\x08\x45nvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"%\n\x10GetKernelRequest\x12\x11\n\tkernel_id\x18\x01 \x01(\t\"\x96\x01\n\x12ListKernelsRequest\x12J\n\x0elabel_selector\x18\x01 \x03(\x0b\x32\x32.cellgate.v1.ListKernelsRequest.LabelSelectorEntry\x1a\x34\n\x12LabelSelectorEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\";\n\x13ListKernelsResponse\x12$\n\x07kernels\x18\x01 \x03(\x0b\x32\x13.cellgate.v1.Kernel\"+\n\x16InterruptKernelRequest\x12\x11\n\tkernel_id\x18\x01 \x01(\t\")\n\x14RestartKernelRequest\x12\x11\n\tkernel_id\x18\x01 \x01(\t\"*\n\x15ShutdownKernelRequest\x12\x11\n\tkernel_id\x18\x01 \x01(\t\"\x18\n\x16ShutdownKernelResponse\"\x18\n\x16ListKernelSpecsRequest\"e\n\x17ListKernelSpecsResponse\x12-\n\x0ckernel_specs\x18\x01 \x03(\x0b\x32\x17.cellgate.v1.KernelSpec\x12\x1b\n\x13\x64\x65\x66\x61ult_kernel_spec\x18\x02 \x01(\t\"\x16\n\x14GetServerInfoRequest\"\x9e\x01\n\x0e\x41\x64\x64\x43\x65llRequest\x12\x11\n\tkernel_id\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12(\n\tcell_type\x18\x03 \x01(\x0e\x32\x15.cellgate.v1.CellType\x12\x12\n\x05index\x18\x04 \x01(\x05H\x00\x88\x01\x01\x12\x0f\n\x07\x63\x65ll_id\x18\x05 \x01(\t\x12\x10\n\x08metadata\x18\x06 \x01(\tB\x08\n\x06_index\"\x93\x01\n\x0f\x45\x64itCellRequest\x12\x11\n\tkernel_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63\x65ll_id\x18\x02 \x01(\t\x12\x0e\n\x06source\x18\x03 \x01(\t\x12(\n\tcell_type\x18\x04 \x01(\x0e\x32\x15.cellgate.v1.CellType\x12\x15\n\x08metadata\x18\x05 \x01(\tH\x00\x88\x01\x01\x42\x0b\n\t_metadata\"7\n\x11\x44\x65leteCellRequest\x12\x11\n\tkernel_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63\x65ll_id\x18\x02 \x01(\t\"\x14\n\x12\x44\x65leteCellResponse\"D\n\x0fMoveCellRequest\x12\x11\n\tkernel_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63\x65ll_id\x18\x02 \x01(\t\x12\r\n\x05index\x18\x03 \x01(\x05\"\'\n\x12GetNotebookRequest\x12\x11\n\tkernel_id\x18\x01 \x01(\t\"4\n\x0eGetCellRequest\x12\x11\n\tkernel_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63\x65ll_id\x18\x02 \x01(\t\"*\n\x15\x45xportNotebookRequest\x12\x11\n\tkernel_id\x18\x01 \x01(\t\"\'\n\x16\x45xportNotebookResponse\x12\r\n\x05ipynb\x18\x01 \x01(\x0c\"J\n\x15ImportNotebookRequest\x12\x11\n\tkernel_id\x18\x01 \x01(\t\x12\r\n\x05ipynb\x18\x02 \x01(\x0c\x12\x0f\n\x07replace\x18\x03 \x01(\x08\"\x9b\x01\n\x0eRunCellRequest\x12\x11\n\tkernel_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63\x65ll_id\x18\x02 \x01(\t\x12\x12\n\ntimeout_ms\x18\x03 \x01(\x03\x12*\n\non_timeout\x18\x04 \x01(\x0e\x32\x16.cellgate.v1.OnTimeout\x12%\n\x07\x63\x61scade\x18\x05 \x01(\x0e\x32\x14.cellgate.v1.Cascade\"f\n\x0fRunStaleRequest\x12\x11\n\tkernel_id\x18\x01 \x01(\t\x12\x1a\n\rstop_on_error\x18\x02 \x01(\x08H\x00\x88\x01\x01\x12\x12\n\ntimeout_ms\x18\x03 \x01(\x03\x42\x10\n\x0e_stop_on_error\"d\n\rRunAllRequest\x12\x11\n\tkernel_id\x18\x01 \x01(\t\x12\x1a\n\rstop_on_error\x18\x02 \x01(\x08H\x00\x88\x01\x01\x12\x12\n\ntimeout_ms\x18\x03 \x01(\x03\x42\x10\n\x0e_stop_on_error\"q\n\x0e\x45xecuteRequest\x12\x11\n\tkernel_id\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\x12\x12\n\ntimeout_ms\x18\x03 \x01(\x03\x12*\n\non_timeout\x18\x04 \x01(\x0e\x32\x16.cellgate.v1.OnTimeout\"s\n\x14StreamOutputsRequest\x12\x11\n\tkernel_id\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\x03\x12\x0e\n\x06\x66ollow\x18\x03 \x01(\x08\x12\x0f\n\x07\x63\x65ll_id\x18\x04 \x01(\t\x12\x14\n\x0c\x65xecution_id\x18\x05 \x01(\t*b\n\x07\x43\x61scade\x12\x17\n\x13\x43\x41SCADE_UNSPECIFIED\x10\x00\x12\x10\n\x0c\x43\x41SCADE_NONE\x10\x01\x12\x16\n\x12\x43\x41SCADE_DEPENDENTS\x10\x02\x12\x14\n\x10\x43\x41SCADE_UPSTREAM\x10\x03\x32\x93\x0c\n\rKernelGateway\x12\x43\n\x0bStartKernel\x12\x1f.cellgate.v1.StartKernelRequest\x1a\x13.cellgate.v1.Kernel\x12?\n\tGetKernel\x12\x1d.cellgate.v1.GetKernelRequest\x1a\x13.cellgate.v1.Kernel\x12P\n\x0bListKernels\x12\x1f.cellgate.v1.ListKernelsRequest\x1a .cellgate.v1.ListKernelsResponse\x12K\n\x0fInterruptKernel\x12#.cellgate.v1.InterruptKernelRequest\x1a\x13.cellgate.v1.Kernel\x12G\n\rRestartKernel\x12!.cellgate.v1.RestartKernelRequest\x1a\x13.cellgate.v1.Kernel\x12Y\n\x0eShutdownKernel\x12\".cellgate.v1.ShutdownKernelRequest\x1a#.cellgate.v1.ShutdownKernelResponse\x12\\\n\x0fListKernelSpecs\x12#.cellgate.v1.ListKernelSpecsRequest\x1a$.cellgate.v1.ListKernelSpecsResponse\x12K\n\rGetServerInfo\x12!.cellgate.v1.GetServerInfoRequest\x1a\x17.cellgate.v1.ServerInfo\x12\x39\n\x07\x41\x64\x64\x43\x65ll\x12\x1b.cellgate.v1.AddCellRequest\x1a\x11.cellgate.v1.Cell\x12;\n\x08\x45\x64itCell\x12\x1c.cellgate.v1.EditCellRequest\x1a\x11.cellgate.v1.Cell\x12M\n\nDeleteCell\x12\x1e.cellgate.v1.DeleteCellRequest\x1a\x1f.cellgate.v1.DeleteCellResponse\x12;\n\x08MoveCell\x12\x1c.cellgate.v1.MoveCellRequest\x1a\x11.cellgate.v1.Cell\x12\x45\n\x0bGetNotebook\x12\x1f.cellgate.v1.GetNotebookRequest\x1a\x15.cellgate.v1.Notebook\x12\x39\n\x07GetCell\x12\x1b.cellgate.v1.GetCellRequest\x1a\x11.cellgate.v1.Cell\x12Y\n\x0e\x45xportNotebook\x12\".cellgate.v1.ExportNotebookRequest\x1a#.cellgate.v1.ExportNotebookResponse\x12K\n\x0eImportNotebook\x12\".cellgate.v1.ImportNotebookRequest\x1a\x15.cellgate.v1.Notebook\x12\x44\n\x07RunCell\x12\x1b.cellgate.v1.RunCellRequest\x1a\x1c.cellgate.v1.ExecutionResult\x12?\n\x06RunAll\x12\x1a.cellgate.v1.RunAllRequest\x1a\x19.cellgate.v1.RunAllResult\x12\x43\n\x08RunStale\x12\x1c.cellgate.v1.RunStaleRequest\x1a\x19.cellgate.v1.RunAllResult\x12\x44\n\x07\x45xecute\x12\x1b.cellgate.v1.ExecuteRequest\x1a\x1c.cellgate.v1.ExecutionResult\x12N\n\rStreamOutputs\x12!.cellgate.v1.StreamOutputsRequest\x1a\x18.cellgate.v1.OutputEvent0\x01\x42\x18Z\x16\x63\x65llgate/v1;cellgatev1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n cellgate/v1/kernel_gateway.proto\x12\x0b\x63\x65llgate.v1\x1a\x1b\x63\x65llgate/v1/execution.proto\x1a\x17\x63\x65llgate/v1/files.proto\x1a\x18\x63\x65llgate/v1/kernel.proto\x1a\x1a\x63\x65llgate/v1/notebook.proto\x1a\x1d\x63\x65llgate/v1/server_info.proto\"\xdb\x02\n\x12StartKernelRequest\x12\x13\n\x0bkernel_spec\x18\x01 \x01(\t\x12\x35\n\x03\x65nv\x18\x02 \x03(\x0b\x32(.cellgate.v1.StartKernelRequest.EnvEntry\x12+\n\x06limits\x18\x03 \x01(\x0b\x32\x1b.cellgate.v1.ResourceLimits\x12;\n\x06labels\x18\x04 \x03(\x0b\x32+.cellgate.v1.StartKernelRequest.LabelsEntry\x12\x16\n\x0enotebook_ipynb\x18\x05 \x01(\x0c\x12\x1c\n\x14idle_timeout_seconds\x18\x06 \x01(\x05\x1a*\n\x08\x45nvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"%\n\x10GetKernelRequest\x12\x11\n\tkernel_id\x18\x01 \x01(\t\"\x96\x01\n\x12ListKernelsRequest\x12J\n\x0elabel_selector\x18\x01 \x03(\x0b\x32\x32.cellgate.v1.ListKernelsRequest.LabelSelectorEntry\x1a\x34\n\x12LabelSelectorEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\";\n\x13ListKernelsResponse\x12$\n\x07kernels\x18\x01 \x03(\x0b\x32\x13.cellgate.v1.Kernel\"+\n\x16InterruptKernelRequest\x12\x11\n\tkernel_id\x18\x01 \x01(\t\")\n\x14RestartKernelRequest\x12\x11\n\tkernel_id\x18\x01 \x01(\t\"*\n\x15ShutdownKernelRequest\x12\x11\n\tkernel_id\x18\x01 \x01(\t\"\x18\n\x16ShutdownKernelResponse\"\x18\n\x16ListKernelSpecsRequest\"e\n\x17ListKernelSpecsResponse\x12-\n\x0ckernel_specs\x18\x01 \x03(\x0b\x32\x17.cellgate.v1.KernelSpec\x12\x1b\n\x13\x64\x65\x66\x61ult_kernel_spec\x18\x02 \x01(\t\"\x16\n\x14GetServerInfoRequest\"\x9e\x01\n\x0e\x41\x64\x64\x43\x65llRequest\x12\x11\n\tkernel_id\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12(\n\tcell_type\x18\x03 \x01(\x0e\x32\x15.cellgate.v1.CellType\x12\x12\n\x05index\x18\x04 \x01(\x05H\x00\x88\x01\x01\x12\x0f\n\x07\x63\x65ll_id\x18\x05 \x01(\t\x12\x10\n\x08metadata\x18\x06 \x01(\tB\x08\n\x06_index\"\x93\x01\n\x0f\x45\x64itCellRequest\x12\x11\n\tkernel_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63\x65ll_id\x18\x02 \x01(\t\x12\x0e\n\x06source\x18\x03 \x01(\t\x12(\n\tcell_type\x18\x04 \x01(\x0e\x32\x15.cellgate.v1.CellType\x12\x15\n\x08metadata\x18\x05 \x01(\tH\x00\x88\x01\x01\x42\x0b\n\t_metadata\"7\n\x11\x44\x65leteCellRequest\x12\x11\n\tkernel_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63\x65ll_id\x18\x02 \x01(\t\"\x14\n\x12\x44\x65leteCellResponse\"D\n\x0fMoveCellRequest\x12\x11\n\tkernel_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63\x65ll_id\x18\x02 \x01(\t\x12\r\n\x05index\x18\x03 \x01(\x05\"\'\n\x12GetNotebookRequest\x12\x11\n\tkernel_id\x18\x01 \x01(\t\"4\n\x0eGetCellRequest\x12\x11\n\tkernel_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63\x65ll_id\x18\x02 \x01(\t\"*\n\x15\x45xportNotebookRequest\x12\x11\n\tkernel_id\x18\x01 \x01(\t\"\'\n\x16\x45xportNotebookResponse\x12\r\n\x05ipynb\x18\x01 \x01(\x0c\"J\n\x15ImportNotebookRequest\x12\x11\n\tkernel_id\x18\x01 \x01(\t\x12\r\n\x05ipynb\x18\x02 \x01(\x0c\x12\x0f\n\x07replace\x18\x03 \x01(\x08\"\x9b\x01\n\x0eRunCellRequest\x12\x11\n\tkernel_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63\x65ll_id\x18\x02 \x01(\t\x12\x12\n\ntimeout_ms\x18\x03 \x01(\x03\x12*\n\non_timeout\x18\x04 \x01(\x0e\x32\x16.cellgate.v1.OnTimeout\x12%\n\x07\x63\x61scade\x18\x05 \x01(\x0e\x32\x14.cellgate.v1.Cascade\"f\n\x0fRunStaleRequest\x12\x11\n\tkernel_id\x18\x01 \x01(\t\x12\x1a\n\rstop_on_error\x18\x02 \x01(\x08H\x00\x88\x01\x01\x12\x12\n\ntimeout_ms\x18\x03 \x01(\x03\x42\x10\n\x0e_stop_on_error\"d\n\rRunAllRequest\x12\x11\n\tkernel_id\x18\x01 \x01(\t\x12\x1a\n\rstop_on_error\x18\x02 \x01(\x08H\x00\x88\x01\x01\x12\x12\n\ntimeout_ms\x18\x03 \x01(\x03\x42\x10\n\x0e_stop_on_error\"q\n\x0e\x45xecuteRequest\x12\x11\n\tkernel_id\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\x12\x12\n\ntimeout_ms\x18\x03 \x01(\x03\x12*\n\non_timeout\x18\x04 \x01(\x0e\x32\x16.cellgate.v1.OnTimeout\"s\n\x14StreamOutputsRequest\x12\x11\n\tkernel_id\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\x03\x12\x0e\n\x06\x66ollow\x18\x03 \x01(\x08\x12\x0f\n\x07\x63\x65ll_id\x18\x04 \x01(\t\x12\x14\n\x0c\x65xecution_id\x18\x05 \x01(\t*b\n\x07\x43\x61scade\x12\x17\n\x13\x43\x41SCADE_UNSPECIFIED\x10\x00\x12\x10\n\x0c\x43\x41SCADE_NONE\x10\x01\x12\x16\n\x12\x43\x41SCADE_DEPENDENTS\x10\x02\x12\x14\n\x10\x43\x41SCADE_UPSTREAM\x10\x03\x32\xa2\x0f\n\rKernelGateway\x12\x43\n\x0bStartKernel\x12\x1f.cellgate.v1.StartKernelRequest\x1a\x13.cellgate.v1.Kernel\x12?\n\tGetKernel\x12\x1d.cellgate.v1.GetKernelRequest\x1a\x13.cellgate.v1.Kernel\x12P\n\x0bListKernels\x12\x1f.cellgate.v1.ListKernelsRequest\x1a .cellgate.v1.ListKernelsResponse\x12K\n\x0fInterruptKernel\x12#.cellgate.v1.InterruptKernelRequest\x1a\x13.cellgate.v1.Kernel\x12G\n\rRestartKernel\x12!.cellgate.v1.RestartKernelRequest\x1a\x13.cellgate.v1.Kernel\x12Y\n\x0eShutdownKernel\x12\".cellgate.v1.ShutdownKernelRequest\x1a#.cellgate.v1.ShutdownKernelResponse\x12\\\n\x0fListKernelSpecs\x12#.cellgate.v1.ListKernelSpecsRequest\x1a$.cellgate.v1.ListKernelSpecsResponse\x12K\n\rGetServerInfo\x12!.cellgate.v1.GetServerInfoRequest\x1a\x17.cellgate.v1.ServerInfo\x12\x39\n\x07\x41\x64\x64\x43\x65ll\x12\x1b.cellgate.v1.AddCellRequest\x1a\x11.cellgate.v1.Cell\x12;\n\x08\x45\x64itCell\x12\x1c.cellgate.v1.EditCellRequest\x1a\x11.cellgate.v1.Cell\x12M\n\nDeleteCell\x12\x1e.cellgate.v1.DeleteCellRequest\x1a\x1f.cellgate.v1.DeleteCellResponse\x12;\n\x08MoveCell\x12\x1c.cellgate.v1.MoveCellRequest\x1a\x11.cellgate.v1.Cell\x12\x45\n\x0bGetNotebook\x12\x1f.cellgate.v1.GetNotebookRequest\x1a\x15.cellgate.v1.Notebook\x12\x39\n\x07GetCell\x12\x1b.cellgate.v1.GetCellRequest\x1a\x11.cellgate.v1.Cell\x12Y\n\x0e\x45xportNotebook\x12\".cellgate.v1.ExportNotebookRequest\x1a#.cellgate.v1.ExportNotebookResponse\x12K\n\x0eImportNotebook\x12\".cellgate.v1.ImportNotebookRequest\x1a\x15.cellgate.v1.Notebook\x12\x44\n\x07RunCell\x12\x1b.cellgate.v1.RunCellRequest\x1a\x1c.cellgate.v1.ExecutionResult\x12?\n\x06RunAll\x12\x1a.cellgate.v1.RunAllRequest\x1a\x19.cellgate.v1.RunAllResult\x12\x43\n\x08RunStale\x12\x1c.cellgate.v1.RunStaleRequest\x1a\x19.cellgate.v1.RunAllResult\x12\x44\n\x07\x45xecute\x12\x1b.cellgate.v1.ExecuteRequest\x1a\x1c.cellgate.v1.ExecutionResult\x12N\n\rStreamOutputs\x12!.cellgate.v1.StreamOutputsRequest\x1a\x18.cellgate.v1.OutputEvent0\x01\x12\x45\n\nUploadFile\x12\x1e.cellgate.v1.UploadFileRequest\x1a\x15.cellgate.v1.FileInfo(\x01\x12J\n\x0c\x44ownloadFile\x12 .cellgate.v1.DownloadFileRequest\x1a\x16.cellgate.v1.FileChunk0\x01\x12J\n\tListFiles\x12\x1d.cellgate.v1.ListFilesRequest\x1a\x1e.cellgate.v1.ListFilesResponse\x12M\n\nDeleteFile\x12\x1e.cellgate.v1.DeleteFileRequest\x1a\x1f.cellgate.v1.DeleteFileResponse\x12_\n\x10TransferVariable\x12$.cellgate.v1.TransferVariableRequest\x1a%.cellgate.v1.TransferVariableResponseB\x18Z\x16\x63\x65llgate/v1;cellgatev1b\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'cellgate.v1.kernel_gateway_pb2', globals())
@@ -31,66 +32,66 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   _STARTKERNELREQUEST_LABELSENTRY._serialized_options = b'8\001'
   _LISTKERNELSREQUEST_LABELSELECTORENTRY._options = None
   _LISTKERNELSREQUEST_LABELSELECTORENTRY._serialized_options = b'8\001'
-  _CASCADE._serialized_start=2389
-  _CASCADE._serialized_end=2487
-  _STARTKERNELREQUEST._serialized_start=164
-  _STARTKERNELREQUEST._serialized_end=511
-  _STARTKERNELREQUEST_ENVENTRY._serialized_start=422
-  _STARTKERNELREQUEST_ENVENTRY._serialized_end=464
-  _STARTKERNELREQUEST_LABELSENTRY._serialized_start=466
-  _STARTKERNELREQUEST_LABELSENTRY._serialized_end=511
-  _GETKERNELREQUEST._serialized_start=513
-  _GETKERNELREQUEST._serialized_end=550
-  _LISTKERNELSREQUEST._serialized_start=553
-  _LISTKERNELSREQUEST._serialized_end=703
-  _LISTKERNELSREQUEST_LABELSELECTORENTRY._serialized_start=651
-  _LISTKERNELSREQUEST_LABELSELECTORENTRY._serialized_end=703
-  _LISTKERNELSRESPONSE._serialized_start=705
-  _LISTKERNELSRESPONSE._serialized_end=764
-  _INTERRUPTKERNELREQUEST._serialized_start=766
-  _INTERRUPTKERNELREQUEST._serialized_end=809
-  _RESTARTKERNELREQUEST._serialized_start=811
-  _RESTARTKERNELREQUEST._serialized_end=852
-  _SHUTDOWNKERNELREQUEST._serialized_start=854
-  _SHUTDOWNKERNELREQUEST._serialized_end=896
-  _SHUTDOWNKERNELRESPONSE._serialized_start=898
-  _SHUTDOWNKERNELRESPONSE._serialized_end=922
-  _LISTKERNELSPECSREQUEST._serialized_start=924
-  _LISTKERNELSPECSREQUEST._serialized_end=948
-  _LISTKERNELSPECSRESPONSE._serialized_start=950
-  _LISTKERNELSPECSRESPONSE._serialized_end=1051
-  _GETSERVERINFOREQUEST._serialized_start=1053
-  _GETSERVERINFOREQUEST._serialized_end=1075
-  _ADDCELLREQUEST._serialized_start=1078
-  _ADDCELLREQUEST._serialized_end=1236
-  _EDITCELLREQUEST._serialized_start=1239
-  _EDITCELLREQUEST._serialized_end=1386
-  _DELETECELLREQUEST._serialized_start=1388
-  _DELETECELLREQUEST._serialized_end=1443
-  _DELETECELLRESPONSE._serialized_start=1445
-  _DELETECELLRESPONSE._serialized_end=1465
-  _MOVECELLREQUEST._serialized_start=1467
-  _MOVECELLREQUEST._serialized_end=1535
-  _GETNOTEBOOKREQUEST._serialized_start=1537
-  _GETNOTEBOOKREQUEST._serialized_end=1576
-  _GETCELLREQUEST._serialized_start=1578
-  _GETCELLREQUEST._serialized_end=1630
-  _EXPORTNOTEBOOKREQUEST._serialized_start=1632
-  _EXPORTNOTEBOOKREQUEST._serialized_end=1674
-  _EXPORTNOTEBOOKRESPONSE._serialized_start=1676
-  _EXPORTNOTEBOOKRESPONSE._serialized_end=1715
-  _IMPORTNOTEBOOKREQUEST._serialized_start=1717
-  _IMPORTNOTEBOOKREQUEST._serialized_end=1791
-  _RUNCELLREQUEST._serialized_start=1794
-  _RUNCELLREQUEST._serialized_end=1949
-  _RUNSTALEREQUEST._serialized_start=1951
-  _RUNSTALEREQUEST._serialized_end=2053
-  _RUNALLREQUEST._serialized_start=2055
-  _RUNALLREQUEST._serialized_end=2155
-  _EXECUTEREQUEST._serialized_start=2157
-  _EXECUTEREQUEST._serialized_end=2270
-  _STREAMOUTPUTSREQUEST._serialized_start=2272
-  _STREAMOUTPUTSREQUEST._serialized_end=2387
-  _KERNELGATEWAY._serialized_start=2490
-  _KERNELGATEWAY._serialized_end=4045
+  _CASCADE._serialized_start=2414
+  _CASCADE._serialized_end=2512
+  _STARTKERNELREQUEST._serialized_start=189
+  _STARTKERNELREQUEST._serialized_end=536
+  _STARTKERNELREQUEST_ENVENTRY._serialized_start=447
+  _STARTKERNELREQUEST_ENVENTRY._serialized_end=489
+  _STARTKERNELREQUEST_LABELSENTRY._serialized_start=491
+  _STARTKERNELREQUEST_LABELSENTRY._serialized_end=536
+  _GETKERNELREQUEST._serialized_start=538
+  _GETKERNELREQUEST._serialized_end=575
+  _LISTKERNELSREQUEST._serialized_start=578
+  _LISTKERNELSREQUEST._serialized_end=728
+  _LISTKERNELSREQUEST_LABELSELECTORENTRY._serialized_start=676
+  _LISTKERNELSREQUEST_LABELSELECTORENTRY._serialized_end=728
+  _LISTKERNELSRESPONSE._serialized_start=730
+  _LISTKERNELSRESPONSE._serialized_end=789
+  _INTERRUPTKERNELREQUEST._serialized_start=791
+  _INTERRUPTKERNELREQUEST._serialized_end=834
+  _RESTARTKERNELREQUEST._serialized_start=836
+  _RESTARTKERNELREQUEST._serialized_end=877
+  _SHUTDOWNKERNELREQUEST._serialized_start=879
+  _SHUTDOWNKERNELREQUEST._serialized_end=921
+  _SHUTDOWNKERNELRESPONSE._serialized_start=923
+  _SHUTDOWNKERNELRESPONSE._serialized_end=947
+  _LISTKERNELSPECSREQUEST._serialized_start=949
+  _LISTKERNELSPECSREQUEST._serialized_end=973
+  _LISTKERNELSPECSRESPONSE._serialized_start=975
+  _LISTKERNELSPECSRESPONSE._serialized_end=1076
+  _GETSERVERINFOREQUEST._serialized_start=1078
+  _GETSERVERINFOREQUEST._serialized_end=1100
+  _ADDCELLREQUEST._serialized_start=1103
+  _ADDCELLREQUEST._serialized_end=1261
+  _EDITCELLREQUEST._serialized_start=1264
+  _EDITCELLREQUEST._serialized_end=1411
+  _DELETECELLREQUEST._serialized_start=1413
+  _DELETECELLREQUEST._serialized_end=1468
+  _DELETECELLRESPONSE._serialized_start=1470
+  _DELETECELLRESPONSE._serialized_end=1490
+  _MOVECELLREQUEST._serialized_start=1492
+  _MOVECELLREQUEST._serialized_end=1560
+  _GETNOTEBOOKREQUEST._serialized_start=1562
+  _GETNOTEBOOKREQUEST._serialized_end=1601
+  _GETCELLREQUEST._serialized_start=1603
+  _GETCELLREQUEST._serialized_end=1655
+  _EXPORTNOTEBOOKREQUEST._serialized_start=1657
+  _EXPORTNOTEBOOKREQUEST._serialized_end=1699
+  _EXPORTNOTEBOOKRESPONSE._serialized_start=1701
+  _EXPORTNOTEBOOKRESPONSE._serialized_end=1740
+  _IMPORTNOTEBOOKREQUEST._serialized_start=1742
+  _IMPORTNOTEBOOKREQUEST._serialized_end=1816
+  _RUNCELLREQUEST._serialized_start=1819
+  _RUNCELLREQUEST._serialized_end=1974
+  _RUNSTALEREQUEST._serialized_start=1976
+  _RUNSTALEREQUEST._serialized_end=2078
+  _RUNALLREQUEST._serialized_start=2080
+  _RUNALLREQUEST._serialized_end=2180
+  _EXECUTEREQUEST._serialized_start=2182
+  _EXECUTEREQUEST._serialized_end=2295
+  _STREAMOUTPUTSREQUEST._serialized_start=2297
+  _STREAMOUTPUTSREQUEST._serialized_end=2412
+  _KERNELGATEWAY._serialized_start=2515
+  _KERNELGATEWAY._serialized_end=4469
 # @@protoc_insertion_point(module_scope)

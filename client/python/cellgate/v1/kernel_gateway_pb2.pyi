@@ -1,4 +1,5 @@
 from cellgate.v1 import execution_pb2 as _execution_pb2
+from cellgate.v1 import files_pb2 as _files_pb2
 from cellgate.v1 import kernel_pb2 as _kernel_pb2
 from cellgate.v1 import notebook_pb2 as _notebook_pb2
 from cellgate.v1 import server_info_pb2 as _server_info_pb2

@@ -3,6 +3,7 @@
 import grpc
 
 from cellgate.v1 import execution_pb2 as cellgate_dot_v1_dot_execution__pb2
+from cellgate.v1 import files_pb2 as cellgate_dot_v1_dot_files__pb2
 from cellgate.v1 import kernel_gateway_pb2 as cellgate_dot_v1_dot_kernel__gateway__pb2
 from cellgate.v1 import kernel_pb2 as cellgate_dot_v1_dot_kernel__pb2
 from cellgate.v1 import notebook_pb2 as cellgate_dot_v1_dot_notebook__pb2
@@ -138,6 +139,31 @@ class KernelGatewayStub(object):
                 '/cellgate.v1.KernelGateway/StreamOutputs',
                 request_serializer=cellgate_dot_v1_dot_kernel__gateway__pb2.StreamOutputsRequest.SerializeToString,
                 response_deserializer=cellgate_dot_v1_dot_execution__pb2.OutputEvent.FromString,
+                )
+        self.UploadFile = channel.stream_unary(
+                '/cellgate.v1.KernelGateway/UploadFile',
+                request_serializer=cellgate_dot_v1_dot_files__pb2.UploadFileRequest.SerializeToString,
+                response_deserializer=cellgate_dot_v1_dot_files__pb2.FileInfo.FromString,
+                )
+        self.DownloadFile = channel.unary_stream(
+                '/cellgate.v1.KernelGateway/DownloadFile',
+                request_serializer=cellgate_dot_v1_dot_files__pb2.DownloadFileRequest.SerializeToString,
+                response_deserializer=cellgate_dot_v1_dot_files__pb2.FileChunk.FromString,
+                )
+        self.ListFiles = channel.unary_unary(
+                '/cellgate.v1.KernelGateway/ListFiles',
+                request_serializer=cellgate_dot_v1_dot_files__pb2.ListFilesRequest.SerializeToString,
+                response_deserializer=cellgate_dot_v1_dot_files__pb2.ListFilesResponse.FromString,
+                )
+        self.DeleteFile = channel.unary_unary(
+                '/cellgate.v1.KernelGateway/DeleteFile',
+                request_serializer=cellgate_dot_v1_dot_files__pb2.DeleteFileRequest.SerializeToString,
+                response_deserializer=cellgate_dot_v1_dot_files__pb2.DeleteFileResponse.FromString,
+                )
+        self.TransferVariable = channel.unary_unary(
+                '/cellgate.v1.KernelGateway/TransferVariable',
+                request_serializer=cellgate_dot_v1_dot_files__pb2.TransferVariableRequest.SerializeToString,
+                response_deserializer=cellgate_dot_v1_dot_files__pb2.TransferVariableResponse.FromString,
                 )
 
 
@@ -400,6 +426,75 @@ class KernelGatewayServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UploadFile(self, request_iterator, context):
+        """---- Files in the kernel's workspace (its working directory) ----
+        Paths follow the rules of `FilePaths` (files.proto). Files are written with the kernel's
+        uid, so its code can read and change them at once.
+
+        Writes a file from a stream: an `UploadFileHeader`, the bytes in chunks, then
+        `UploadFileEnd`. The bytes go to a temporary file beside the target, renamed into place at
+        the end: an upload that fails, is cancelled, or ends without `UploadFileEnd` leaves nothing
+        under the final name.
+        Errors: INVALID_ARGUMENT (no header first, a second header, a malformed path, more or fewer
+        bytes than `size` said, the stream closed without `UploadFileEnd`); PERMISSION_DENIED (outside the workspace, a gateway file);
+        ALREADY_EXISTS (the file exists and `overwrite` is false); FAILED_PRECONDITION (the path
+        or one of its parents is not what it must be, e.g. a directory where the file goes);
+        RESOURCE_EXHAUSTED (over `ServerInfo.caps.max_upload_bytes` for one file, or the workspace
+        would hold more than `max_workspace_bytes`).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DownloadFile(self, request, context):
+        """Reads a regular file of the workspace as a stream of chunks.
+        Errors: INVALID_ARGUMENT (malformed path); NOT_FOUND (no such file); PERMISSION_DENIED
+        (outside the workspace, a gateway file); FAILED_PRECONDITION (a directory, fifo, socket or
+        device).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListFiles(self, request, context):
+        """Lists a directory of the workspace.
+        Errors: INVALID_ARGUMENT; NOT_FOUND; PERMISSION_DENIED; FAILED_PRECONDITION (not a
+        directory).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteFile(self, request, context):
+        """Deletes a file, symbolic link or directory of the workspace.
+        Errors: INVALID_ARGUMENT (malformed or empty path); NOT_FOUND; PERMISSION_DENIED;
+        FAILED_PRECONDITION (a directory that is not empty, without `recursive`).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TransferVariable(self, request, context):
+        """---- Variables between kernels ----
+
+        Copies a value from one Python kernel to another: the source kernel pickles it (an
+        execution in its queue, like Execute) into a file of its workspace, the gateway moves the
+        file to the target's workspace, and the target unpickles it and binds it to `as_name`
+        (an execution in its queue). Both executions are in the kernels' EventLogs.
+        Trust boundary: unpickling runs whatever the pickle says (a class's `__reduce__` can call
+        any function), so the target trusts the source as much as code it would run itself.
+        The gateway runs no other code from the source in the target.
+        Errors: INVALID_ARGUMENT (`name` or `as_name` not an identifier, the same kernel twice,
+        timeout_ms out of range); NOT_FOUND (unknown kernel; `name` not defined in the source);
+        FAILED_PRECONDITION (a kernel is not Python, DEAD or SHUTTING_DOWN; the value can't be
+        pickled, or the target can't unpickle it: the message has the Python error);
+        RESOURCE_EXHAUSTED (the pickle is over `ServerInfo.caps.max_transfer_bytes`);
+        DEADLINE_EXCEEDED (a kernel stayed busy past `timeout_ms`).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_KernelGatewayServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -507,6 +602,31 @@ def add_KernelGatewayServicer_to_server(servicer, server):
                     servicer.StreamOutputs,
                     request_deserializer=cellgate_dot_v1_dot_kernel__gateway__pb2.StreamOutputsRequest.FromString,
                     response_serializer=cellgate_dot_v1_dot_execution__pb2.OutputEvent.SerializeToString,
+            ),
+            'UploadFile': grpc.stream_unary_rpc_method_handler(
+                    servicer.UploadFile,
+                    request_deserializer=cellgate_dot_v1_dot_files__pb2.UploadFileRequest.FromString,
+                    response_serializer=cellgate_dot_v1_dot_files__pb2.FileInfo.SerializeToString,
+            ),
+            'DownloadFile': grpc.unary_stream_rpc_method_handler(
+                    servicer.DownloadFile,
+                    request_deserializer=cellgate_dot_v1_dot_files__pb2.DownloadFileRequest.FromString,
+                    response_serializer=cellgate_dot_v1_dot_files__pb2.FileChunk.SerializeToString,
+            ),
+            'ListFiles': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListFiles,
+                    request_deserializer=cellgate_dot_v1_dot_files__pb2.ListFilesRequest.FromString,
+                    response_serializer=cellgate_dot_v1_dot_files__pb2.ListFilesResponse.SerializeToString,
+            ),
+            'DeleteFile': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteFile,
+                    request_deserializer=cellgate_dot_v1_dot_files__pb2.DeleteFileRequest.FromString,
+                    response_serializer=cellgate_dot_v1_dot_files__pb2.DeleteFileResponse.SerializeToString,
+            ),
+            'TransferVariable': grpc.unary_unary_rpc_method_handler(
+                    servicer.TransferVariable,
+                    request_deserializer=cellgate_dot_v1_dot_files__pb2.TransferVariableRequest.FromString,
+                    response_serializer=cellgate_dot_v1_dot_files__pb2.TransferVariableResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -888,5 +1008,90 @@ class KernelGateway(object):
         return grpc.experimental.unary_stream(request, target, '/cellgate.v1.KernelGateway/StreamOutputs',
             cellgate_dot_v1_dot_kernel__gateway__pb2.StreamOutputsRequest.SerializeToString,
             cellgate_dot_v1_dot_execution__pb2.OutputEvent.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def UploadFile(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(request_iterator, target, '/cellgate.v1.KernelGateway/UploadFile',
+            cellgate_dot_v1_dot_files__pb2.UploadFileRequest.SerializeToString,
+            cellgate_dot_v1_dot_files__pb2.FileInfo.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def DownloadFile(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(request, target, '/cellgate.v1.KernelGateway/DownloadFile',
+            cellgate_dot_v1_dot_files__pb2.DownloadFileRequest.SerializeToString,
+            cellgate_dot_v1_dot_files__pb2.FileChunk.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def ListFiles(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/cellgate.v1.KernelGateway/ListFiles',
+            cellgate_dot_v1_dot_files__pb2.ListFilesRequest.SerializeToString,
+            cellgate_dot_v1_dot_files__pb2.ListFilesResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def DeleteFile(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/cellgate.v1.KernelGateway/DeleteFile',
+            cellgate_dot_v1_dot_files__pb2.DeleteFileRequest.SerializeToString,
+            cellgate_dot_v1_dot_files__pb2.DeleteFileResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def TransferVariable(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/cellgate.v1.KernelGateway/TransferVariable',
+            cellgate_dot_v1_dot_files__pb2.TransferVariableRequest.SerializeToString,
+            cellgate_dot_v1_dot_files__pb2.TransferVariableResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)

@@ -28,7 +28,7 @@ class SandboxLayer(_message.Message):
     def __init__(self, name: _Optional[str] = ..., available: bool = ..., in_force: bool = ..., detail: _Optional[str] = ...) -> None: ...
 
 class ServerCaps(_message.Message):
-    __slots__ = ["event_log_max_bytes", "limits", "max_cells_per_kernel", "max_execution_output_bytes", "max_idle_timeout_seconds", "max_ipynb_bytes", "max_kernels", "max_result_text_bytes", "max_source_bytes", "max_timeout_ms"]
+    __slots__ = ["event_log_max_bytes", "limits", "max_cells_per_kernel", "max_execution_output_bytes", "max_idle_timeout_seconds", "max_ipynb_bytes", "max_kernels", "max_result_text_bytes", "max_source_bytes", "max_timeout_ms", "max_transfer_bytes", "max_upload_bytes", "max_workspace_bytes"]
     EVENT_LOG_MAX_BYTES_FIELD_NUMBER: _ClassVar[int]
     LIMITS_FIELD_NUMBER: _ClassVar[int]
     MAX_CELLS_PER_KERNEL_FIELD_NUMBER: _ClassVar[int]
@@ -39,6 +39,9 @@ class ServerCaps(_message.Message):
     MAX_RESULT_TEXT_BYTES_FIELD_NUMBER: _ClassVar[int]
     MAX_SOURCE_BYTES_FIELD_NUMBER: _ClassVar[int]
     MAX_TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
+    MAX_TRANSFER_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MAX_UPLOAD_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MAX_WORKSPACE_BYTES_FIELD_NUMBER: _ClassVar[int]
     event_log_max_bytes: int
     limits: _kernel_pb2.ResourceLimits
     max_cells_per_kernel: int
@@ -49,7 +52,10 @@ class ServerCaps(_message.Message):
     max_result_text_bytes: int
     max_source_bytes: int
     max_timeout_ms: int
-    def __init__(self, max_kernels: _Optional[int] = ..., max_cells_per_kernel: _Optional[int] = ..., max_source_bytes: _Optional[int] = ..., max_ipynb_bytes: _Optional[int] = ..., max_execution_output_bytes: _Optional[int] = ..., max_result_text_bytes: _Optional[int] = ..., event_log_max_bytes: _Optional[int] = ..., max_timeout_ms: _Optional[int] = ..., max_idle_timeout_seconds: _Optional[int] = ..., limits: _Optional[_Union[_kernel_pb2.ResourceLimits, _Mapping]] = ...) -> None: ...
+    max_transfer_bytes: int
+    max_upload_bytes: int
+    max_workspace_bytes: int
+    def __init__(self, max_kernels: _Optional[int] = ..., max_cells_per_kernel: _Optional[int] = ..., max_source_bytes: _Optional[int] = ..., max_ipynb_bytes: _Optional[int] = ..., max_execution_output_bytes: _Optional[int] = ..., max_result_text_bytes: _Optional[int] = ..., event_log_max_bytes: _Optional[int] = ..., max_timeout_ms: _Optional[int] = ..., max_idle_timeout_seconds: _Optional[int] = ..., limits: _Optional[_Union[_kernel_pb2.ResourceLimits, _Mapping]] = ..., max_upload_bytes: _Optional[int] = ..., max_workspace_bytes: _Optional[int] = ..., max_transfer_bytes: _Optional[int] = ...) -> None: ...
 
 class ServerDefaults(_message.Message):
     __slots__ = ["idle_timeout_seconds", "kernel_spec", "limits", "timeout_ms"]
