@@ -249,8 +249,10 @@ absl::StatusOr<std::unique_ptr<Workspace::Upload>> Workspace::BeginUpload(
           absl::StrCat("path \"", path, "\" exists (overwrite replaces it)"));
     }
     if (!S_ISREG(existing.st_mode)) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "path \"", path, "\" is ", KindWord(existing.st_mode), ": only a file is replaced"));
+      return absl::Status(S_ISDIR(existing.st_mode) ? absl::StatusCode::kFailedPrecondition
+                                                    : absl::StatusCode::kPermissionDenied,
+                          absl::StrCat("path \"", path, "\" is ", KindWord(existing.st_mode),
+                                       ": only a file is replaced"));
     }
   }
   upload->temp_name_ = absl::StrCat(kTempPrefix, RandomSuffix());
@@ -340,8 +342,11 @@ absl::StatusOr<UniqueFd> Workspace::OpenForReading(const std::string& path,
   struct stat st;
   if (::fstat(fd->get(), &st) != 0) return MapErrno(errno, path, "cannot read");
   if (!S_ISREG(st.st_mode)) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("path \"", path, "\" is ", KindWord(st.st_mode), ", not a file"));
+    // A directory is the wrong kind of entry; a fifo, socket or device is never served.
+    return absl::Status(S_ISDIR(st.st_mode) ? absl::StatusCode::kFailedPrecondition
+                                           : absl::StatusCode::kPermissionDenied,
+                        absl::StrCat("path \"", path, "\" is ", KindWord(st.st_mode),
+                                     ", not a file: only regular files are read"));
   }
   ::fcntl(fd->get(), F_SETFL, 0);  // blocking reads again
   if (info != nullptr) *info = EntryOf(path, st);

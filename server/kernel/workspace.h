@@ -8,7 +8,8 @@
 // with the kernel's key, its sockets) are neither listed nor touched.
 //
 // Errors name the path: INVALID_ARGUMENT (malformed), NOT_FOUND, PERMISSION_DENIED (outside
-// the directory, a gateway file), FAILED_PRECONDITION (not the kind of entry asked for),
+// the directory, a gateway file, a fifo, socket or device), FAILED_PRECONDITION (not the kind
+// of entry asked for: a directory for a file, a file for a directory),
 // ALREADY_EXISTS, RESOURCE_EXHAUSTED (caps).
 //
 // Blocking file I/O: callers run it where that is fine (a gRPC callback thread, briefly).

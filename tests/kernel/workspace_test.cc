@@ -144,7 +144,7 @@ TEST_F(WorkspaceTest, SymbolicLinksOutOfTheWorkspaceAreRefused) {
   EXPECT_TRUE(std::filesystem::exists("/etc/hostname"));
   // A replaced file that is a link to outside is refused, not written through.
   EXPECT_EQ(Upload(workspace, "etc-link", "x", /*overwrite=*/true).code(),
-            absl::StatusCode::kFailedPrecondition);
+            absl::StatusCode::kPermissionDenied);
 }
 
 TEST_F(WorkspaceTest, OnlyRegularFilesAreRead) {
@@ -153,14 +153,16 @@ TEST_F(WorkspaceTest, OnlyRegularFilesAreRead) {
   Workspace workspace = Make();
   WorkspaceEntry info;
   absl::StatusOr<UniqueFd> fifo = workspace.OpenForReading("pipe", &info);  // must not block
-  EXPECT_EQ(fifo.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(fifo.status().code(), absl::StatusCode::kPermissionDenied);
   EXPECT_THAT(fifo.status().message(), HasSubstr("a fifo"));
   EXPECT_EQ(workspace.OpenForReading("dir", &info).status().code(),
             absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(workspace.OpenForReading("missing", &info).status().code(),
             absl::StatusCode::kNotFound);
   EXPECT_EQ(Upload(workspace, "pipe", "x", /*overwrite=*/true).code(),
-            absl::StatusCode::kFailedPrecondition);
+            absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(workspace.OpenForReading("/dev/null", &info).status().code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 TEST_F(WorkspaceTest, CapsBoundAFileAndTheWorkspace) {

@@ -146,7 +146,8 @@ type KernelGatewayClient interface {
 	// the end: an upload that fails, is cancelled, or ends without `UploadFileEnd` leaves nothing
 	// under the final name.
 	// Errors: INVALID_ARGUMENT (no header first, a second header, a malformed path, more or fewer
-	// bytes than `size` said, the stream closed without `UploadFileEnd`); PERMISSION_DENIED (outside the workspace, a gateway file);
+	// bytes than `size` said, the stream closed without `UploadFileEnd`); PERMISSION_DENIED
+	// (outside the workspace, a gateway file, a fifo, socket or device in the way);
 	// ALREADY_EXISTS (the file exists and `overwrite` is false); FAILED_PRECONDITION (the path
 	// or one of its parents is not what it must be, e.g. a directory where the file goes);
 	// RESOURCE_EXHAUSTED (over `ServerInfo.caps.max_upload_bytes` for one file, or the workspace
@@ -154,8 +155,8 @@ type KernelGatewayClient interface {
 	UploadFile(ctx context.Context, opts ...grpc.CallOption) (KernelGateway_UploadFileClient, error)
 	// Reads a regular file of the workspace as a stream of chunks.
 	// Errors: INVALID_ARGUMENT (malformed path); NOT_FOUND (no such file); PERMISSION_DENIED
-	// (outside the workspace, a gateway file); FAILED_PRECONDITION (a directory, fifo, socket or
-	// device).
+	// (outside the workspace, a gateway file, a fifo, socket or device); FAILED_PRECONDITION (a
+	// directory).
 	DownloadFile(ctx context.Context, in *DownloadFileRequest, opts ...grpc.CallOption) (KernelGateway_DownloadFileClient, error)
 	// Lists a directory of the workspace.
 	// Errors: INVALID_ARGUMENT; NOT_FOUND; PERMISSION_DENIED; FAILED_PRECONDITION (not a
@@ -627,7 +628,8 @@ type KernelGatewayServer interface {
 	// the end: an upload that fails, is cancelled, or ends without `UploadFileEnd` leaves nothing
 	// under the final name.
 	// Errors: INVALID_ARGUMENT (no header first, a second header, a malformed path, more or fewer
-	// bytes than `size` said, the stream closed without `UploadFileEnd`); PERMISSION_DENIED (outside the workspace, a gateway file);
+	// bytes than `size` said, the stream closed without `UploadFileEnd`); PERMISSION_DENIED
+	// (outside the workspace, a gateway file, a fifo, socket or device in the way);
 	// ALREADY_EXISTS (the file exists and `overwrite` is false); FAILED_PRECONDITION (the path
 	// or one of its parents is not what it must be, e.g. a directory where the file goes);
 	// RESOURCE_EXHAUSTED (over `ServerInfo.caps.max_upload_bytes` for one file, or the workspace
@@ -635,8 +637,8 @@ type KernelGatewayServer interface {
 	UploadFile(KernelGateway_UploadFileServer) error
 	// Reads a regular file of the workspace as a stream of chunks.
 	// Errors: INVALID_ARGUMENT (malformed path); NOT_FOUND (no such file); PERMISSION_DENIED
-	// (outside the workspace, a gateway file); FAILED_PRECONDITION (a directory, fifo, socket or
-	// device).
+	// (outside the workspace, a gateway file, a fifo, socket or device); FAILED_PRECONDITION (a
+	// directory).
 	DownloadFile(*DownloadFileRequest, KernelGateway_DownloadFileServer) error
 	// Lists a directory of the workspace.
 	// Errors: INVALID_ARGUMENT; NOT_FOUND; PERMISSION_DENIED; FAILED_PRECONDITION (not a

@@ -15,7 +15,8 @@ class KernelGatewayStub(object):
     - UNAUTHENTICATED: the server has tokens configured and the call carries no
     `authorization: Bearer <token>` metadata, or a wrong token.
     - UNAVAILABLE: the server is draining (SIGTERM). RPCs that start work (StartKernel,
-    RestartKernel, RunCell, RunAll, Execute) are refused at once; followed streams end.
+    RestartKernel, RunCell, RunAll, RunStale, Execute, TransferVariable) are refused at once;
+    followed streams end.
     - INVALID_ARGUMENT for a malformed `kernel_id` (empty, over 64 characters, or characters
     outside [A-Za-z0-9_-]); NOT_FOUND for a well-formed one the server does not hold (never
     existed, or shut down).
@@ -172,7 +173,8 @@ class KernelGatewayServicer(object):
     - UNAUTHENTICATED: the server has tokens configured and the call carries no
     `authorization: Bearer <token>` metadata, or a wrong token.
     - UNAVAILABLE: the server is draining (SIGTERM). RPCs that start work (StartKernel,
-    RestartKernel, RunCell, RunAll, Execute) are refused at once; followed streams end.
+    RestartKernel, RunCell, RunAll, RunStale, Execute, TransferVariable) are refused at once;
+    followed streams end.
     - INVALID_ARGUMENT for a malformed `kernel_id` (empty, over 64 characters, or characters
     outside [A-Za-z0-9_-]); NOT_FOUND for a well-formed one the server does not hold (never
     existed, or shut down).
@@ -436,7 +438,8 @@ class KernelGatewayServicer(object):
         the end: an upload that fails, is cancelled, or ends without `UploadFileEnd` leaves nothing
         under the final name.
         Errors: INVALID_ARGUMENT (no header first, a second header, a malformed path, more or fewer
-        bytes than `size` said, the stream closed without `UploadFileEnd`); PERMISSION_DENIED (outside the workspace, a gateway file);
+        bytes than `size` said, the stream closed without `UploadFileEnd`); PERMISSION_DENIED
+        (outside the workspace, a gateway file, a fifo, socket or device in the way);
         ALREADY_EXISTS (the file exists and `overwrite` is false); FAILED_PRECONDITION (the path
         or one of its parents is not what it must be, e.g. a directory where the file goes);
         RESOURCE_EXHAUSTED (over `ServerInfo.caps.max_upload_bytes` for one file, or the workspace
@@ -449,8 +452,8 @@ class KernelGatewayServicer(object):
     def DownloadFile(self, request, context):
         """Reads a regular file of the workspace as a stream of chunks.
         Errors: INVALID_ARGUMENT (malformed path); NOT_FOUND (no such file); PERMISSION_DENIED
-        (outside the workspace, a gateway file); FAILED_PRECONDITION (a directory, fifo, socket or
-        device).
+        (outside the workspace, a gateway file, a fifo, socket or device); FAILED_PRECONDITION (a
+        directory).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -640,7 +643,8 @@ class KernelGateway(object):
     - UNAUTHENTICATED: the server has tokens configured and the call carries no
     `authorization: Bearer <token>` metadata, or a wrong token.
     - UNAVAILABLE: the server is draining (SIGTERM). RPCs that start work (StartKernel,
-    RestartKernel, RunCell, RunAll, Execute) are refused at once; followed streams end.
+    RestartKernel, RunCell, RunAll, RunStale, Execute, TransferVariable) are refused at once;
+    followed streams end.
     - INVALID_ARGUMENT for a malformed `kernel_id` (empty, over 64 characters, or characters
     outside [A-Za-z0-9_-]); NOT_FOUND for a well-formed one the server does not hold (never
     existed, or shut down).
