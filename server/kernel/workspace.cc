@@ -9,11 +9,12 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <random>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "server/common/write_all.h"
+#include "server/protocol/message.h"
 
 namespace cellgate::kernel {
 namespace {
@@ -72,26 +73,30 @@ std::pair<std::string, std::string> SplitLast(const std::string& path) {
   return {path.substr(0, slash), path.substr(slash + 1)};
 }
 
-std::string RandomSuffix() {
-  static thread_local std::mt19937_64 random{std::random_device{}()};
-  return absl::StrCat(absl::Hex(random(), absl::kZeroPad16));
-}
-
-// Removes everything in directory `dir` (an fd it owns), not following symlinks.
-absl::Status RemoveContents(int dir, const std::string& path) {
+// Fills `names` with the names in directory `dir` (an fd that stays open), without "." and
+// "..". Returns 0 or an errno.
+int EntryNames(int dir, std::vector<std::string>& names) {
   const int dup = ::fcntl(dir, F_DUPFD_CLOEXEC, 0);
-  if (dup < 0) return absl::InternalError(absl::StrCat("dup: ", std::strerror(errno)));
-  DIR* stream = ::fdopendir(dup);
+  DIR* stream = dup < 0 ? nullptr : ::fdopendir(dup);
   if (stream == nullptr) {
-    ::close(dup);
-    return absl::InternalError(absl::StrCat("cannot read ", path, ": ", std::strerror(errno)));
+    const int error = errno;
+    if (dup >= 0) ::close(dup);
+    return error;
   }
-  std::vector<std::string> names;
   while (dirent* entry = ::readdir(stream)) {
     const absl::string_view name = entry->d_name;
     if (name != "." && name != "..") names.emplace_back(name);
   }
   ::closedir(stream);
+  return 0;
+}
+
+// Removes everything in directory `dir` (an fd it owns), not following symlinks.
+absl::Status RemoveContents(int dir, const std::string& path) {
+  std::vector<std::string> names;
+  if (const int error = EntryNames(dir, names); error != 0) {
+    return absl::InternalError(absl::StrCat("cannot read ", path, ": ", std::strerror(error)));
+  }
   for (const std::string& name : names) {
     struct stat st;
     if (::fstatat(dir, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
@@ -255,7 +260,7 @@ absl::StatusOr<std::unique_ptr<Workspace::Upload>> Workspace::BeginUpload(
                                        ": only a file is replaced"));
     }
   }
-  upload->temp_name_ = absl::StrCat(kTempPrefix, RandomSuffix());
+  upload->temp_name_ = absl::StrCat(kTempPrefix, protocol::NewMessageId());
   const int file = ::openat(dir->get(), upload->temp_name_.c_str(),
                             O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
   if (file < 0) return MapErrno(errno, path, "cannot create");
@@ -287,19 +292,14 @@ absl::Status Workspace::Upload::Write(absl::string_view bytes) {
     return absl::ResourceExhaustedError(
         absl::StrCat("path \"", path_, "\": more than ", cap_name_));
   }
-  while (!bytes.empty()) {
-    const ssize_t n = ::write(file_.get(), bytes.data(), bytes.size());
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      const int error = errno;
-      return absl::Status(error == ENOSPC || error == EDQUOT || error == EFBIG
-                              ? absl::StatusCode::kResourceExhausted
-                              : absl::StatusCode::kInternal,
-                          absl::StrCat("writing \"", path_, "\": ", std::strerror(error)));
-    }
-    bytes.remove_prefix(static_cast<size_t>(n));
-    written_ += n;
+  if (const int error = WriteAll(file_.get(), std::string_view(bytes.data(), bytes.size()));
+      error != 0) {
+    return absl::Status(error == ENOSPC || error == EDQUOT || error == EFBIG
+                            ? absl::StatusCode::kResourceExhausted
+                            : absl::StatusCode::kInternal,
+                        absl::StrCat("writing \"", path_, "\": ", std::strerror(error)));
   }
+  written_ = after;
   return absl::OkStatus();
 }
 
@@ -372,15 +372,11 @@ absl::StatusOr<std::vector<WorkspaceEntry>> Workspace::List(const std::string& p
   while (!pending.empty() && !*truncated) {
     auto [dir, dir_path] = std::move(pending.back());
     pending.pop_back();
-    const int dup = ::fcntl(dir.get(), F_DUPFD_CLOEXEC, 0);
-    DIR* stream = dup < 0 ? nullptr : ::fdopendir(dup);
-    if (stream == nullptr) {
-      if (dup >= 0) ::close(dup);
-      return MapErrno(errno, dir_path, "cannot list");
+    std::vector<std::string> names;
+    if (const int error = EntryNames(dir.get(), names); error != 0) {
+      return MapErrno(error, dir_path, "cannot list");
     }
-    while (dirent* raw = ::readdir(stream)) {
-      const std::string name = raw->d_name;
-      if (name == "." || name == "..") continue;
+    for (const std::string& name : names) {
       if (dir_path.empty() && IsGatewayFile(name)) continue;
       if (absl::StartsWith(name, kTempPrefix)) continue;
       struct stat st;
@@ -397,7 +393,6 @@ absl::StatusOr<std::vector<WorkspaceEntry>> Workspace::List(const std::string& p
         if (sub >= 0) pending.emplace_back(UniqueFd(sub), child);
       }
     }
-    ::closedir(stream);
   }
   std::sort(entries.begin(), entries.end(),
             [](const WorkspaceEntry& a, const WorkspaceEntry& b) { return a.path < b.path; });
@@ -474,14 +469,10 @@ absl::StatusOr<int64_t> Workspace::TakeGatewayFile(const Workspace& from,
     char buffer[1 << 16];
     ssize_t n;
     while ((n = ::read(file.get(), buffer, sizeof(buffer))) > 0) {
-      for (ssize_t done = 0; done < n;) {
-        const ssize_t w = ::write(copy.get(), buffer + done, static_cast<size_t>(n - done));
-        if (w < 0) {
-          ::unlinkat(to_root->get(), name.c_str(), 0);
-          return absl::ResourceExhaustedError(
-              absl::StrCat("cannot copy ", name, ": ", std::strerror(errno)));
-        }
-        done += w;
+      if (const int error = WriteAll(copy.get(), std::string_view(buffer, static_cast<size_t>(n))); error != 0) {
+        ::unlinkat(to_root->get(), name.c_str(), 0);
+        return absl::ResourceExhaustedError(
+            absl::StrCat("cannot copy ", name, ": ", std::strerror(error)));
       }
     }
     file = std::move(copy);

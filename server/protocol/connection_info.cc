@@ -12,6 +12,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "server/common/write_all.h"
 
 namespace cellgate::protocol {
 namespace {
@@ -55,19 +56,6 @@ absl::StatusOr<int> GetPort(const nlohmann::json& json, const char* field) {
         absl::StrCat("connection info \"", field, "\" must be in 0..65535"));
   }
   return static_cast<int>(it->get<int64_t>());
-}
-
-// Writes all of `data` to `fd`, retrying on EINTR and short writes. Returns 0 or an errno.
-int WriteAll(int fd, std::string_view data) {
-  while (!data.empty()) {
-    const ssize_t written = ::write(fd, data.data(), data.size());
-    if (written < 0) {
-      if (errno == EINTR) continue;
-      return errno;
-    }
-    data.remove_prefix(static_cast<size_t>(written));
-  }
-  return 0;
 }
 
 }  // namespace

@@ -16,6 +16,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "server/common/unique_fd.h"
+#include "server/common/write_all.h"
 #include "server/obs/log.h"
 
 namespace cellgate::session {
@@ -37,19 +38,6 @@ absl::Status FsyncDirectory(const std::string& dir) {
   return absl::OkStatus();
 }
 
-absl::Status WriteAll(int fd, const std::string& bytes, const std::string& name) {
-  size_t written = 0;
-  while (written < bytes.size()) {
-    const ssize_t n = ::write(fd, bytes.data() + written, bytes.size() - written);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return ErrnoError("cannot write", name);
-    }
-    written += static_cast<size_t>(n);
-  }
-  return absl::OkStatus();
-}
-
 // Writes `bytes` to `path`.tmp and renames it over `path`. With `sync`, the file is fsynced and
 // closed before the rename; without, it is returned open, for the caller to fsync.
 absl::StatusOr<UniqueFd> WriteTemporaryAndRename(const std::string& path,
@@ -57,7 +45,11 @@ absl::StatusOr<UniqueFd> WriteTemporaryAndRename(const std::string& path,
   const std::string temporary = path + ".tmp";
   UniqueFd fd(::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
   if (fd.get() < 0) return ErrnoError("cannot create", temporary);
-  absl::Status status = WriteAll(fd.get(), bytes, temporary);
+  absl::Status status = absl::OkStatus();
+  if (const int error = WriteAll(fd.get(), bytes); error != 0) {
+    errno = error;
+    status = ErrnoError("cannot write", temporary);
+  }
   if (status.ok() && sync && ::fsync(fd.get()) != 0) {
     status = ErrnoError("cannot fsync", temporary);
   }

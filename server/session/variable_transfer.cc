@@ -1,6 +1,5 @@
 #include "server/session/variable_transfer.h"
 
-#include <random>
 #include <utility>
 #include <vector>
 
@@ -11,6 +10,8 @@
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "server/obs/metrics.h"
+#include "server/protocol/message.h"
 
 namespace cellgate::session {
 namespace {
@@ -55,11 +56,6 @@ finally:
 
 std::string Quoted(absl::string_view text) { return absl::StrCat("'", text, "'"); }
 
-std::string RandomId() {
-  static thread_local std::mt19937_64 random{std::random_device{}()};
-  return absl::StrCat(absl::Hex(random(), absl::kZeroPad16));
-}
-
 ExecutionOptions OptionsFor(absl::Duration timeout) {
   ExecutionOptions options;
   options.timeout = timeout;
@@ -95,8 +91,8 @@ absl::Status ExecutionFailure(const v1::ExecutionResult& result, const KernelSes
     default:
       return absl::FailedPreconditionError(absl::StrCat(
           "kernel ", kernel.kernel_id(), " did not finish ", doing, ": ",
-          absl::AsciiStrToLower(absl::StripPrefix(v1::ExecutionStatus_Name(result.status()),
-                                                  "EXECUTION_STATUS_")),
+          obs::Metrics::EnumLabel(v1::ExecutionStatus_Name(result.status()),
+                                  "EXECUTION_STATUS_"),
           result.status_detail().empty() ? "" : absl::StrCat(" (", result.status_detail(), ")")));
   }
 }
@@ -193,7 +189,7 @@ void TransferVariable(std::shared_ptr<KernelSession> from, std::shared_ptr<Kerne
   transfer->from = std::move(from);
   transfer->to = std::move(to);
   transfer->request = std::move(request);
-  transfer->file = absl::StrCat(".cellgate-transfer-", RandomId(), ".pickle");
+  transfer->file = absl::StrCat(".cellgate-transfer-", protocol::NewMessageId(), ".pickle");
   transfer->done = std::move(done);
   const std::string code =
       absl::StrReplaceAll(kExportCode, {{"NAME_LITERAL", Quoted(transfer->request.name)},
