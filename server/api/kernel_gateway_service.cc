@@ -68,7 +68,8 @@ grpc::ServerUnaryReactor* ReplyWithAnalyzedCell(
   return reactor;
 }
 
-absl::Duration PerCellTimeout(int64_t timeout_ms, const session::GatewayConfig& config) {
+// A request's `timeout_ms`, 0 meaning the server's default; no timeout when both are 0.
+absl::Duration TimeoutFor(int64_t timeout_ms, const session::GatewayConfig& config) {
   if (timeout_ms == 0) timeout_ms = config.default_timeout_ms;
   return timeout_ms > 0 ? absl::Milliseconds(timeout_ms) : absl::InfiniteDuration();
 }
@@ -132,8 +133,7 @@ absl::StatusOr<std::shared_ptr<session::KernelSession>> KernelGatewayService::Au
 session::ExecutionOptions KernelGatewayService::ExecutionOptionsFor(
     grpc::CallbackServerContext* context, int64_t timeout_ms, v1::OnTimeout on_timeout) const {
   session::ExecutionOptions options;
-  if (timeout_ms == 0) timeout_ms = config_.default_timeout_ms;
-  if (timeout_ms > 0) options.timeout = absl::Milliseconds(timeout_ms);
+  options.timeout = TimeoutFor(timeout_ms, config_);
   options.on_timeout = on_timeout == v1::ON_TIMEOUT_KEEP_RUNNING ? v1::ON_TIMEOUT_KEEP_RUNNING
                                                                    : v1::ON_TIMEOUT_INTERRUPT;
   const auto deadline = context->deadline();
@@ -416,7 +416,7 @@ grpc::ServerUnaryReactor* KernelGatewayService::RunCell(grpc::CallbackServerCont
     // The cascade follows the graph with every change so far analysed.
     (*session)->WhenAnalyzed([session = *session, reactor, response,
                               cell_id = request->cell_id(), cascade = request->cascade(),
-                              timeout = PerCellTimeout(request->timeout_ms(), config_)] {
+                              timeout = TimeoutFor(request->timeout_ms(), config_)] {
       const absl::Status status = session->RunCellCascade(cell_id, cascade, timeout,
                                                           FinishWithResult(reactor, response));
       if (!status.ok()) reactor->Finish(ToGrpcStatus(status));
@@ -442,7 +442,7 @@ grpc::ServerUnaryReactor* KernelGatewayService::RunStale(grpc::CallbackServerCon
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   (*session)->WhenAnalyzed([session = *session, reactor, response,
                             stop_on_error = !request->has_stop_on_error() || request->stop_on_error(),
-                            timeout = PerCellTimeout(request->timeout_ms(), config_)] {
+                            timeout = TimeoutFor(request->timeout_ms(), config_)] {
     const absl::Status status =
         session->RunStale(stop_on_error, timeout, FinishWithResult(reactor, response));
     if (!status.ok()) reactor->Finish(ToGrpcStatus(status));
@@ -460,7 +460,7 @@ grpc::ServerUnaryReactor* KernelGatewayService::RunAll(grpc::CallbackServerConte
   if (!status.ok()) return Reply(context, status);
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   status = (*session)->RunAll(!request->has_stop_on_error() || request->stop_on_error(),
-                              PerCellTimeout(request->timeout_ms(), config_),
+                              TimeoutFor(request->timeout_ms(), config_),
                               FinishWithResult(reactor, response));
   if (!status.ok()) reactor->Finish(ToGrpcStatus(status));
   return reactor;
@@ -546,7 +546,6 @@ grpc::ServerUnaryReactor* KernelGatewayService::TransferVariable(
   absl::Status status = CheckAuth(context);
   if (status.ok()) status = ValidateTransferVariable(*request, config_);
   if (status.ok()) status = CheckNotDraining();
-  const std::string as_name = request->as_name().empty() ? request->name() : request->as_name();
   if (!status.ok()) return Reply(context, status);
   auto from = Authorize(context, request->from_kernel_id());
   if (!from.ok()) return Reply(context, from.status());
@@ -555,8 +554,8 @@ grpc::ServerUnaryReactor* KernelGatewayService::TransferVariable(
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   session::VariableTransfer transfer;
   transfer.name = request->name();
-  transfer.as_name = as_name;
-  transfer.timeout = PerCellTimeout(request->timeout_ms(), config_);
+  transfer.as_name = request->as_name().empty() ? request->name() : request->as_name();
+  transfer.timeout = TimeoutFor(request->timeout_ms(), config_);
   transfer.max_bytes = config_.max_transfer_bytes;
   session::TransferVariable(
       *std::move(from), *std::move(to), std::move(transfer),

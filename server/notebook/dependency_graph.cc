@@ -74,12 +74,23 @@ std::vector<std::string> DependencyGraph::DependsOn(const std::string& cell_id) 
 }
 
 std::vector<std::string> DependencyGraph::Dependents(std::span<const std::string> cell_ids) const {
+  return Reach(cell_ids, /*include_given=*/false);
+}
+
+std::vector<std::string> DependencyGraph::WithDependents(
+    std::span<const std::string> cell_ids) const {
+  return Reach(cell_ids, /*include_given=*/true);
+}
+
+std::vector<std::string> DependencyGraph::Reach(std::span<const std::string> cell_ids,
+                                                bool include_given) const {
   const int size = static_cast<int>(cells_.size());
   std::vector<bool> reached(cells_.size(), false);
   std::deque<int> queue;
   for (const std::string& id : cell_ids) {
     if (auto it = index_.find(id); it != index_.end() && IsCode(it->second)) {
       queue.push_back(it->second);
+      if (include_given) reached[it->second] = true;
     }
   }
   // Every code cell from `everything_from` down is a dependent: the first unknown cell below a

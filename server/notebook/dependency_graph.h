@@ -50,6 +50,8 @@ class DependencyGraph {
   // Every cell that depends on one of `cell_ids`, directly or through others (implicit edges
   // included), in notebook order; the given cells themselves only when one depends on another.
   std::vector<std::string> Dependents(std::span<const std::string> cell_ids) const;
+  // `cell_ids` (those in the graph) and their Dependents, in notebook order.
+  std::vector<std::string> WithDependents(std::span<const std::string> cell_ids) const;
   // Every cell `cell_id` depends on, directly or through others, in notebook order.
   std::vector<std::string> Upstream(const std::string& cell_id) const;
   // Code cells without an analysis, in notebook order.
@@ -62,6 +64,8 @@ class DependencyGraph {
     return cells_[index].kind == Cell::Kind::kAnalyzed && cells_[index].opaque;
   }
   std::vector<std::string> Ids(const std::vector<bool>& chosen) const;
+  // Dependents, with the given cells marked too when `include_given`.
+  std::vector<std::string> Reach(std::span<const std::string> cell_ids, bool include_given) const;
 
   struct IndexEdge {
     int cell;

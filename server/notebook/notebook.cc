@@ -577,6 +577,14 @@ std::optional<v1::CellState> Notebook::state(const std::string& cell_id) const {
   return cells_[*index]->cell.state();
 }
 
+std::vector<std::string> Notebook::CellIdsInState(v1::CellState state) const {
+  std::vector<std::string> ids;
+  for (const auto& entry : cells_) {
+    if (entry->cell.state() == state) ids.push_back(entry->cell.cell_id());
+  }
+  return ids;
+}
+
 // ---- Dependencies ----
 
 std::vector<Notebook::PendingAnalysis> Notebook::PendingAnalyses() const {

@@ -181,6 +181,8 @@ class Notebook {
   std::optional<std::string> source(const std::string& cell_id) const;
   // The cell's state; nullopt for an unknown id.
   std::optional<v1::CellState> state(const std::string& cell_id) const;
+  // The ids of the cells in `state`, in order.
+  std::vector<std::string> CellIdsInState(v1::CellState state) const;
 
   // OK if `cell_id` follows the nbformat 4.5 id rules, else INVALID_ARGUMENT naming `cell_id`.
   static absl::Status ValidateCellId(absl::string_view cell_id);

@@ -9,7 +9,6 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_join.h"
-#include "absl/strings/strip.h"
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/util/time_util.h"
 #include "server/kernel/uid_pool.h"
@@ -43,6 +42,11 @@ const char* StatusWord(v1::ExecutionStatus status) {
     case v1::EXECUTION_STATUS_CANCELLED: return "cancelled";
     default: return "";
   }
+}
+
+// Whether a cell's source has anything to run (empty and whitespace-only sources are not sent).
+bool HasCode(const std::string& source) {
+  return source.find_first_not_of(" \t\r\n") != std::string::npos;
 }
 
 // Why a cell could not be analysed, or what its analysis says, as the notebook keeps it.
@@ -87,7 +91,6 @@ struct KernelSession::GroupRun {
   int remaining = 0;
   bool stopped = false;
   v1::SkipReason stop_reason = v1::SKIP_REASON_PREVIOUS_FAILED;
-  std::string stop_detail;
   v1::RunAllResult result;
   RunAllCallback done;
   // A RunCell cascade: the requested cell's execution, whose result is the reply itself.
@@ -720,7 +723,7 @@ absl::StatusOr<std::string> KernelSession::RunnableSourceLocked(const std::strin
     return absl::InvalidArgumentError(
         absl::StrCat("cell_id: cell ", cell_id, " is not a code cell"));
   }
-  if (cell->source().find_first_not_of(" \t\r\n") == std::string::npos) {
+  if (!HasCode(cell->source())) {
     return absl::InvalidArgumentError(
         absl::StrCat("cell_id: cell ", cell_id, " has no code to run"));
   }
@@ -751,8 +754,8 @@ absl::Status KernelSession::RunCellCascade(const std::string& cell_id, v1::Casca
           needed.push_back(id);
         }
       }
-      absl::flat_hash_set<std::string> chosen(needed.begin(), needed.end());
-      for (std::string& id : graph.Dependents(needed)) chosen.insert(std::move(id));
+      const std::vector<std::string> affected = graph.WithDependents(needed);
+      const absl::flat_hash_set<std::string> chosen(affected.begin(), affected.end());
       for (const std::string& id : upstream) {
         if (!chosen.contains(id)) continue;
         cells.push_back({id, v1::RUN_TRIGGER_CASCADE_UPSTREAM, cell_id,
@@ -782,20 +785,10 @@ absl::Status KernelSession::RunStale(bool stop_on_error, absl::Duration per_cell
     absl::MutexLock lock(&mutex_);
     if (absl::Status status = CheckCanExecuteLocked(); !status.ok()) return status;
     TouchLocked();
-    const std::vector<std::string> ids = notebook_.cell_ids();
-    std::vector<std::string> stale;
-    for (const std::string& id : ids) {
-      if (notebook_.state(id) == v1::CELL_STATE_STALE) stale.push_back(id);
-    }
-    const std::vector<std::string> dependents = notebook_.Graph().Dependents(stale);
-    const absl::flat_hash_set<std::string> chosen = [&] {
-      absl::flat_hash_set<std::string> set(stale.begin(), stale.end());
-      set.insert(dependents.begin(), dependents.end());
-      return set;
-    }();
     std::vector<GroupCell> cells;
-    for (const std::string& id : ids) {
-      if (chosen.contains(id)) cells.push_back({id, v1::RUN_TRIGGER_RUN_STALE, "", "RunStale"});
+    for (const std::string& id :
+         notebook_.Graph().WithDependents(notebook_.CellIdsInState(v1::CELL_STATE_STALE))) {
+      cells.push_back({id, v1::RUN_TRIGGER_RUN_STALE, "", "RunStale"});
     }
     auto run = std::make_shared<GroupRun>();
     run->stop_on_error = stop_on_error;
@@ -847,7 +840,7 @@ void KernelSession::RunGroupLocked(const std::vector<GroupCell>& cells,
   for (const GroupCell& group_cell : cells) {
     absl::StatusOr<v1::Cell> cell = notebook_.GetCell(group_cell.cell_id);
     if (!cell.ok() || cell->cell_type() != v1::CELL_TYPE_CODE) continue;
-    if (cell->source().find_first_not_of(" \t\r\n") == std::string::npos) {
+    if (!HasCode(cell->source())) {
       v1::SkippedCell* skipped = run->result.add_skipped();
       skipped->set_cell_id(group_cell.cell_id);
       skipped->set_reason(v1::SKIP_REASON_EMPTY_SOURCE);
@@ -1335,15 +1328,16 @@ void KernelSession::FinishLocked(const std::shared_ptr<Execution>& execution,
   finished->set_duration_ms(result.duration_ms());
   finished->set_status_detail(detail);
   AppendEventLocked(std::move(event));
+  const std::string status_label =
+      obs::Metrics::EnumLabel(v1::ExecutionStatus_Name(status), "EXECUTION_STATUS_");
   obs::Metrics::Get().ExecutionFinished(
-      obs::Metrics::EnumLabel(v1::ExecutionStatus_Name(status), "EXECUTION_STATUS_"),
-      execution->started ? std::optional(absl::Milliseconds(result.duration_ms())) : std::nullopt);
+      status_label, execution->started ? std::optional(absl::Milliseconds(result.duration_ms())) : std::nullopt);
 
   if (std::shared_ptr<GroupRun> run = execution->group) {
     const bool requested =
         !run->requested_execution_id.empty() && execution->execution_id == run->requested_execution_id;
     if (requested) {
-      run->requested_result = result;
+      run->requested_result = std::move(result);
     } else if (execution->started) {
       *run->result.add_results() = std::move(result);
     } else {
@@ -1365,10 +1359,7 @@ void KernelSession::FinishLocked(const std::shared_ptr<Execution>& execution,
                              ? v1::SKIP_REASON_CANCELLED
                              : v1::SKIP_REASON_PREVIOUS_FAILED;
       const std::string stop_detail =
-          absl::StrCat("a previous cell failed (", execution->cell_id, ": ",
-                       absl::AsciiStrToLower(absl::StripPrefix(
-                           v1::ExecutionStatus_Name(status), "EXECUTION_STATUS_")),
-                       ")");
+          absl::StrCat("a previous cell failed (", execution->cell_id, ": ", status_label, ")");
       // This run's queued cells leave the queue: they are skipped, not run.
       std::deque<std::shared_ptr<Execution>> kept;
       std::vector<std::shared_ptr<Execution>> dropped;

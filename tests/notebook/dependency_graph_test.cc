@@ -129,6 +129,8 @@ TEST(DependencyGraphTest, DependentsOfSeveralCellsIncludeAGivenOneOnlyWhenItDepe
                          Code("d", {}, {"z"})});
   EXPECT_THAT(graph.Dependents(Ids({"a", "b"})), ElementsAre("b", "c"));
   EXPECT_THAT(graph.Dependents(Ids({"a", "d"})), ElementsAre("b", "c"));
+  EXPECT_THAT(graph.WithDependents(Ids({"b", "d"})), ElementsAre("b", "c", "d"));
+  EXPECT_THAT(graph.WithDependents(Ids({"nope"})), IsEmpty());
   EXPECT_THAT(graph.Dependents(Ids({"nope"})), IsEmpty());
   EXPECT_THAT(graph.DependsOn("nope"), IsEmpty());
 }
