@@ -230,10 +230,14 @@ std::string StripAnsi(absl::string_view text) {
   const size_t n = text.size();
   size_t i = 0;
   while (i < n) {
-    if (text[i] != kEsc) {
-      out.push_back(text[i++]);
-      continue;
+    // The text up to the next escape, in one piece (most text has none).
+    const size_t escape = text.find(kEsc, i);
+    if (escape == absl::string_view::npos) {
+      out.append(text.data() + i, n - i);
+      break;
     }
+    out.append(text.data() + i, escape - i);
+    i = escape;
     if (i + 1 >= n) break;  // a lone ESC at the end
     const char next = text[i + 1];
     size_t j = i + 2;
@@ -265,23 +269,19 @@ std::string StripAnsi(absl::string_view text) {
   return out;
 }
 
-std::string ResolveOverwrites(absl::string_view text) {
-  std::string out;
-  out.reserve(text.size());
-  std::string piece;       // text since the last '\r' on this line
+namespace {
+
+// ResolveOverwrites for one line (no '\n'), appended to `out`.
+void ResolveLine(absl::string_view line, std::string* out) {
+  if (line.find_first_of("\r\b") == absl::string_view::npos) {
+    out->append(line.data(), line.size());
+    return;
+  }
+  std::string piece;       // text since the last '\r'
   std::string last_piece;  // the last non-empty piece before it
-  const auto flush_line = [&] {
-    out.append(piece.empty() ? last_piece : piece);
-    piece.clear();
-    last_piece.clear();
-  };
-  for (size_t i = 0; i < text.size(); ++i) {
-    const char c = text[i];
-    if (c == '\n') {
-      flush_line();
-      out.push_back('\n');
-    } else if (c == '\r') {
-      if (i + 1 < text.size() && text[i + 1] == '\n') continue;  // "\r\n" is a newline
+  for (const char c : line) {
+    if (c == '\r') {
+      // A '\r' just before the line's '\n' changes nothing: the piece before it is kept.
       if (!piece.empty()) last_piece = std::move(piece);
       piece.clear();
     } else if (c == '\b') {
@@ -291,7 +291,23 @@ std::string ResolveOverwrites(absl::string_view text) {
       piece.push_back(c);
     }
   }
-  flush_line();
+  out->append(piece.empty() ? last_piece : piece);
+}
+
+}  // namespace
+
+std::string ResolveOverwrites(absl::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  size_t start = 0;
+  while (start < text.size()) {
+    const size_t newline = text.find('\n', start);
+    const size_t end = newline == absl::string_view::npos ? text.size() : newline;
+    ResolveLine(text.substr(start, end - start), &out);
+    if (newline == absl::string_view::npos) break;
+    out.push_back('\n');
+    start = newline + 1;
+  }
   return out;
 }
 

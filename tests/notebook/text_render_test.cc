@@ -124,6 +124,15 @@ TEST(ResolveOverwritesTest, TrailingCarriageReturnKeepsLastText) {
   EXPECT_EQ(ResolveOverwrites("windows\r\nlines\r\n"), "windows\nlines\n");
 }
 
+TEST(ResolveOverwritesTest, LinesWithoutControlCharactersAreKeptAsTheyAre) {
+  EXPECT_EQ(ResolveOverwrites(""), "");
+  EXPECT_EQ(ResolveOverwrites("\n\n"), "\n\n");
+  EXPECT_EQ(ResolveOverwrites("plain\nx\r\rdone\nlast"), "plain\ndone\nlast");
+  const std::string big = std::string(1 << 20, 'x') + "\n";
+  EXPECT_EQ(ResolveOverwrites(big + big), big + big);
+  EXPECT_EQ(StripAnsi(big + "\x1b[1m" + big), big + big);
+}
+
 TEST(ResolveOverwritesTest, Backspace) {
   EXPECT_EQ(ResolveOverwrites("abc\b\bd"), "ad");
   EXPECT_EQ(ResolveOverwrites("\b\bx"), "x");
