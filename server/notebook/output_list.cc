@@ -90,32 +90,61 @@ void OutputList::MarkTruncated() {
   stream->set_text(TruncationMarker(max_bytes_));
 }
 
-bool OutputList::Append(v1::Output output) {
+size_t OutputList::KeptStreamBytes(const std::string& text) const {
+  const int64_t remaining = remaining_bytes();
+  if (static_cast<int64_t>(text.size()) <= remaining) return text.size();
+  return Utf8Prefix(text, static_cast<size_t>(remaining));
+}
+
+bool OutputList::AppendStream(v1::Output output, bool whole) {
+  const v1::StreamOutput& stream = output.stream();
+  const bool appended = !stream.text().empty() || whole;
+  size_bytes_ += static_cast<int64_t>(stream.text().size());
+  if (appended && !MergeIntoLastStream(stream.name(), stream.text())) {
+    *outputs_.Add() = std::move(output);
+  }
+  if (!whole) MarkTruncated();
+  return appended;
+}
+
+bool OutputList::Append(v1::Output&& output) {
   if (clear_pending_) Reset();
   if (truncated_) return false;
-  const int64_t bytes = OutputBytes(output);
-  const int64_t remaining = remaining_bytes();
   if (output.has_stream()) {
-    v1::StreamOutput* stream = output.mutable_stream();
-    const bool fits = bytes <= remaining;
-    if (!fits) {
-      stream->mutable_text()->resize(Utf8Prefix(stream->text(), static_cast<size_t>(remaining)));
-    }
-    const bool appended = !stream->text().empty() || fits;
-    size_bytes_ += static_cast<int64_t>(stream->text().size());
-    if (appended && !MergeIntoLastStream(stream->name(), stream->text())) {
-      *outputs_.Add() = std::move(output);
-    }
-    if (!fits) MarkTruncated();
-    return appended;
+    std::string* text = output.mutable_stream()->mutable_text();
+    const size_t kept = KeptStreamBytes(*text);
+    const bool whole = kept == text->size();
+    text->resize(kept);
+    return AppendStream(std::move(output), whole);
   }
-  if (bytes > remaining) {
+  const int64_t bytes = OutputBytes(output);
+  if (bytes > remaining_bytes()) {
     MarkTruncated();
     return false;
   }
   size_bytes_ += bytes;
   *outputs_.Add() = std::move(output);
   return true;
+}
+
+bool OutputList::Append(const v1::Output& output) {
+  if (clear_pending_) Reset();
+  if (truncated_) return false;
+  if (output.has_stream()) {
+    // Only the part within the cap is copied: a 50 MB write to a list capped at 1 MB copies
+    // 1 MB.
+    const std::string& text = output.stream().text();
+    const size_t kept = KeptStreamBytes(text);
+    v1::Output copy;
+    copy.mutable_stream()->set_name(output.stream().name());
+    copy.mutable_stream()->set_text(text.data(), kept);
+    return AppendStream(std::move(copy), kept == text.size());
+  }
+  if (OutputBytes(output) > remaining_bytes()) {
+    MarkTruncated();
+    return false;
+  }
+  return Append(v1::Output(output));
 }
 
 void OutputList::Clear(bool wait) {

@@ -31,7 +31,9 @@ class OutputList {
 
   // Appends an output (applying a pending clear first). Returns false if the cap dropped all of
   // it (a stream cut to fit counts as appended).
-  bool Append(v1::Output output);
+  bool Append(v1::Output&& output);
+  // The same for an output the caller keeps: only what the list keeps of it is copied.
+  bool Append(const v1::Output& output);
 
   // Clears now (`wait` false), or at the next Append (`wait` true). Clearing also ends the
   // truncation: `truncated()` turns false and the cap's whole budget is available again.
@@ -70,6 +72,12 @@ class OutputList {
 
  private:
   int64_t remaining_bytes() const;
+  // How much of a stream's `text` fits within the cap: all of it, or its longest prefix that
+  // fits and does not cut a UTF-8 character.
+  size_t KeptStreamBytes(const std::string& text) const;
+  // Appends a stream output already cut to fit; `whole` false when it was cut (it then also
+  // marks the truncation). False when nothing was appended.
+  bool AppendStream(v1::Output output, bool whole);
   // Appends `text` to the last output if it is a stream named `name`; false if it is not.
   bool MergeIntoLastStream(v1::StreamName name, const std::string& text);
   void MarkTruncated();

@@ -1,6 +1,7 @@
 #include "server/notebook/output_list.h"
 
 #include <string>
+#include <vector>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -200,6 +201,30 @@ TEST(OutputListTest, MarkerIsAddedEvenWhenNothingOfTheStreamFits) {
   EXPECT_FALSE(list.Append(Stdout("d")));
   EXPECT_TRUE(list.truncated());
   EXPECT_EQ(Describe(list), "out:abc|err:[... output truncated: cap of 3 bytes reached ...]\n");
+}
+
+TEST(OutputListTest, AppendingAKeptOutputStoresWhatAppendingItsValueDoes) {
+  // Append(const Output&) copies only what fits; the list must end the same as with a moved
+  // output, and the caller's output is left whole.
+  const std::vector<v1::Output> sequence = {
+      Stdout("12345"), Stdout("ab\xC3\xA9\xC3\xA9xyz"), Stderr("late"), Display("dropped"),
+      Result("r")};
+  for (int64_t cap : {0, 3, 6, 8, 12, 100}) {
+    OutputList moved(cap);
+    OutputList copied(cap);
+    for (const v1::Output& output : sequence) {
+      const v1::Output before = output;
+      EXPECT_EQ(copied.Append(output), moved.Append(v1::Output(output))) << cap;
+      EXPECT_EQ(output.SerializeAsString(), before.SerializeAsString());
+      EXPECT_EQ(Describe(copied), Describe(moved)) << cap;
+      EXPECT_EQ(copied.size_bytes(), moved.size_bytes()) << cap;
+      EXPECT_EQ(copied.truncated(), moved.truncated()) << cap;
+    }
+    copied.Clear(/*wait=*/true);
+    moved.Clear(/*wait=*/true);
+    EXPECT_EQ(copied.Append(sequence[0]), moved.Append(v1::Output(sequence[0])));
+    EXPECT_EQ(Describe(copied), Describe(moved)) << cap;
+  }
 }
 
 TEST(OutputListTest, ClearEndsTruncation) {
