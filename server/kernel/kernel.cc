@@ -287,7 +287,7 @@ class KernelCore : public PollSource, public std::enable_shared_from_this<Kernel
         Drain(
             *iopub_, [this](Message m) { OnIopub(m); },
             [this](const Message& envelope, size_t content_bytes) {
-              return WantsIopubContent(envelope, content_bytes);
+              return HandleIopubContent(envelope, content_bytes);
             });
       }
       if (items[4].revents & ZMQ_POLLIN) DrainHeartbeat();
@@ -501,7 +501,8 @@ class KernelCore : public PollSource, public std::enable_shared_from_this<Kernel
 
   template <typename Handler>
   void Drain(zmq::socket_t& socket, Handler handler) {
-    Drain(socket, std::move(handler), [](const Message&, size_t) { return true; });
+    Drain(socket, std::move(handler),
+          [](const Message&, size_t) { return protocol::WireCodec::ContentHandling::kParse; });
   }
 
   template <typename Handler>
@@ -523,7 +524,9 @@ class KernelCore : public PollSource, public std::enable_shared_from_this<Kernel
       size_t message_bytes = 0;
       for (zmq::message_t& part : parts) {
         message_bytes += part.size();
-        frames.push_back(part.to_string());
+        std::string& frame = frames.emplace_back();
+        frame.reserve(part.size() + protocol::kFrameTailroom);
+        frame.append(part.data<char>(), part.size());
       }
       bytes += message_bytes;
       absl::StatusOr<Message> message = codec_->Decode(std::move(frames), filter);
@@ -534,16 +537,20 @@ class KernelCore : public PollSource, public std::enable_shared_from_this<Kernel
     }
   }
 
-  // IOPub content is parsed unless it is output of a request past its output budget.
-  bool WantsIopubContent(const Message& envelope, size_t content_bytes) {
-    if (!IsOutputMessage(envelope.msg_type())) return true;
+  // IOPub content is parsed, except output: its text goes to the output reader, which parses
+  // it faster than the codec's parser does, unless it is output of a request past its output
+  // budget, which is only counted.
+  protocol::WireCodec::ContentHandling HandleIopubContent(const Message& envelope,
+                                                          size_t content_bytes) {
+    using Handling = protocol::WireCodec::ContentHandling;
+    if (!IsOutputMessage(envelope.msg_type())) return Handling::kParse;
     auto it = pending_.find(envelope.parent_msg_id());
-    if (it == pending_.end()) return true;
+    if (it == pending_.end()) return Handling::kKeepText;
     PendingRequest& request = it->second;
     const bool over_budget = request.callbacks.output_budget_bytes > 0 &&
                              request.output_bytes > request.callbacks.output_budget_bytes;
     request.output_bytes += static_cast<int64_t>(content_bytes);
-    return !over_budget;
+    return over_budget ? Handling::kSkip : Handling::kKeepText;
   }
 
   void DrainHeartbeat() {

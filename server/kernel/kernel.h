@@ -94,7 +94,9 @@ struct RequestCompletion {
 };
 
 struct RequestCallbacks {
-  // IOPub messages whose parent is this request (status messages excluded).
+  // IOPub messages whose parent is this request (status messages excluded). Output messages
+  // (stream, display_data, update_display_data, execute_result) come with their content as
+  // unparsed, unchecked JSON text in `content_text`, for notebook::ParseIopubOutput.
   absl::AnyInvocable<void(const protocol::Message&)> on_iopub;
   // Exactly once.
   absl::AnyInvocable<void(RequestCompletion)> on_done;
@@ -121,7 +123,8 @@ struct KernelEvents {
   absl::AnyInvocable<void(const ExitStatus&, const std::string& reason)> on_exit;
   // status busy/idle/starting from IOPub, whatever its parent.
   absl::AnyInvocable<void(const std::string& execution_state)> on_status;
-  // IOPub messages that belong to no pending request (e.g. output of a background thread).
+  // IOPub messages that belong to no pending request (e.g. output of a background thread);
+  // output messages with their content as text, as for RequestCallbacks::on_iopub.
   absl::AnyInvocable<void(const protocol::Message&)> on_unrouted_iopub;
   // The heartbeat stopped (false) or came back (true).
   absl::AnyInvocable<void(bool responsive)> on_heartbeat;

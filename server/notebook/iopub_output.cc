@@ -8,6 +8,8 @@
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "google/protobuf/util/message_differencer.h"
+#include "server/common/json_nesting.h"
 #include "server/notebook/json_view.h"
 #include "server/notebook/output_reader.h"
 
@@ -73,17 +75,18 @@ bool IsJsonMimeType(absl::string_view mime_type) {
   return mime_type == "application/json" || absl::EndsWith(mime_type, "+json");
 }
 
-absl::StatusOr<IopubEffect> ParseIopubOutput(const std::string& msg_type,
-                                             const nlohmann::json& content) {
+namespace {
+
+bool IsIopubOutputType(absl::string_view msg_type) {
+  return msg_type == "stream" || msg_type == "display_data" || msg_type == "execute_result" ||
+         msg_type == "error" || msg_type == "update_display_data" || msg_type == "clear_output";
+}
+
+template <typename View>
+absl::StatusOr<IopubEffect> ReadIopubOutput(absl::string_view msg_type, const View& view) {
   namespace reader = output_reader_internal;
-  const NlohmannJsonView view(content);
-  const bool is_output = msg_type == "stream" || msg_type == "display_data" ||
-                         msg_type == "execute_result" || msg_type == "error";
-  if (!is_output && msg_type != "update_display_data" && msg_type != "clear_output") {
-    return IopubEffect(std::monostate());
-  }
   const std::string what = absl::StrCat(msg_type, " message");
-  if (!content.is_object()) {
+  if (!view.is_object()) {
     return absl::InvalidArgumentError(
         absl::StrCat("malformed ", what, ": content is not an object"));
   }
@@ -102,7 +105,7 @@ absl::StatusOr<IopubEffect> ParseIopubOutput(const std::string& msg_type,
     return IopubEffect(*std::move(update));
   } else {  // clear_output
     v1::ClearOutput clear;
-    const std::optional<NlohmannJsonView> wait = view.Field("wait");
+    const std::optional<View> wait = view.Field("wait");
     if (wait.has_value() && !wait->is_null()) {
       if (!wait->is_boolean()) return reader::Malformed(what, "wait", "must be a boolean");
       clear.set_wait(wait->boolean());
@@ -111,6 +114,60 @@ absl::StatusOr<IopubEffect> ParseIopubOutput(const std::string& msg_type,
   }
   if (!output.ok()) return output.status();
   return IopubEffect(*std::move(output));
+}
+
+}  // namespace
+
+absl::StatusOr<IopubEffect> ParseIopubOutput(const std::string& msg_type,
+                                             const nlohmann::json& content) {
+  if (!IsIopubOutputType(msg_type)) return IopubEffect(std::monostate());
+  return ReadIopubOutput(msg_type, NlohmannJsonView(content));
+}
+
+absl::StatusOr<IopubEffect> ParseIopubOutputText(const std::string& msg_type,
+                                                 const std::string& content_json,
+                                                 size_t max_depth) {
+  if (!IsIopubOutputType(msg_type)) return IopubEffect(std::monostate());
+  {
+    simdjson::dom::parser parser;
+    simdjson::dom::element root;
+    // simdjson reads up to SIMDJSON_PADDING bytes past the end: where the string has them
+    // allocated, it parses in place instead of copying the text.
+    const bool padded = content_json.capacity() - content_json.size() >= simdjson::SIMDJSON_PADDING;
+    if (parser.allocate(content_json.size(), max_depth) == simdjson::SUCCESS &&
+        parser.parse(content_json.data(), content_json.size(), /*realloc_if_needed=*/!padded)
+                .get(root) == simdjson::SUCCESS) {
+      return ReadIopubOutput(msg_type, SimdjsonView(root));
+    }
+  }
+  // What simdjson refuses: too deep, not JSON, or JSON only nlohmann reads (integers beyond 64
+  // bits, which it reads as doubles).
+  if (FindExcessiveJsonNesting(content_json, max_depth) != absl::string_view::npos) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "malformed ", msg_type, " message: content nests deeper than ", max_depth));
+  }
+  const Json content = Json::parse(content_json.begin(), content_json.end(), /*cb=*/nullptr,
+                                   /*allow_exceptions=*/false);
+  if (content.is_discarded()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("malformed ", msg_type, " message: content is not valid JSON"));
+  }
+  return ReadIopubOutput(msg_type, NlohmannJsonView(content));
+}
+
+bool SameIopubEffect(const IopubEffect& a, const IopubEffect& b) {
+  if (a.index() != b.index()) return false;
+  using google::protobuf::util::MessageDifferencer;
+  if (const auto* output = std::get_if<v1::Output>(&a)) {
+    return MessageDifferencer::Equals(*output, std::get<v1::Output>(b));
+  }
+  if (const auto* update = std::get_if<v1::DisplayUpdate>(&a)) {
+    return MessageDifferencer::Equals(*update, std::get<v1::DisplayUpdate>(b));
+  }
+  if (const auto* clear = std::get_if<v1::ClearOutput>(&a)) {
+    return MessageDifferencer::Equals(*clear, std::get<v1::ClearOutput>(b));
+  }
+  return true;
 }
 
 std::optional<v1::DisplayUpdate> ImpliedDisplayUpdate(const v1::Output& output) {

@@ -1,10 +1,10 @@
 #pragma once
 
 // Read-only views of a parsed JSON value with one interface over two DOMs: nlohmann::json (what
-// the protocol layer gives for kernel messages, and the .ipynb reader's fallback) and simdjson's
-// DOM (what the .ipynb reader parses with: several times faster, and no DOM of its own to
-// build and free). Readers written once as templates over a view (output_reader.h, ipynb.cc)
-// work on either.
+// the protocol layer gives for kernel messages it parses, and the fallback for what simdjson
+// refuses) and simdjson's DOM (what the .ipynb reader and the reader of kernel output parse
+// with: several times faster, and no DOM of its own to build and free). Readers written once as
+// templates over a view (output_reader.h, ipynb.cc, iopub_output.cc) work on either.
 //
 // Both views behave as nlohmann does: a repeated object key means its last value; Dump() writes
 // compact JSON with keys sorted, UTF-8 as is, as nlohmann::json::dump does.

@@ -1,8 +1,8 @@
 #pragma once
 
 // Reading Jupyter outputs from JSON: the content of an IOPub output message, or an nbformat 4
-// output of an .ipynb file. Written once over a JSON view (json_view.h) so that kernel
-// messages (nlohmann) and .ipynb files (simdjson) are read by the same rules.
+// output of an .ipynb file. Written once over a JSON view (json_view.h) so that both, whichever
+// parser read them (simdjson, or nlohmann for what it refuses), are read by the same rules.
 //
 // Mime bundles become `map<string, string>` per the rule in output.proto: strings as is,
 // nbformat's list-of-lines joined, JSON mime types (and any non-string value) serialized as

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -20,8 +21,12 @@ struct Message {
   nlohmann::json metadata = nlohmann::json::object();
   nlohmann::json content = nlohmann::json::object();
   std::vector<std::string> buffers;
-  // Bytes of a content part the receiver chose not to parse (WireCodec::Decode's filter);
-  // `content` is then an empty object.
+  // The content part as JSON text, when the receiver chose to parse it itself
+  // (ContentHandling::kKeepText): checked by the signature only. `content` is then an empty
+  // object.
+  std::optional<std::string> content_text;
+  // Bytes of a content part the receiver chose to skip (ContentHandling::kSkip); `content` is
+  // then an empty object.
   size_t unparsed_content_bytes = 0;
 
   // Header fields; empty when absent or not a string.

@@ -127,11 +127,12 @@ std::vector<std::string> WireCodec::Encode(const Message& message) const {
 }
 
 absl::StatusOr<Message> WireCodec::Decode(std::vector<std::string> frames) const {
-  return Decode(std::move(frames), [](const Message&, size_t) { return true; });
+  return Decode(std::move(frames),
+                [](const Message&, size_t) { return ContentHandling::kParse; });
 }
 
 absl::StatusOr<Message> WireCodec::Decode(std::vector<std::string> frames,
-                                          ContentFilter parse_content) const {
+                                          ContentFilter handle_content) const {
   if (signer_ == nullptr) {
     return absl::FailedPreconditionError("WireCodec has no signer: every message is refused");
   }
@@ -200,13 +201,20 @@ absl::StatusOr<Message> WireCodec::Decode(std::vector<std::string> frames,
     return status;
   }
   const size_t content_index = first_json_index + destinations.size();
-  if (parse_content(message, frames[content_index].size())) {
-    absl::StatusOr<nlohmann::json> parsed = ParseJsonPart(
-        kJsonPartNames[destinations.size()], frames[content_index], limits_.max_json_depth);
-    if (!parsed.ok()) return parsed.status();
-    message.content = *std::move(parsed);
-  } else {
-    message.unparsed_content_bytes = frames[content_index].size();
+  switch (handle_content(message, frames[content_index].size())) {
+    case ContentHandling::kParse: {
+      absl::StatusOr<nlohmann::json> parsed = ParseJsonPart(
+          kJsonPartNames[destinations.size()], frames[content_index], limits_.max_json_depth);
+      if (!parsed.ok()) return parsed.status();
+      message.content = *std::move(parsed);
+      break;
+    }
+    case ContentHandling::kKeepText:
+      message.content_text = std::move(frames[content_index]);
+      break;
+    case ContentHandling::kSkip:
+      message.unparsed_content_bytes = frames[content_index].size();
+      break;
   }
 
   message.identities.assign(std::make_move_iterator(frames.begin()),

@@ -16,6 +16,11 @@ namespace cellgate::protocol {
 // The delimiter frame between routing identities and the signature.
 inline constexpr std::string_view kDelimiter = "<IDS|MSG>";
 
+// Spare capacity a receiver leaves after each frame it reads, so that a JSON parser that reads
+// past the end of its input (simdjson reads up to 64 bytes further) can parse a part where it
+// lies instead of copying it.
+inline constexpr size_t kFrameTailroom = 64;
+
 // Bounds on what Decode accepts; frames beyond them are rejected before parsing.
 struct WireLimits {
   size_t max_identities = 16;
@@ -42,12 +47,19 @@ class WireCodec {
   // Any malformed input gives INVALID_ARGUMENT (bad signature: UNAUTHENTICATED); never throws.
   absl::StatusOr<Message> Decode(std::vector<std::string> frames) const;
 
-  // Decides, from a message's header and parent_header and its content's size, whether the
-  // content is worth parsing. Parsing is most of a message's cost: a receiver that will only
-  // count a flood's output skips it (the signature is still checked over every part).
-  using ContentFilter = absl::FunctionRef<bool(const Message& envelope, size_t content_bytes)>;
+  // What Decode does with a content part, decided from the message's header and parent_header
+  // and the content's size. Parsing is most of a big message's cost: a receiver that will only
+  // count a flood's output skips it, one with a faster reader of its own keeps the text. The
+  // signature is checked over every part whatever the choice.
+  enum class ContentHandling {
+    kParse,     // into Message::content, checked as the other parts are (the default)
+    kKeepText,  // moved, unparsed, into Message::content_text
+    kSkip,      // dropped; its size in Message::unparsed_content_bytes
+  };
+  using ContentFilter =
+      absl::FunctionRef<ContentHandling(const Message& envelope, size_t content_bytes)>;
   absl::StatusOr<Message> Decode(std::vector<std::string> frames,
-                                 ContentFilter parse_content) const;
+                                 ContentFilter handle_content) const;
 
  private:
   std::unique_ptr<MessageSigner> signer_;

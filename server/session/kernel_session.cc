@@ -18,6 +18,7 @@
 #include "server/obs/log.h"
 #include "server/obs/metrics.h"
 #include "server/protocol/message.h"
+#include "server/protocol/wire_codec.h"
 
 namespace cellgate::session {
 namespace {
@@ -42,6 +43,17 @@ const char* StatusWord(v1::ExecutionStatus status) {
     case v1::EXECUTION_STATUS_CANCELLED: return "cancelled";
     default: return "";
   }
+}
+
+// What an IOPub message does to outputs. The kernel hands output messages over with their
+// content unparsed (kernel::RequestCallbacks::on_iopub); anything else comes parsed. Called
+// before the session's lock is taken: a big output's parse holds up nobody.
+absl::StatusOr<notebook::IopubEffect> ReadIopubEffect(const protocol::Message& message) {
+  if (message.content_text.has_value()) {
+    return notebook::ParseIopubOutputText(message.msg_type(), *message.content_text,
+                                          protocol::WireLimits().max_json_depth);
+  }
+  return notebook::ParseIopubOutput(message.msg_type(), message.content);
 }
 
 // Whether a cell's source has anything to run (empty and whitespace-only sources are not sent).
@@ -943,14 +955,15 @@ void KernelSession::StartNextLocked() {
 
 void KernelSession::OnIopub(uint64_t generation, const std::string& execution_id,
                             const protocol::Message& message) {
+  absl::StatusOr<notebook::IopubEffect> effect = ReadIopubEffect(message);
+  if (!effect.ok()) return;
   absl::MutexLock lock(&mutex_);
   if (generation != generation_ || running_ == nullptr ||
       running_->execution_id != execution_id) {
     return;
   }
   Execution& execution = *running_;
-  const std::string type = message.msg_type();
-  if (type == "execute_input") {
+  if (message.msg_type() == "execute_input") {
     execution.execution_count = message.content.value("execution_count", 0);
     execution_count_ = std::max(execution_count_, execution.execution_count);
     v1::OutputEvent event;
@@ -964,7 +977,7 @@ void KernelSession::OnIopub(uint64_t generation, const std::string& execution_id
                                       ? execution.scratch_outputs.get()
                                       : notebook_.outputs(execution.cell_id);
   ApplyOutputLocked(execution.cell_id, execution_id, outputs, execution.scratch_outputs.get(),
-                    message);
+                    *std::move(effect));
 }
 
 int64_t KernelSession::OutputHardCap() const {
@@ -990,14 +1003,11 @@ void KernelSession::ApplyOutputLocked(const std::string& cell_id,
                                       const std::string& execution_id,
                                       notebook::OutputList* outputs,
                                       notebook::OutputList* scratch_outputs,
-                                      const protocol::Message& message) {
-  const std::string type = message.msg_type();
-  absl::StatusOr<notebook::IopubEffect> effect = notebook::ParseIopubOutput(type, message.content);
-  if (!effect.ok()) return;
+                                      notebook::IopubEffect effect) {
   v1::OutputEvent event;
   event.set_cell_id(cell_id);
   event.set_execution_id(execution_id);
-  if (auto* output = std::get_if<v1::Output>(&*effect)) {
+  if (auto* output = std::get_if<v1::Output>(&effect)) {
     // display_data reusing a display_id also replaces the earlier outputs with that id.
     if (std::optional<v1::DisplayUpdate> implied = notebook::ImpliedDisplayUpdate(*output)) {
       notebook_.ApplyDisplayUpdateEverywhere(*implied);
@@ -1005,11 +1015,11 @@ void KernelSession::ApplyOutputLocked(const std::string& cell_id,
     }
     if (outputs != nullptr) outputs->Append(*output);
     *event.mutable_output() = std::move(*output);
-  } else if (auto* update = std::get_if<v1::DisplayUpdate>(&*effect)) {
+  } else if (auto* update = std::get_if<v1::DisplayUpdate>(&effect)) {
     notebook_.ApplyDisplayUpdateEverywhere(*update);
     if (scratch_outputs != nullptr) scratch_outputs->UpdateDisplay(*update);
     *event.mutable_display_update() = std::move(*update);
-  } else if (auto* clear = std::get_if<v1::ClearOutput>(&*effect)) {
+  } else if (auto* clear = std::get_if<v1::ClearOutput>(&effect)) {
     if (outputs != nullptr) outputs->Clear(clear->wait());
     *event.mutable_clear_output() = std::move(*clear);
   } else {
@@ -1019,6 +1029,8 @@ void KernelSession::ApplyOutputLocked(const std::string& cell_id,
 }
 
 void KernelSession::OnLateIopub(uint64_t generation, const protocol::Message& message) {
+  absl::StatusOr<notebook::IopubEffect> effect = ReadIopubEffect(message);
+  if (!effect.ok() || std::holds_alternative<std::monostate>(*effect)) return;
   absl::MutexLock lock(&mutex_);
   if (generation != generation_) return;
   const std::string parent = message.parent_msg_id();
@@ -1032,7 +1044,8 @@ void KernelSession::OnLateIopub(uint64_t generation, const protocol::Message& me
         outputs = notebook_.outputs(finished.cell_id);
       }
     }
-    ApplyOutputLocked(finished.cell_id, finished.execution_id, outputs, nullptr, message);
+    ApplyOutputLocked(finished.cell_id, finished.execution_id, outputs, nullptr,
+                      *std::move(effect));
     return;
   }
 }

@@ -21,6 +21,7 @@
 #include "server/kernel/io_loop.h"
 #include "server/kernel/kernel.h"
 #include "server/kernel/workspace.h"
+#include "server/notebook/iopub_output.h"
 #include "server/notebook/notebook.h"
 #include "server/notebook/output_list.h"
 #include "server/session/event_log.h"
@@ -228,10 +229,10 @@ class KernelSession : public std::enable_shared_from_this<KernelSession> {
   // IOPub output whose request has already finished (e.g. from a background thread).
   void OnLateIopub(uint64_t generation, const protocol::Message& message)
       ABSL_LOCKS_EXCLUDED(mutex_);
-  // Stores an output message in `outputs` (may be null: event only) and the event log.
+  // Stores an output message's effect in `outputs` (may be null: event only) and the event log.
   void ApplyOutputLocked(const std::string& cell_id, const std::string& execution_id,
-                            notebook::OutputList* outputs, notebook::OutputList* scratch_outputs,
-                            const protocol::Message& message) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+                         notebook::OutputList* outputs, notebook::OutputList* scratch_outputs,
+                         notebook::IopubEffect effect) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
   void OnExecutionDone(uint64_t generation, const std::string& execution_id,
                        kernel::RequestCompletion completion) ABSL_LOCKS_EXCLUDED(mutex_);
   void OnTimeout(uint64_t generation, const std::string& execution_id) ABSL_LOCKS_EXCLUDED(mutex_);

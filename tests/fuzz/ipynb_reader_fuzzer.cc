@@ -1,4 +1,5 @@
-// libFuzzer target for ParseIpynb and ExportIpynb. See docs/fuzzing.md.
+// libFuzzer target for ParseIpynb and ExportIpynb, and for the IOPub output readers over the
+// same JSON views (ParseIopubOutputText against ParseIopubOutput). See docs/fuzzing.md.
 
 #include "tests/fuzz/ipynb_reader_fuzzer.h"
 
@@ -10,6 +11,8 @@
 #include <unordered_set>
 
 #include "absl/status/statusor.h"
+#include "server/common/json_nesting.h"
+#include "server/notebook/iopub_output.h"
 #include "server/notebook/ipynb.h"
 
 namespace cellgate::notebook::fuzz {
@@ -85,12 +88,42 @@ void CheckRoundTrip(const IpynbNotebook& first, const IpynbNotebook& again) {
   }
 }
 
+// The input as the content of each IOPub output message, read from its text (simdjson, as
+// kernel output is read) and, when nlohmann parses it, from nlohmann's DOM: both must give the
+// same output or the same error.
+void CheckIopubContent(const absl::string_view input) {
+  constexpr size_t kMaxDepth = 64;
+  const std::string text(input);
+  const nlohmann::json dom = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  const bool dom_comparable =
+      !dom.is_discarded() && FindExcessiveJsonNesting(input, kMaxDepth) == absl::string_view::npos;
+  for (const char* type : {"stream", "display_data", "execute_result", "error",
+                           "update_display_data", "clear_output"}) {
+    absl::StatusOr<IopubEffect> from_text = ParseIopubOutputText(type, text, kMaxDepth);
+    if (!from_text.ok() && (from_text.status().code() != absl::StatusCode::kInvalidArgument ||
+                            from_text.status().message().empty())) {
+      InvariantBroken("an IOPub content error is not INVALID_ARGUMENT with a message");
+    }
+    if (!dom_comparable) continue;
+    absl::StatusOr<IopubEffect> from_dom = ParseIopubOutput(type, dom);
+    if (from_text.status() != from_dom.status()) {
+      std::fprintf(stderr, "%s: text %s, DOM %s\n", type, from_text.status().ToString().c_str(),
+                   from_dom.status().ToString().c_str());
+      InvariantBroken("IOPub content read from text and from the DOM disagree");
+    }
+    if (from_text.ok() && !SameIopubEffect(*from_text, *from_dom)) {
+      InvariantBroken("IOPub content read from text and from the DOM give different outputs");
+    }
+  }
+}
+
 }  // namespace
 
 IpynbReaderOutcome RunIpynbReader(std::string_view input_view) {
   // absl::string_view is not std::string_view in every Abseil build.
   const absl::string_view input(input_view.data(), input_view.size());
   IpynbReaderOutcome outcome;
+  CheckIopubContent(input);
   absl::StatusOr<IpynbNotebook> notebook = ParseIpynb(input, kFuzzMaxIpynbBytes);
   if (!notebook.ok()) {
     if (notebook.status().message().empty()) InvariantBroken("error without a message");

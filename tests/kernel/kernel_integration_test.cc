@@ -115,6 +115,11 @@ TEST_F(KernelIntegrationTest, PrintYieldsStdoutStream) {
   ASSERT_EQ(result.completion.kind, RequestCompletion::Kind::kReplied);
   EXPECT_EQ(result.completion.reply.content.value("status", ""), "ok");
   EXPECT_EQ(result.StreamText("stdout"), "1\n");
+  // Output reaches the session as JSON text for its own, faster, reader.
+  const protocol::Message* stream = result.First("stream");
+  ASSERT_NE(stream, nullptr);
+  ASSERT_TRUE(stream->content_text.has_value());
+  EXPECT_EQ(nlohmann::json::parse(*stream->content_text).value("text", ""), "1\n");
 }
 
 TEST_F(KernelIntegrationTest, ExpressionYieldsExecuteResult) {

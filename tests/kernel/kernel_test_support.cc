@@ -42,8 +42,12 @@ const protocol::Message* Collected::First(const std::string& msg_type) const {
 RequestCallbacks RequestCollector::Callbacks() {
   RequestCallbacks callbacks;
   callbacks.on_iopub = [self = shared_from_this()](const protocol::Message& message) {
+    protocol::Message parsed = message;
+    if (parsed.content_text.has_value()) {
+      parsed.content = nlohmann::json::parse(*parsed.content_text, nullptr, false);
+    }
     absl::MutexLock lock(&self->mutex_);
-    self->collected_.iopub.push_back(message);
+    self->collected_.iopub.push_back(std::move(parsed));
   };
   callbacks.on_done = [self = shared_from_this()](RequestCompletion completion) {
     {

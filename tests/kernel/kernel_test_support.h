@@ -26,6 +26,7 @@ std::string ProjectKernelsDir();
 // What an execution produced.
 struct Collected {
   RequestCompletion completion;
+  // As the kernel passed them, with output messages' `content_text` also parsed into `content`.
   std::vector<protocol::Message> iopub;
 
   // Concatenated text of stream outputs named `name`.

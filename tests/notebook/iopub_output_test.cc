@@ -20,8 +20,30 @@ using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using Json = nlohmann::json;
 
+constexpr size_t kMaxDepth = 64;
+
+// ParseIopubOutput of the DOM, checked against ParseIopubOutputText of the same content as
+// text (how the kernel hands output over): same effect or same error.
+absl::StatusOr<IopubEffect> ParseBoth(const std::string& msg_type, const Json& content) {
+  absl::StatusOr<IopubEffect> from_dom = ParseIopubOutput(msg_type, content);
+  const std::string text = content.dump(-1, ' ', false, Json::error_handler_t::replace);
+  // As received from a kernel: with spare capacity after the text, parsed where it lies.
+  std::string padded;
+  padded.reserve(text.size() + simdjson::SIMDJSON_PADDING);
+  padded.append(text);
+  const std::string* inputs[] = {&text, &padded};
+  for (const std::string* input : inputs) {
+    absl::StatusOr<IopubEffect> from_text = ParseIopubOutputText(msg_type, *input, kMaxDepth);
+    EXPECT_EQ(from_text.status(), from_dom.status()) << text;
+    if (from_text.ok() && from_dom.ok()) {
+      EXPECT_TRUE(SameIopubEffect(*from_text, *from_dom)) << msg_type << " " << text;
+    }
+  }
+  return from_dom;
+}
+
 v1::Output ParseOutput(const std::string& msg_type, const Json& content) {
-  absl::StatusOr<IopubEffect> effect = ParseIopubOutput(msg_type, content);
+  absl::StatusOr<IopubEffect> effect = ParseBoth(msg_type, content);
   EXPECT_TRUE(effect.ok()) << effect.status();
   if (!effect.ok() || !std::holds_alternative<v1::Output>(*effect)) {
     ADD_FAILURE() << msg_type << " did not give an Output";
@@ -31,7 +53,7 @@ v1::Output ParseOutput(const std::string& msg_type, const Json& content) {
 }
 
 absl::Status ParseError(const std::string& msg_type, const Json& content) {
-  return ParseIopubOutput(msg_type, content).status();
+  return ParseBoth(msg_type, content).status();
 }
 
 // OutputFromNbformat over both JSON views: the nlohmann DOM, and simdjson's DOM of the same
@@ -216,6 +238,57 @@ TEST(ParseIopubOutputTest, MalformedContentIsInvalidArgument) {
         << c.msg_type << " " << c.content.dump();
     EXPECT_THAT(status.message(), HasSubstr(c.field)) << c.content.dump();
   }
+}
+
+TEST(ParseIopubOutputTextTest, NonOutputMessagesAreNotParsed) {
+  for (const char* type : {"status", "execute_input", "comm_msg"}) {
+    absl::StatusOr<IopubEffect> effect = ParseIopubOutputText(type, "not json", kMaxDepth);
+    ASSERT_TRUE(effect.ok()) << type;
+    EXPECT_TRUE(std::holds_alternative<std::monostate>(*effect)) << type;
+  }
+}
+
+TEST(ParseIopubOutputTextTest, ContentThatIsNotJsonIsInvalidArgument) {
+  for (const char* text : {"", "not json", "{\"name\": \"stdout\", \"text\": ", "[1]"}) {
+    const absl::Status status = ParseIopubOutputText("stream", text, kMaxDepth).status();
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << text;
+    EXPECT_THAT(status.message(), HasSubstr("stream message")) << text;
+    EXPECT_THAT(status.message(), HasSubstr("content")) << text;
+  }
+}
+
+TEST(ParseIopubOutputTextTest, ContentNestingBeyondTheLimitIsInvalidArgument) {
+  const std::string deep = std::string(kMaxDepth + 1, '[') + std::string(kMaxDepth + 1, ']');
+  const std::string text = R"({"data": {"application/json": )" + deep + "}}";
+  const absl::Status status = ParseIopubOutputText("display_data", text, kMaxDepth).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(status.message(), HasSubstr("deeper than"));
+  // Just within the limit (the content and its `data` are two levels) it is an output.
+  const std::string within = std::string(kMaxDepth - 2, '[') + std::string(kMaxDepth - 2, ']');
+  EXPECT_TRUE(ParseIopubOutputText(
+                  "display_data", R"({"data": {"application/json": )" + within + "}}", kMaxDepth)
+                  .ok());
+}
+
+TEST(ParseIopubOutputTextTest, NumbersOnlyNlohmannReadsStillParse) {
+  // An integer beyond 64 bits: simdjson refuses the document, nlohmann reads it as a double.
+  absl::StatusOr<IopubEffect> effect = ParseIopubOutputText(
+      "display_data",
+      R"({"data": {"text/plain": "x"}, "metadata": {"n": 123456789012345678901234567890}})",
+      kMaxDepth);
+  ASSERT_TRUE(effect.ok()) << effect.status();
+  const v1::DisplayData& display = std::get<v1::Output>(*effect).display_data();
+  EXPECT_EQ(display.data().at("text/plain"), "x");
+  EXPECT_THAT(display.metadata(), HasSubstr("\"n\":1.2345678901234568e+29"));
+}
+
+TEST(ParseIopubOutputTextTest, RepeatedKeysKeepTheLastValueAsTheDomDoes) {
+  const std::string text = R"({"name": "stderr", "text": "a", "name": "stdout", "text": "b"})";
+  absl::StatusOr<IopubEffect> effect = ParseIopubOutputText("stream", text, kMaxDepth);
+  ASSERT_TRUE(effect.ok()) << effect.status();
+  const v1::StreamOutput& stream = std::get<v1::Output>(*effect).stream();
+  EXPECT_EQ(stream.name(), v1::STREAM_NAME_STDOUT);
+  EXPECT_EQ(stream.text(), "b");
 }
 
 TEST(ParseIopubOutputTest, InvalidUtf8IsReplacedWhenSerializingJson) {

@@ -179,7 +179,7 @@ TEST(WireCodecTest, ContentFilterSeesTheEnvelopeAndCanSkipTheContent) {
         seen_type = envelope.msg_type();
         seen_parent = envelope.parent_msg_id();
         seen_bytes = content_bytes;
-        return false;
+        return WireCodec::ContentHandling::kSkip;
       });
   ASSERT_TRUE(decoded.ok()) << decoded.status();
   EXPECT_EQ(seen_type, "stream");
@@ -187,7 +187,24 @@ TEST(WireCodecTest, ContentFilterSeesTheEnvelopeAndCanSkipTheContent) {
   EXPECT_EQ(seen_bytes, content.size());
   EXPECT_EQ(decoded->unparsed_content_bytes, content.size());
   EXPECT_EQ(decoded->content, nlohmann::json::object());
+  EXPECT_FALSE(decoded->content_text.has_value());
   EXPECT_EQ(decoded->msg_id(), "m2");
+}
+
+TEST(WireCodecTest, ContentFilterCanKeepTheContentAsText) {
+  // The receiver parses the text itself: it arrives byte for byte, even when it is not JSON.
+  const WireCodec codec(Signer());
+  for (const std::string& content : {std::string(R"({"name": "stdout", "text": "x"})"),
+                                    std::string("not json")}) {
+    absl::StatusOr<Message> decoded =
+        codec.Decode(SignedFrames({}, {std::string(kHeader), "{}", "{}", content}),
+                     [](const Message&, size_t) { return WireCodec::ContentHandling::kKeepText; });
+    ASSERT_TRUE(decoded.ok()) << decoded.status();
+    ASSERT_TRUE(decoded->content_text.has_value());
+    EXPECT_EQ(*decoded->content_text, content);
+    EXPECT_EQ(decoded->content, nlohmann::json::object());
+    EXPECT_EQ(decoded->unparsed_content_bytes, 0u);
+  }
 }
 
 TEST(WireCodecTest, ContentFilterDoesNotSkipTheSignatureCheck) {
@@ -198,7 +215,7 @@ TEST(WireCodecTest, ContentFilterDoesNotSkipTheSignatureCheck) {
   ExpectRejected(codec.Decode(std::move(frames),
                               [&](const Message&, size_t) {
                                 asked = true;
-                                return false;
+                                return WireCodec::ContentHandling::kKeepText;
                               }),
                  absl::StatusCode::kUnauthenticated, "signature");
   EXPECT_FALSE(asked);
@@ -207,7 +224,9 @@ TEST(WireCodecTest, ContentFilterDoesNotSkipTheSignatureCheck) {
 TEST(WireCodecTest, ParsedContentIsStillChecked) {
   const WireCodec codec(Signer());
   ExpectRejected(codec.Decode(SignedFrames({}, {std::string(kHeader), "{}", "{}", "[1]"}),
-                              [](const Message&, size_t) { return true; }),
+                              [](const Message&, size_t) {
+                                return WireCodec::ContentHandling::kParse;
+                              }),
                  absl::StatusCode::kInvalidArgument, "content");
 }
 
