@@ -100,8 +100,10 @@ absl::Status Notebook::ValidateCellId(absl::string_view cell_id) {
 }
 
 std::optional<size_t> Notebook::IndexOf(absl::string_view cell_id) const {
+  const auto found = entries_by_id_.find(cell_id);
+  if (found == entries_by_id_.end()) return std::nullopt;
   for (size_t i = 0; i < cells_.size(); ++i) {
-    if (cells_[i]->cell.cell_id() == cell_id) return i;
+    if (cells_[i].get() == found->second) return i;
   }
   return std::nullopt;
 }
@@ -230,6 +232,7 @@ absl::StatusOr<v1::Cell> Notebook::AddCell(const std::string& source, v1::CellTy
   entry->outputs = NewOutputList();
   ResetAnalysis(*entry, "added");
   const size_t position = index.has_value() ? static_cast<size_t>(*index) : cells_.size();
+  entries_by_id_[entry->cell.cell_id()] = entry.get();
   cells_.insert(cells_.begin() + static_cast<std::ptrdiff_t>(position), std::move(entry));
   InvalidateGraph();
   return CellAt(position);
@@ -305,6 +308,7 @@ absl::Status Notebook::DeleteCell(const std::string& cell_id) {
                      state == v1::CELL_STATE_QUEUED ? "queued" : "running"));
   }
   MarkDependentsStale(cell_id, absl::StrCat("upstream cell ", cell_id, " deleted"));
+  entries_by_id_.erase(cell_id);
   cells_.erase(cells_.begin() + static_cast<std::ptrdiff_t>(*index));
   InvalidateGraph();
   return absl::OkStatus();
@@ -470,7 +474,10 @@ absl::Status Notebook::LoadCells(std::vector<v1::Cell> cells, bool replace) {
     loaded.push_back(std::move(entry));
   }
 
-  if (replace) cells_.clear();
+  if (replace) {
+    cells_.clear();
+    entries_by_id_.clear();
+  }
   std::unordered_set<std::string> taken;
   for (const auto& entry : cells_) taken.insert(entry->cell.cell_id());
   for (auto& entry : loaded) {
@@ -480,7 +487,10 @@ absl::Status Notebook::LoadCells(std::vector<v1::Cell> cells, bool replace) {
     }
     taken.insert(entry->cell.cell_id());
   }
-  for (auto& entry : loaded) cells_.push_back(std::move(entry));
+  for (auto& entry : loaded) {
+    entries_by_id_[entry->cell.cell_id()] = entry.get();
+    cells_.push_back(std::move(entry));
+  }
   InvalidateGraph();
   return absl::OkStatus();
 }
@@ -608,9 +618,9 @@ void Notebook::RetryUnavailableAnalyses() {
 
 bool Notebook::SetAnalysis(const std::string& cell_id, const std::string& source,
                            Analysis analysis) {
-  const std::optional<size_t> index = IndexOf(cell_id);
-  if (!index.has_value()) return false;
-  Entry& entry = *cells_[*index];
+  const auto found = entries_by_id_.find(cell_id);
+  if (found == entries_by_id_.end()) return false;
+  Entry& entry = *found->second;
   v1::Cell& cell = entry.cell;
   if (cell.analysis() != v1::ANALYSIS_STATUS_PENDING || cell.source() != source) return false;
   cell.set_analysis(analysis.status);

@@ -10,6 +10,7 @@
 
 #include <google/protobuf/timestamp.pb.h>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -220,6 +221,8 @@ class Notebook {
   Limits limits_;
   DependencyTracking tracking_;
   std::vector<std::unique_ptr<Entry>> cells_;
+  // Every entry of cells_ by its cell id: lookups without comparing ids along the notebook.
+  absl::flat_hash_map<std::string, Entry*> entries_by_id_;
   mutable std::unique_ptr<DependencyGraph> graph_;  // null: to be built
   std::string metadata_json_;
   std::mt19937_64 random_;

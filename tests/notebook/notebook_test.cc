@@ -477,6 +477,45 @@ v1::Cell ImportCell(const std::string& id, v1::CellType type, const std::string&
   return cell;
 }
 
+// Every cell of the snapshot is found by its id, at its position; `gone` ids are not found.
+void ExpectEveryCellFound(const Notebook& notebook, const std::vector<std::string>& gone = {}) {
+  const v1::Notebook snapshot = notebook.Snapshot();
+  for (int i = 0; i < snapshot.cells_size(); ++i) {
+    absl::StatusOr<v1::Cell> cell = notebook.GetCell(snapshot.cells(i).cell_id());
+    ASSERT_TRUE(cell.ok()) << snapshot.cells(i).cell_id() << ": " << cell.status();
+    EXPECT_EQ(cell->index(), i) << cell->cell_id();
+    EXPECT_EQ(cell->source(), snapshot.cells(i).source());
+  }
+  for (const std::string& id : gone) {
+    EXPECT_EQ(notebook.GetCell(id).status().code(), absl::StatusCode::kNotFound) << id;
+  }
+}
+
+TEST_F(NotebookTest, CellsAreFoundByIdAfterEveryKindOfChange) {
+  Add("a", "1");
+  Add("b", "2");
+  Add("c", "3");
+  ASSERT_TRUE(notebook_.DeleteCell("b").ok());
+  ExpectEveryCellFound(notebook_, {"b"});
+  Add("b", "2 again");  // a deleted id can be used again
+  ASSERT_TRUE(notebook_.MoveCell("b", 0).ok());
+  ExpectEveryCellFound(notebook_);
+
+  std::vector<v1::Cell> appended;
+  appended.push_back(ImportCell("a", v1::CELL_TYPE_CODE, "clashes with a"));
+  appended.push_back(ImportCell("d", v1::CELL_TYPE_CODE, "4"));
+  ASSERT_TRUE(notebook_.LoadCells(std::move(appended), /*replace=*/false).ok());
+  ExpectEveryCellFound(notebook_);
+  EXPECT_EQ(notebook_.GetCell("a")->source(), "1");  // the import's "a" got a new id
+
+  std::vector<v1::Cell> replacing;
+  replacing.push_back(ImportCell("e", v1::CELL_TYPE_CODE, "5"));
+  replacing.push_back(ImportCell("a", v1::CELL_TYPE_MARKDOWN, "# a, replaced"));
+  ASSERT_TRUE(notebook_.LoadCells(std::move(replacing), /*replace=*/true).ok());
+  ExpectEveryCellFound(notebook_, {"b", "c", "d"});
+  EXPECT_EQ(notebook_.GetCell("a")->source(), "# a, replaced");
+}
+
 TEST_F(NotebookTest, LoadCellsAppends) {
   Add("a");
   std::vector<v1::Cell> cells;
