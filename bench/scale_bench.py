@@ -12,9 +12,13 @@ every line, and the delay from the server's event time to each follower is repor
 The kernels are driven through the asyncio client (`cellgate.aio`), the followers are threads
 of the blocking client, all from this one process, which shares the machine's cores with the
 gateway and the kernels: at the highest levels the client and the kernels themselves are part
-of what is measured (the followers' delay above all).
+of what is measured (the followers' delay above all). With `--go-followers` the followers are
+goroutines of the Go client instead (bench/go_followers, built offline against Debian's Go
+packages as client/go/run-tests.sh does), a client light enough that the delay is the
+gateway's fan-out.
 
-    /usr/bin/python3 bench/scale_bench.py [--levels 10,50,200] [--followers 1000] [--json FILE]
+    /usr/bin/python3 bench/scale_bench.py [--levels 10,50,200] [--followers 1000]
+                                          [--go-followers] [--json FILE]
 
 Exit status 0 when every execution and every follower got what it should, 1 when one did not,
 2 when the server did not start.
@@ -26,12 +30,13 @@ import asyncio
 import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 from roundtrip_bench import REPO, gateway_cpu_ns, remove_unless_failed  # noqa: E402
 
@@ -121,10 +126,52 @@ async def load(server: GatewayServer, kernels: List[aio.Kernel], runs: int) -> D
             "peak_threads": peak_threads}
 
 
-def followers(server: GatewayServer, kernel_id: str, count: int, lines: int) -> Dict[str, Any]:
+def build_go_followers(workdir: Path) -> Path:
+    """Builds bench/go_followers offline, in GOPATH mode against Debian's Go packages."""
+    gopath = workdir / "gopath"
+    (gopath / "src").mkdir(parents=True)
+    (gopath / "src" / "cellgate").symlink_to(REPO / "client" / "go")
+    (gopath / "src" / "go_followers").symlink_to(REPO / "bench" / "go_followers")
+    env = dict(os.environ, GO111MODULE="off", GOPATH=f"{gopath}:/usr/share/gocode", GOFLAGS="")
+    if not any(env.get(k) for k in ("GOCACHE", "XDG_CACHE_HOME", "HOME")):
+        env["GOCACHE"] = str(gopath / "cache")
+    binary = workdir / "go_followers"
+    subprocess.run(["go", "build", "-o", str(binary), "go_followers"],
+                   cwd=gopath / "src" / "go_followers", env=env, check=True)
+    return binary
+
+
+def go_followers(binary: Path, server: GatewayServer, kernel_id: str, after: int, count: int,
+                 expected: str, start_output: Any) -> Dict[str, Any]:
+    """Runs `count` followers in the Go process; `start_output()` makes the kernel print once
+    they are open. Returns the process's summary."""
+    text_file = server.dir / "expected_text"
+    text_file.write_text(expected)
+    proc = subprocess.Popen(
+        [str(binary), f"-target={server.target}", f"-token={server.token}",
+         f"-kernel={kernel_id}", f"-after={after}", f"-followers={count}",
+         f"-per-connection={FOLLOWERS_PER_CHANNEL}", f"-text-file={text_file}",
+         f"-deadline={int(CALL_DEADLINE_S)}s"],
+        stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    if proc.stdout.readline().strip() != "open":
+        proc.kill()
+        raise BenchFailure("go_followers did not open its streams")
+    start_output()
+    out, _ = proc.communicate(timeout=CALL_DEADLINE_S + 30)
+    summary = json.loads(out)
+    if proc.returncode != 0 or summary["got_every_line"] != count:
+        raise BenchFailure(f"{summary['got_every_line']} of {count} Go followers got every "
+                           f"line; {summary['failures'][:3]}")
+    return summary
+
+
+def followers(server: GatewayServer, kernel_id: str, count: int, lines: int,
+              go_binary: Optional[Path] = None) -> Dict[str, Any]:
     """`count` followers, each a thread with a blocking StreamOutputs, a channel (HTTP/2
     connection) per FOLLOWERS_PER_CHANNEL of them, as many clients would have. (Threads, not
-    asyncio: grpc.aio hangs closing a channel after a thousand cancelled streams.)"""
+    asyncio: grpc.aio hangs closing a channel after a thousand cancelled streams.) With
+    `go_binary`, goroutines of the Go client in that process instead."""
     clients = [cellgate.Client(server.target, server.token)
                for _ in range((count + FOLLOWERS_PER_CHANNEL - 1) // FOLLOWERS_PER_CHANNEL)]
     kernel = clients[0].kernel(kernel_id)
@@ -134,8 +181,6 @@ def followers(server: GatewayServer, kernel_id: str, count: int, lines: int) -> 
     finished: List[float] = []
     failures: List[str] = []
     lock = threading.Lock()
-    streams = [clients[i // FOLLOWERS_PER_CHANNEL].kernel(kernel_id, check=False)
-               .stream_outputs(after_seq=after, follow=True) for i in range(count)]
 
     def follow(stream: Any) -> None:
         text: List[str] = []
@@ -152,20 +197,46 @@ def followers(server: GatewayServer, kernel_id: str, count: int, lines: int) -> 
             text.append(f" [{e}]")
         with lock:
             if "".join(text) == expected:
-                finished.append(time.perf_counter())
+                finished.append(time.time())
             else:
                 failures.append(f"got {len(''.join(text))} of {len(expected)} characters")
 
+    code = f"import time\nfor i in range({lines}):\n    print(i, flush=True)\n    time.sleep(0.02)"
+    measured: Dict[str, Any] = {}
+
+    def start_output() -> None:
+        measured["cpu_before"] = gateway_cpu_ns(server.pid)
+        measured["threads"] = process_status(server.pid)["threads"]
+        measured["t0"] = time.time()
+        result = kernel.execute(code, timeout=CALL_DEADLINE_S)
+        if not result.ok:
+            raise BenchFailure(f"the followed kernel's execution ended {result.status}")
+
+    if go_binary is not None:
+        for client in clients[1:]:
+            client.close()
+        try:
+            summary = go_followers(go_binary, server, kernel_id, after, count, expected,
+                                   start_output)
+        finally:
+            clients[0].close()
+        delay = {k: round(v, 2) for k, v in summary["delay_ms"].items() if k != "n"}
+        return {"followers": count, "lines": lines, "client": "go", "all_got_every_line": True,
+                "last_follower_done_after_s":
+                    round(summary["last_done_unix_ms"] / 1000 - measured["t0"], 2),
+                "event_to_follower_delay_ms": {"n": int(summary["delay_ms"]["n"]), **delay},
+                "gateway_cpu_ms": round((gateway_cpu_ns(server.pid) - measured["cpu_before"])
+                                        / 1e6, 1),
+                "threads_with_followers": measured["threads"],
+                "threads_after": process_status(server.pid)["threads"]}
+
+    streams = [clients[i // FOLLOWERS_PER_CHANNEL].kernel(kernel_id, check=False)
+               .stream_outputs(after_seq=after, follow=True) for i in range(count)]
     threads = [threading.Thread(target=follow, args=(s,), daemon=True) for s in streams]
     for thread in threads:
         thread.start()
-    cpu_before = gateway_cpu_ns(server.pid)
-    gateway_threads = process_status(server.pid)["threads"]
-    t0 = time.perf_counter()
-    code = f"import time\nfor i in range({lines}):\n    print(i, flush=True)\n    time.sleep(0.02)"
-    result = kernel.execute(code, timeout=CALL_DEADLINE_S)
-    if not result.ok:
-        raise BenchFailure(f"the followed kernel's execution ended {result.status}")
+    start_output()
+    cpu_before, gateway_threads = measured["cpu_before"], measured["threads"]
     deadline = time.monotonic() + CALL_DEADLINE_S
     for thread in threads:
         thread.join(max(0.0, deadline - time.monotonic()))
@@ -176,8 +247,9 @@ def followers(server: GatewayServer, kernel_id: str, count: int, lines: int) -> 
     if failures or len(finished) != count:
         raise BenchFailure(f"{len(finished)} of {count} followers got every line; "
                            f"{failures[:3]}")
-    return {"followers": count, "lines": lines, "all_got_every_line": True,
-            "last_follower_done_after_s": round(max(finished) - t0, 2),
+    return {"followers": count, "lines": lines, "client": "python threads",
+            "all_got_every_line": True,
+            "last_follower_done_after_s": round(max(finished) - measured["t0"], 2),
             "event_to_follower_delay_ms": latency_stats(delays),
             "gateway_cpu_ms": round((gateway_cpu_ns(server.pid) - cpu_before) / 1e6, 1),
             "threads_with_followers": gateway_threads,
@@ -223,6 +295,8 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=10, help="executions per kernel per level")
     parser.add_argument("--followers", type=int, default=1000)
     parser.add_argument("--follower-lines", type=int, default=50)
+    parser.add_argument("--go-followers", action="store_true",
+                        help="followers as goroutines of the Go client (needs `go`)")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
     args.levels = [int(x) for x in args.levels.split(",")]
@@ -242,13 +316,15 @@ def main() -> int:
         except RuntimeError as e:
             print(f"SETUP FAILED: {e}", file=sys.stderr)
             return 2
+        go_binary = build_go_followers(workdir) if args.go_followers else None
         results = asyncio.run(run(args, server))
         if args.followers > 0:
             row = followers(server, results["followed_kernel"], args.followers,
-                            args.follower_lines)
+                            args.follower_lines, go_binary)
             results["followers"] = row
             delay = row["event_to_follower_delay_ms"]
-            print(f"{row['followers']} followers of one kernel printing {row['lines']} lines: "
+            print(f"{row['followers']} followers ({row['client']}) of one kernel printing "
+                  f"{row['lines']} lines: "
                   f"every follower got every line; event to follower p50 {delay['p50']} ms, "
                   f"p99 {delay['p99']} ms; gateway threads {row['threads_with_followers']}; "
                   f"gateway CPU {row['gateway_cpu_ms']} ms", flush=True)
