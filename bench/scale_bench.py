@@ -172,8 +172,9 @@ def followers(server: GatewayServer, kernel_id: str, count: int, lines: int,
     connection) per FOLLOWERS_PER_CHANNEL of them, as many clients would have. (Threads, not
     asyncio: grpc.aio hangs closing a channel after a thousand cancelled streams.) With
     `go_binary`, goroutines of the Go client in that process instead."""
-    clients = [cellgate.Client(server.target, server.token)
-               for _ in range((count + FOLLOWERS_PER_CHANNEL - 1) // FOLLOWERS_PER_CHANNEL)]
+    # The Go process dials its own connections: then one client here runs the kernel's code.
+    channels = 1 if go_binary else (count + FOLLOWERS_PER_CHANNEL - 1) // FOLLOWERS_PER_CHANNEL
+    clients = [cellgate.Client(server.target, server.token) for _ in range(channels)]
     kernel = clients[0].kernel(kernel_id)
     after = kernel.notebook().last_seq
     expected = "".join(f"{i}\n" for i in range(lines))
@@ -213,8 +214,6 @@ def followers(server: GatewayServer, kernel_id: str, count: int, lines: int,
             raise BenchFailure(f"the followed kernel's execution ended {result.status}")
 
     if go_binary is not None:
-        for client in clients[1:]:
-            client.close()
         try:
             summary = go_followers(go_binary, server, kernel_id, after, count, expected,
                                    start_output)

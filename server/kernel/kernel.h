@@ -96,7 +96,7 @@ struct RequestCompletion {
 struct RequestCallbacks {
   // IOPub messages whose parent is this request (status messages excluded). Output messages
   // (stream, display_data, update_display_data, execute_result) come with their content as
-  // unparsed, unchecked JSON text in `content_text`, for notebook::ParseIopubOutput.
+  // unparsed, unchecked JSON text in `content_text`, for notebook::ParseIopubOutputText.
   absl::AnyInvocable<void(const protocol::Message&)> on_iopub;
   // Exactly once.
   absl::AnyInvocable<void(RequestCompletion)> on_done;
