@@ -32,10 +32,10 @@ ABSL_FLAG(int, state_write_interval_ms, 500,
           "How often a kernel's saved state is rewritten while outputs stream in; cell edits, "
           "finished executions and kernel state changes are written at once");
 ABSL_FLAG(bool, state_fsync_before_reply, true,
-          "Replies that report saved state (AddCell, RunCell, ...) wait until the kernel's file "
-          "and its directory are fsynced, so what a client was told survives a host crash. "
-          "false: they wait only until the file is written and renamed into place (safe from a "
-          "crash of the gateway), and the fsyncs follow at once, off the reply's path");
+          "Replies that report saved state (AddCell, RunCell, ...) wait until it is fsynced (the "
+          "kernel's journal, or its state file and directory), so what a client was told "
+          "survives a host crash. false: they wait only until it is written (safe from a crash "
+          "of the gateway), and the fsyncs follow at once, off the reply's path");
 ABSL_FLAG(std::string, runtime_dir, "",
           "Directory for kernel working dirs and sockets; keep it short (unix socket paths are "
           "limited to 107 bytes). Default: /tmp/cellgate-<pid>");

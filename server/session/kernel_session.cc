@@ -267,15 +267,25 @@ void KernelSession::AppendEventLocked(v1::OutputEvent event) {
 }
 
 void KernelSession::MarkChangedLocked(bool urgent) {
+  ++changes_;
   if (params_.state_store != nullptr) params_.state_store->MarkChanged(params_.kernel_id, urgent);
 }
 
 void KernelSession::AfterSaved(absl::AnyInvocable<void()> then) const {
+  uint64_t change = 0;
+  {
+    absl::MutexLock lock(&mutex_);
+    change = changes_;
+  }
+  AfterSavedThrough(change, std::move(then));
+}
+
+void KernelSession::AfterSavedThrough(uint64_t change, absl::AnyInvocable<void()> then) const {
   if (params_.state_store == nullptr) {
     then();
     return;
   }
-  params_.state_store->AfterNextWrite(params_.kernel_id, std::move(then));
+  params_.state_store->AfterWritten(params_.kernel_id, change, std::move(then));
 }
 
 kernel::Workspace KernelSession::workspace() const {
@@ -337,15 +347,20 @@ void KernelSession::OnAnalysis(const std::string& cell_id, const std::string& so
 
 void KernelSession::ReplyWhenSavedLocked(absl::AnyInvocable<void()> reply,
                                          Deferred& deferred) const {
-  // Run after the lock is released: the store may call `reply` at once.
-  deferred.push_back([self = shared_from_this(), reply = std::move(reply)]() mutable {
-    self->AfterSaved(std::move(reply));
+  // Run after the lock is released: the store may call `reply` at once. The change it reports
+  // is numbered by now, so a write whose snapshot is taken after this (even one started
+  // already, waiting for the lock) answers it.
+  deferred.push_back([self = shared_from_this(), change = changes_,
+                      reply = std::move(reply)]() mutable {
+    self->AfterSavedThrough(change, std::move(reply));
   });
 }
 
-internal::KernelState KernelSession::SaveState() const {
-  internal::KernelState state;
+StateStore::KernelSnapshot KernelSession::SaveState() const {
+  StateStore::KernelSnapshot snapshot;
+  internal::KernelState& state = snapshot.state;
   absl::MutexLock lock(&mutex_);
+  snapshot.change = changes_;
   state.set_kernel_id(params_.kernel_id);
   *state.mutable_start_request() = params_.start_request;
   *state.mutable_created_at() = ToProtoTime(created_at_);
@@ -372,7 +387,7 @@ internal::KernelState KernelSession::SaveState() const {
     process->set_signature_scheme(connection.signature_scheme);
     for (const std::string& dir : process_->cgroup_dirs) process->add_cgroup_dirs(dir);
   }
-  return state;
+  return snapshot;
 }
 
 absl::Status KernelSession::Restore(const internal::KernelState& state) {
@@ -491,6 +506,7 @@ bool KernelSession::Claim(const v1::StartKernelRequest& request, int idle_timeou
   params_.start_request.clear_notebook_ipynb();
   created_at_ = absl::Now();
   last_activity_at_ = created_at_;
+  MarkChangedLocked(/*urgent=*/true);
   return true;
 }
 

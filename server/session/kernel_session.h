@@ -95,8 +95,9 @@ class KernelSession : public std::enable_shared_from_this<KernelSession> {
   void Start(DoneCallback done);
 
   // What a later gateway needs to bring this kernel back: its notebook (cells, outputs, states,
-  // last runs, metadata, last seq) and the request that started it.
-  internal::KernelState SaveState() const ABSL_LOCKS_EXCLUDED(mutex_);
+  // last runs, metadata, last seq) and the request that started it; with the number of the last
+  // change it includes (AfterSaved).
+  StateStore::KernelSnapshot SaveState() const ABSL_LOCKS_EXCLUDED(mutex_);
 
   // Before Start, on a session created for a saved kernel: takes its notebook back. The kernel
   // that Start launches is a fresh process, so what ran is STALE; a cell that was running when
@@ -119,7 +120,7 @@ class KernelSession : public std::enable_shared_from_this<KernelSession> {
 
   // Runs `then` once the saved state includes every change made so far (at once when nothing
   // is saved). Replies to changes go through it: what a client was told is on disk.
-  void AfterSaved(absl::AnyInvocable<void()> then) const;
+  void AfterSaved(absl::AnyInvocable<void()> then) const ABSL_LOCKS_EXCLUDED(mutex_);
 
   // Runs `then` once no analysis asked for is still unanswered (at once when none is), on the
   // loop thread or the calling one: then every cell changed so far has its analysis (or
@@ -279,8 +280,11 @@ class KernelSession : public std::enable_shared_from_this<KernelSession> {
   // Restore for a kernel that is re-attached (Params::attach).
   absl::Status RestoreAttached(const internal::KernelState& state, std::vector<v1::Cell> cells)
       ABSL_LOCKS_EXCLUDED(mutex_);
-  // The state to save changed: written soon (`urgent`) or within the store's interval.
+  // The state to save changed: written soon (`urgent`) or within the store's interval. Numbers
+  // the change (changes_). Every change to what SaveState returns goes through it.
   void MarkChangedLocked(bool urgent) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  // Runs `then` once a saved state includes change number `change`.
+  void AfterSavedThrough(uint64_t change, absl::AnyInvocable<void()> then) const;
   // The notebook metadata with `kernelspec` and `language_info` filled in when missing.
   std::string MetadataForExportLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
   static void RunDeferred(Deferred& deferred);
@@ -298,6 +302,7 @@ class KernelSession : public std::enable_shared_from_this<KernelSession> {
   notebook::Notebook notebook_ ABSL_GUARDED_BY(mutex_);
   std::unique_ptr<kernel::Kernel> kernel_ ABSL_GUARDED_BY(mutex_);
   uint64_t generation_ ABSL_GUARDED_BY(mutex_) = 0;  // bumped per kernel process
+  uint64_t changes_ ABSL_GUARDED_BY(mutex_) = 0;     // to the saved state (MarkChangedLocked)
   v1::KernelState state_ ABSL_GUARDED_BY(mutex_) = v1::KERNEL_STATE_STARTING;
   std::string last_death_reason_ ABSL_GUARDED_BY(mutex_);
   uint64_t death_handled_generation_ ABSL_GUARDED_BY(mutex_) = 0;

@@ -254,7 +254,7 @@ absl::Status SessionRegistry::AddSession(const std::shared_ptr<KernelSession>& s
   if (deps_.state_store != nullptr) {
     std::weak_ptr<KernelSession> weak = session;
     deps_.state_store->Register(session->kernel_id(),
-                                [weak]() -> std::optional<internal::KernelState> {
+                                [weak]() -> std::optional<StateStore::KernelSnapshot> {
                                   std::shared_ptr<KernelSession> session = weak.lock();
                                   if (session == nullptr) return std::nullopt;
                                   return session->SaveState();

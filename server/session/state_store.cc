@@ -8,6 +8,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <sstream>
 #include <utility>
 
@@ -18,6 +19,7 @@
 #include "server/common/unique_fd.h"
 #include "server/common/write_all.h"
 #include "server/obs/log.h"
+#include "server/session/state_journal.h"
 
 namespace cellgate::session {
 namespace {
@@ -26,6 +28,24 @@ namespace fs = std::filesystem;
 
 constexpr uint32_t kFormat = 1;
 constexpr absl::string_view kSuffix = ".state";
+constexpr absl::string_view kJournalSuffix = ".journal";
+
+// Never 0 (what a state file without a journal has), so every epoch serializes alike.
+uint64_t NewJournalEpoch() {
+  std::random_device random;
+  uint64_t epoch = 0;
+  while (epoch == 0) epoch = (static_cast<uint64_t>(random()) << 32) ^ random();
+  return epoch;
+}
+
+std::optional<std::string> ReadWholeFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in.is_open()) return std::nullopt;
+  std::stringstream bytes;
+  bytes << in.rdbuf();
+  if (!in.good() && !in.eof()) return std::nullopt;
+  return std::move(bytes).str();
+}
 
 absl::Status ErrnoError(absl::string_view what, const std::string& path) {
   return absl::InternalError(absl::StrCat(what, " ", path, ": ", std::strerror(errno)));
@@ -75,18 +95,28 @@ absl::StatusOr<int> StateStore::WriteAndRename(const std::string& path,
   return fd->Release();
 }
 
-void StateStore::SyncWritten(std::vector<int> fds) {
-  if (fds.empty()) return;
-  for (int fd : fds) {
+void StateStore::SyncWritten(Pass& pass) {
+  if (pass.unsynced.empty()) return;
+  for (int fd : pass.unsynced) {
     UniqueFd owned(fd);
     if (::fsync(owned.get()) != 0) {
       obs::Log(obs::LogLevel::kError, "state_write_failed",
                {{"error", std::string(ErrnoError("cannot fsync", kernels_dir_).message())}});
     }
   }
+  pass.unsynced.clear();
   if (absl::Status status = FsyncDirectory(kernels_dir_); !status.ok()) {
     obs::Log(obs::LogLevel::kError, "state_write_failed",
              {{"error", std::string(status.message())}});
+    return;  // the rewritten state files may not be on disk: their journals wait
+  }
+  absl::MutexLock io_lock(&io_mu_);
+  for (const auto& [kernel_id, epoch] : pass.journals_to_start) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (!snapshots_.contains(kernel_id)) continue;  // removed meanwhile
+    }
+    StartJournalLocked(kernel_id, epoch);
   }
 }
 
@@ -137,6 +167,10 @@ std::string StateStore::PathFor(const std::string& kernel_id) const {
   return absl::StrCat(kernels_dir_, "/", kernel_id, kSuffix);
 }
 
+std::string StateStore::JournalPathFor(const std::string& kernel_id) const {
+  return absl::StrCat(kernels_dir_, "/", kernel_id, kJournalSuffix);
+}
+
 StateStore::Loaded StateStore::LoadAll() const {
   Loaded loaded;
   std::error_code error;
@@ -148,21 +182,39 @@ StateStore::Loaded StateStore::LoadAll() const {
       fs::remove(entry.path(), error);
       continue;
     }
+    if (absl::EndsWith(name, kJournalSuffix)) {
+      // A kernel removed between the deletions of its two files.
+      const std::string id = name.substr(0, name.size() - kJournalSuffix.size());
+      if (!fs::exists(PathFor(id), error)) fs::remove(entry.path(), error);
+      continue;
+    }
     if (!absl::EndsWith(name, kSuffix)) continue;
     const std::string kernel_id = name.substr(0, name.size() - kSuffix.size());
-    std::ifstream in(path, std::ios::binary);
-    std::stringstream bytes;
-    bytes << in.rdbuf();
+    std::optional<std::string> bytes = ReadWholeFile(path);
     internal::KernelState state;
     std::string problem;
-    if (!in.good() && !in.eof()) {
+    if (!bytes.has_value()) {
       problem = "cannot be read";
-    } else if (!state.ParseFromString(bytes.str())) {
+    } else if (!state.ParseFromString(*bytes)) {
       problem = "is not a kernel state file";
     } else if (state.format() != kFormat) {
       problem = absl::StrCat("has format ", state.format(), ", this server reads ", kFormat);
     } else if (state.kernel_id() != kernel_id) {
       problem = absl::StrCat("holds kernel '", state.kernel_id(), "', not '", kernel_id, "'");
+    }
+    if (problem.empty() && state.journal_epoch() != 0) {
+      // The journal's last whole record, when it goes with this file, is newer.
+      const std::optional<std::string> journal = ReadWholeFile(JournalPathFor(kernel_id));
+      const std::optional<absl::string_view> record =
+          journal.has_value() ? LastJournalRecord(*journal, state.journal_epoch()) : std::nullopt;
+      internal::KernelState newer;
+      if (record.has_value() &&
+          newer.ParseFromArray(record->data(), static_cast<int>(record->size())) &&
+          newer.format() == kFormat && newer.kernel_id() == kernel_id) {
+        state = std::move(newer);
+      } else if (record.has_value()) {
+        problem = "has a journal whose last record is not its state";
+      }
     }
     if (problem.empty()) {
       loaded.kernels.push_back(std::move(state));
@@ -170,6 +222,9 @@ StateStore::Loaded StateStore::LoadAll() const {
     }
     const std::string aside = path + ".bad";
     fs::rename(path, aside, error);
+    if (fs::exists(JournalPathFor(kernel_id), error)) {
+      fs::rename(JournalPathFor(kernel_id), JournalPathFor(kernel_id) + ".bad", error);
+    }
     loaded.problems.push_back(absl::StrCat(path, " ", problem, "; moved to ", aside));
   }
   return loaded;
@@ -189,13 +244,17 @@ void StateStore::MarkChanged(const std::string& kernel_id, bool urgent) {
   urgent_ = urgent_ || urgent;
 }
 
-void StateStore::AfterNextWrite(const std::string& kernel_id, absl::AnyInvocable<void()> then) {
+void StateStore::AfterWritten(const std::string& kernel_id, uint64_t change,
+                              absl::AnyInvocable<void()> then) {
   {
     absl::MutexLock lock(&mu_);
     if (snapshots_.contains(kernel_id)) {
-      changed_.insert(kernel_id);
-      urgent_ = true;
-      waiting_[kernel_id].push_back(std::move(then));
+      waiting_[kernel_id].push_back({change, std::move(then)});
+      // A kernel being written is looked at again when the pass ends (TakeServedLocked).
+      if (!writing_.contains(kernel_id)) {
+        changed_.insert(kernel_id);
+        urgent_ = true;
+      }
       return;
     }
   }
@@ -203,7 +262,7 @@ void StateStore::AfterNextWrite(const std::string& kernel_id, absl::AnyInvocable
 }
 
 void StateStore::Remove(const std::string& kernel_id) {
-  std::vector<absl::AnyInvocable<void()>> waiting;
+  std::vector<Waiter> waiting;
   {
     absl::MutexLock io_lock(&io_mu_);
     {
@@ -215,10 +274,13 @@ void StateStore::Remove(const std::string& kernel_id) {
         waiting_.erase(it);
       }
     }
+    journals_.erase(kernel_id);
+    // The state file first: a journal left alone by a crash is deleted by the next LoadAll.
     std::error_code error;
     fs::remove(PathFor(kernel_id), error);
+    fs::remove(JournalPathFor(kernel_id), error);
   }
-  for (auto& then : waiting) then();
+  for (Waiter& waiter : waiting) waiter.then();
 }
 
 void StateStore::Flush() {
@@ -235,8 +297,7 @@ void StateStore::WriterLoop() {
   absl::Time last_pass_end = absl::InfinitePast();
   while (true) {
     std::set<std::string> batch;
-    std::vector<absl::AnyInvocable<void()>> then;
-    uint64_t pass = 0;
+    uint64_t pass_number = 0;
     {
       absl::MutexLock lock(&mu_);
       auto has_work = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -249,31 +310,59 @@ void StateStore::WriterLoop() {
       };
       mu_.AwaitWithDeadline(absl::Condition(&now_please), last_pass_end + options_.write_interval);
       batch.swap(changed_);
-      for (const std::string& kernel_id : batch) {
-        auto it = waiting_.find(kernel_id);
-        if (it == waiting_.end()) continue;
-        for (auto& callback : it->second) then.push_back(std::move(callback));
-        waiting_.erase(it);
-      }
+      writing_ = batch;
       urgent_ = false;
       flush_requested_ = false;
-      pass = ++passes_started_;
+      pass_number = ++passes_started_;
       if (stopping_ && batch.empty()) {
-        passes_done_ = pass;
+        passes_done_ = pass_number;
         return;
       }
     }
-    std::vector<int> unsynced = WriteKernels(batch);
-    for (auto& callback : then) callback();
-    SyncWritten(std::move(unsynced));
+    Pass pass = WriteKernels(batch);
+    std::vector<absl::AnyInvocable<void()>> served;
+    {
+      absl::MutexLock lock(&mu_);
+      served = TakeServedLocked(batch, pass);
+      writing_.clear();
+    }
+    for (auto& then : served) then();
+    SyncWritten(pass);
     last_pass_end = absl::Now();
     absl::MutexLock lock(&mu_);
-    passes_done_ = pass;
+    passes_done_ = pass_number;
   }
 }
 
-std::vector<int> StateStore::WriteKernels(const std::set<std::string>& kernel_ids) {
-  std::vector<int> unsynced;
+std::vector<absl::AnyInvocable<void()>> StateStore::TakeServedLocked(
+    const std::set<std::string>& batch, const Pass& pass) {
+  std::vector<absl::AnyInvocable<void()>> served;
+  for (const std::string& kernel_id : batch) {
+    auto waiting = waiting_.find(kernel_id);
+    if (waiting == waiting_.end()) continue;
+    auto written = pass.snapshot_change.find(kernel_id);
+    std::vector<Waiter> later;
+    for (Waiter& waiter : waiting->second) {
+      if (written == pass.snapshot_change.end() || waiter.change <= written->second) {
+        served.push_back(std::move(waiter.then));
+      } else {
+        later.push_back(std::move(waiter));
+      }
+    }
+    if (later.empty()) {
+      waiting_.erase(waiting);
+      continue;
+    }
+    // Changes made after the snapshot was taken: the next pass writes them.
+    waiting->second = std::move(later);
+    changed_.insert(kernel_id);
+    urgent_ = true;
+  }
+  return served;
+}
+
+StateStore::Pass StateStore::WriteKernels(const std::set<std::string>& kernel_ids) {
+  Pass pass;
   for (const std::string& kernel_id : kernel_ids) {
     std::shared_ptr<Snapshot> snapshot;
     {
@@ -282,33 +371,119 @@ std::vector<int> StateStore::WriteKernels(const std::set<std::string>& kernel_id
       if (it == snapshots_.end()) continue;
       snapshot = it->second;
     }
-    std::optional<internal::KernelState> state = (*snapshot)();
-    if (!state.has_value()) continue;
-    state->set_format(kFormat);
-    state->set_kernel_id(kernel_id);
-    *state->mutable_written_at() =
+    std::optional<KernelSnapshot> taken = (*snapshot)();
+    if (!taken.has_value()) continue;
+    internal::KernelState& state = taken->state;
+    state.set_format(kFormat);
+    state.set_kernel_id(kernel_id);
+    *state.mutable_written_at() =
         google::protobuf::util::TimeUtil::NanosecondsToTimestamp(absl::ToUnixNanos(absl::Now()));
-    const std::string bytes = state->SerializeAsString();
 
     absl::MutexLock io_lock(&io_mu_);
     {
       absl::MutexLock lock(&mu_);
       if (!snapshots_.contains(kernel_id)) continue;  // removed meanwhile: stays removed
     }
-    absl::Status status;
-    if (options_.fsync_before_reply) {
-      status = WriteAtomically(PathFor(kernel_id), bytes);
-    } else if (absl::StatusOr<int> fd = WriteAndRename(PathFor(kernel_id), bytes); fd.ok()) {
-      unsynced.push_back(*fd);
-    } else {
-      status = fd.status();
-    }
-    if (!status.ok()) {
+    // Written or failed (logged): either way what waited for this change is answered.
+    pass.snapshot_change[kernel_id] = taken->change;
+    if (absl::Status status = WriteKernelLocked(kernel_id, state, pass); !status.ok()) {
       obs::Log(obs::LogLevel::kError, "state_write_failed",
                {{"kernel_id", kernel_id}, {"error", std::string(status.message())}});
     }
   }
-  return unsynced;
+  return pass;
+}
+
+absl::Status StateStore::WriteKernelLocked(const std::string& kernel_id,
+                                           internal::KernelState& state, Pass& pass) {
+  if (auto journal = journals_.find(kernel_id); journal != journals_.end()) {
+    state.set_journal_epoch(journal->second.epoch);
+    // A fixed64: the size is the same whatever epoch the state gets below.
+    const size_t record_bytes = kJournalRecordOverhead + state.ByteSizeLong();
+    if (journal->second.offset + record_bytes <= options_.max_journal_bytes) {
+      absl::Status appended = AppendToJournalLocked(kernel_id, state.SerializeAsString(), pass);
+      if (appended.ok()) return appended;
+      obs::Log(obs::LogLevel::kWarning, "state_journal_failed",
+               {{"kernel_id", kernel_id}, {"error", std::string(appended.message())},
+                {"then", "the state file is rewritten"}});
+    }
+    journals_.erase(kernel_id);
+  }
+  return RewriteStateFileLocked(kernel_id, state, pass);
+}
+
+absl::Status StateStore::AppendToJournalLocked(const std::string& kernel_id,
+                                               const std::string& bytes, Pass& pass) {
+  JournalEnd& journal = journals_.at(kernel_id);
+  const std::string path = JournalPathFor(kernel_id);
+  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
+  if (fd.get() < 0) return ErrnoError("cannot open", path);
+  // At the end of the last whole record: over what a failed append may have left.
+  if (::lseek(fd.get(), static_cast<off_t>(journal.offset), SEEK_SET) < 0) {
+    return ErrnoError("cannot seek in", path);
+  }
+  const std::string record = EncodeJournalRecord(bytes);
+  if (const int error = WriteAll(fd.get(), record); error != 0) {
+    errno = error;
+    return ErrnoError("cannot write", path);
+  }
+  if (options_.fsync_before_reply) {
+    if (::fdatasync(fd.get()) != 0) return ErrnoError("cannot fdatasync", path);
+  } else {
+    pass.unsynced.push_back(fd.Release());
+  }
+  journal.offset += record.size();
+  return absl::OkStatus();
+}
+
+absl::Status StateStore::RewriteStateFileLocked(const std::string& kernel_id,
+                                                internal::KernelState& state, Pass& pass) {
+  const bool journaled = options_.max_journal_bytes > 0;
+  const uint64_t epoch = journaled ? NewJournalEpoch() : 0;
+  state.set_journal_epoch(epoch);
+  const std::string bytes = state.SerializeAsString();
+  // The state file is on disk before its journal is emptied: the other way round, a crash in
+  // between would lose the states in the journal.
+  if (options_.fsync_before_reply) {
+    if (absl::Status status = WriteAtomically(PathFor(kernel_id), bytes); !status.ok()) {
+      return status;
+    }
+    if (journaled) StartJournalLocked(kernel_id, epoch);
+    return absl::OkStatus();
+  }
+  absl::StatusOr<int> fd = WriteAndRename(PathFor(kernel_id), bytes);
+  if (!fd.ok()) return fd.status();
+  pass.unsynced.push_back(*fd);
+  if (journaled) pass.journals_to_start.emplace_back(kernel_id, epoch);
+  return absl::OkStatus();
+}
+
+void StateStore::StartJournalLocked(const std::string& kernel_id, uint64_t epoch) {
+  const std::string path = JournalPathFor(kernel_id);
+  absl::Status status = absl::OkStatus();
+  bool created = false;
+  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_TRUNC | O_CLOEXEC));
+  if (fd.get() < 0 && errno == ENOENT) {
+    fd = UniqueFd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+    created = true;
+  }
+  if (fd.get() < 0) {
+    status = ErrnoError("cannot create", path);
+  } else if (const int error = WriteAll(fd.get(), EncodeJournalHeader(epoch)); error != 0) {
+    errno = error;
+    status = ErrnoError("cannot write", path);
+  } else if (created) {
+    // Its name on disk before a record in it is counted on (a record's fdatasync covers the
+    // file's data, the header included, not the directory).
+    status = FsyncDirectory(kernels_dir_);
+  }
+  if (!status.ok()) {
+    obs::Log(obs::LogLevel::kWarning, "state_journal_failed",
+             {{"kernel_id", kernel_id}, {"error", std::string(status.message())},
+              {"then", "the state file is rewritten at each write"}});
+    return;
+  }
+  journals_[kernel_id] = {epoch, kJournalHeaderBytes};
 }
 
 }  // namespace cellgate::session

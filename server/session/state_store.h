@@ -7,6 +7,7 @@
 #include <set>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -20,27 +21,42 @@
 namespace cellgate::session {
 
 // Keeps each kernel's state (its notebook and how it was started) in a directory, one file per
-// kernel (`<dir>/kernels/<kernel_id>.state`), so that a gateway started later on the same
-// directory can restore them.
+// kernel (`<dir>/kernels/<kernel_id>.state`) and its journal beside it (`<kernel_id>.journal`,
+// state_journal.h), so that a gateway started later on the same directory can restore them.
 //
-// Writes are atomic (write to a temporary file, fsync, rename, fsync the directory): a crash at
-// any moment leaves the old file or the new one, never a torn one. They are coalesced: a kernel
+// A state that fits in the kernel's journal (`max_journal_bytes`) is appended to it and
+// fdatasynced; one that doesn't replaces the state file atomically (write to a temporary file,
+// fsync, rename, fsync the directory), and the journal starts afresh. Either way a crash at any
+// moment leaves the old state or the new one, never a torn one. Writes are coalesced: a kernel
 // marked changed many times is written once per `write_interval`; a change marked `urgent` (a
 // cell edited, an execution finished) is written as soon as the writer thread gets to it. One
 // writer thread serves every kernel; it takes a kernel's snapshot when it writes, not when the
 // change is marked. Thread-safe.
+//
+// A kernel numbers its changes; a reply that must report what is on disk waits for a write
+// whose snapshot includes its change (AfterWritten), which may be the write already under way.
 class StateStore {
  public:
+  // A kernel's state, and the number of the last change it includes (the kernel's own count,
+  // growing with each change).
+  struct KernelSnapshot {
+    internal::KernelState state;
+    uint64_t change = 0;
+  };
   // Returns the kernel's state now, or nullopt when there is nothing to write (it is gone).
-  using Snapshot = absl::AnyInvocable<std::optional<internal::KernelState>()>;
+  using Snapshot = absl::AnyInvocable<std::optional<KernelSnapshot>()>;
 
   struct Options {
     std::string dir;
     absl::Duration write_interval = absl::Milliseconds(500);
-    // true: what waits for a write (a reply) runs once the file and its directory are
-    // fsynced, so it survives a host crash. false: once the file is written and renamed into
-    // place (safe from a crash of the gateway), with the fsyncs right after, batched per pass.
+    // true: what waits for a write (a reply) runs once it is fsynced (a state file and its
+    // directory, or the journal), so it survives a host crash. false: once the file is written
+    // (a state file renamed into place, safe from a crash of the gateway), with the fsyncs
+    // right after, batched per pass.
     bool fsync_before_reply = true;
+    // A kernel's journal grows to at most this; a state that would not fit is written as the
+    // state file instead, and the journal starts afresh. 0: no journal.
+    size_t max_journal_bytes = 1 << 20;
   };
 
   // Creates `<dir>/kernels` (mode 0700) if needed and checks it can be written.
@@ -53,8 +69,9 @@ class StateStore {
   StateStore(const StateStore&) = delete;
   StateStore& operator=(const StateStore&) = delete;
 
-  // Reads every kernel file. A file that can't be read or parsed is moved aside (renamed to
-  // `.state.bad`) and reported in `problems`; it is never deleted.
+  // Reads every kernel file, and the newest state of its journal. A file that can't be read or
+  // parsed is moved aside (renamed to `.state.bad`, its journal to `.journal.bad`) and reported
+  // in `problems`; it is never deleted. A journal without its state file is deleted.
   struct Loaded {
     std::vector<internal::KernelState> kernels;
     std::vector<std::string> problems;
@@ -68,14 +85,15 @@ class StateStore {
   // (the snapshot is never taken inside this call).
   void MarkChanged(const std::string& kernel_id, bool urgent) ABSL_LOCKS_EXCLUDED(mu_);
 
-  // Runs `then` once a write of the kernel that starts after this call has finished (the
-  // kernel is marked changed, urgently): a reply sent from `then` reports what is on disk. At
+  // Runs `then` once a write of a snapshot that includes the kernel's change number `change`
+  // has finished: a reply sent from `then` reports what is on disk. The write under way serves
+  // when its snapshot is late enough; otherwise the kernel is marked changed, urgently. At
   // once, on the caller's thread, for a kernel that isn't registered; otherwise on the writer
   // thread, never under the store's locks. A failed write runs it too (the failure is logged).
-  void AfterNextWrite(const std::string& kernel_id, absl::AnyInvocable<void()> then)
-      ABSL_LOCKS_EXCLUDED(mu_);
+  void AfterWritten(const std::string& kernel_id, uint64_t change,
+                    absl::AnyInvocable<void()> then) ABSL_LOCKS_EXCLUDED(mu_);
 
-  // Forgets the kernel and deletes its file; a write in progress can't bring it back.
+  // Forgets the kernel and deletes its files; a write in progress can't bring them back.
   void Remove(const std::string& kernel_id) ABSL_LOCKS_EXCLUDED(mu_, io_mu_);
 
   // Writes every changed kernel now and returns once they are on disk.
@@ -92,13 +110,40 @@ class StateStore {
  private:
   explicit StateStore(Options options);
   std::string PathFor(const std::string& kernel_id) const;
+  std::string JournalPathFor(const std::string& kernel_id) const;
   void WriterLoop() ABSL_LOCKS_EXCLUDED(mu_, io_mu_);
-  // Takes the snapshots of `kernel_ids` and writes them. Returns the open fds of files written
-  // but not yet fsynced (without `fsync_before_reply`), for SyncWritten.
-  std::vector<int> WriteKernels(const std::set<std::string>& kernel_ids)
-      ABSL_LOCKS_EXCLUDED(mu_, io_mu_);
-  // fsyncs and closes `fds`, then fsyncs the kernels directory (once for them all).
-  void SyncWritten(std::vector<int> fds);
+  // What a pass did: per kernel of its batch, the change its snapshot included (absent for a
+  // kernel with nothing to write); the open fds of files written but not yet fsynced (without
+  // `fsync_before_reply`), for SyncWritten.
+  struct Pass {
+    std::map<std::string, uint64_t> snapshot_change;
+    std::vector<int> unsynced;
+    // Kernels whose state file was rewritten but not yet fsynced, with its journal epoch: their
+    // journals start once it is (SyncWritten).
+    std::vector<std::pair<std::string, uint64_t>> journals_to_start;
+  };
+  // Takes the snapshots of `kernel_ids` and writes them.
+  Pass WriteKernels(const std::set<std::string>& kernel_ids) ABSL_LOCKS_EXCLUDED(mu_, io_mu_);
+  // Writes `state`: appended to the kernel's journal when it fits, else as its state file.
+  absl::Status WriteKernelLocked(const std::string& kernel_id, internal::KernelState& state,
+                                 Pass& pass) ABSL_EXCLUSIVE_LOCKS_REQUIRED(io_mu_);
+  absl::Status AppendToJournalLocked(const std::string& kernel_id, const std::string& bytes,
+                                     Pass& pass) ABSL_EXCLUSIVE_LOCKS_REQUIRED(io_mu_);
+  absl::Status RewriteStateFileLocked(const std::string& kernel_id, internal::KernelState& state,
+                                      Pass& pass) ABSL_EXCLUSIVE_LOCKS_REQUIRED(io_mu_);
+  // Empties the kernel's journal (creating it if needed) and heads it with `epoch`, the one its
+  // state file, on disk, names. Logs a failure: without a journal the next write rewrites the
+  // state file.
+  void StartJournalLocked(const std::string& kernel_id, uint64_t epoch)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(io_mu_);
+  // After a pass over `batch`: takes out what waited for the changes it wrote (or tried to; all
+  // of a kernel with nothing to write) and marks changed again the kernels still waited for.
+  std::vector<absl::AnyInvocable<void()>> TakeServedLocked(const std::set<std::string>& batch,
+                                                           const Pass& pass)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // fsyncs and closes the pass's fds, fsyncs the kernels directory (once for them all), then
+  // starts the journals of the state files it rewrote.
+  void SyncWritten(Pass& pass) ABSL_LOCKS_EXCLUDED(mu_, io_mu_);
 
   const Options options_;
   const std::string kernels_dir_;
@@ -106,11 +151,23 @@ class StateStore {
   // Held while a kernel's file is written or removed, so the two never interleave. Taken
   // before `mu_` when both are needed; snapshots are taken without either.
   absl::Mutex io_mu_;
+  // Per kernel with a journal started by this store: its epoch and where the next record goes.
+  struct JournalEnd {
+    uint64_t epoch;
+    uint64_t offset;
+  };
+  std::map<std::string, JournalEnd> journals_ ABSL_GUARDED_BY(io_mu_);
   mutable absl::Mutex mu_;
   std::map<std::string, std::shared_ptr<Snapshot>> snapshots_ ABSL_GUARDED_BY(mu_);
   std::set<std::string> changed_ ABSL_GUARDED_BY(mu_);
-  // Per kernel: what waits for its next write.
-  std::map<std::string, std::vector<absl::AnyInvocable<void()>>> waiting_ ABSL_GUARDED_BY(mu_);
+  // The kernels of the pass under way (their snapshots may not be taken yet).
+  std::set<std::string> writing_ ABSL_GUARDED_BY(mu_);
+  // Per kernel: what waits for a write that includes a change.
+  struct Waiter {
+    uint64_t change;
+    absl::AnyInvocable<void()> then;
+  };
+  std::map<std::string, std::vector<Waiter>> waiting_ ABSL_GUARDED_BY(mu_);
   bool urgent_ ABSL_GUARDED_BY(mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   // Bumped when a writer pass finishes: Flush waits for a pass that started after it was called.

@@ -6,14 +6,17 @@
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "server/session/state_journal.h"
 
 namespace cellgate::session {
 namespace {
@@ -43,27 +46,69 @@ class StateStoreTest : public ::testing::Test {
     return store.ok() ? *std::move(store) : nullptr;
   }
 
-  // A kernel whose snapshot counts how often it was taken and carries `source` in its cell.
+  std::unique_ptr<StateStore> OpenStoreWithJournalLimit(size_t max_journal_bytes) {
+    absl::StatusOr<std::unique_ptr<StateStore>> store = StateStore::Open(
+        {.dir = dir_, .write_interval = absl::Hours(1), .max_journal_bytes = max_journal_bytes});
+    EXPECT_TRUE(store.ok()) << store.status();
+    return store.ok() ? *std::move(store) : nullptr;
+  }
+
+  // A kernel whose snapshot counts how often it was taken and carries `source` in its cell and
+  // `change` as the number of its last change. `while_taken`, when set, runs inside the
+  // snapshot (on the writer thread, as a change racing with the write would).
   struct FakeKernel {
     std::atomic<int> snapshots{0};
     std::atomic<bool> gone{false};
     std::string source = "print(1)";
+    uint64_t change = 0;
+    std::function<void()> while_taken;
   };
   StateStore::Snapshot SnapshotOf(const std::string& id, FakeKernel& kernel) {
-    return [id, &kernel]() -> std::optional<internal::KernelState> {
+    return [id, &kernel]() -> std::optional<StateStore::KernelSnapshot> {
       if (kernel.gone) return std::nullopt;
       ++kernel.snapshots;
-      internal::KernelState state;
+      StateStore::KernelSnapshot snapshot;
+      snapshot.change = kernel.change;
+      internal::KernelState& state = snapshot.state;
       state.set_kernel_id(id);
       state.mutable_start_request()->set_kernel_spec("python3");
       v1::Cell* cell = state.mutable_notebook()->add_cells();
       cell->set_cell_id("c1");
       cell->set_source(kernel.source);
       state.mutable_notebook()->set_last_seq(kernel.snapshots);
-      return state;
+      if (kernel.while_taken) std::exchange(kernel.while_taken, nullptr)();
+      return snapshot;
     };
   }
   std::string KernelFile(const std::string& id) const { return dir_ + "/kernels/" + id + ".state"; }
+  std::string JournalFile(const std::string& id) const {
+    return dir_ + "/kernels/" + id + ".journal";
+  }
+  // The cell's source in the state file alone, without its journal.
+  std::string SourceInStateFile(const std::string& id) const {
+    std::ifstream in(KernelFile(id), std::ios::binary);
+    internal::KernelState state;
+    EXPECT_TRUE(state.ParseFromIstream(&in));
+    return state.notebook().cells_size() > 0 ? state.notebook().cells(0).source() : "";
+  }
+  // Registers `kernel` as k1 and waits for its first write (its state file).
+  void RegisterAndWrite(StateStore& store, FakeKernel& kernel) {
+    store.Register("k1", SnapshotOf("k1", kernel));
+    store.Flush();
+  }
+  // Changes the kernel's cell and waits until the change is written.
+  static void Change(StateStore& store, FakeKernel& kernel, const std::string& source) {
+    kernel.source = source;
+    ++kernel.change;
+    store.MarkChanged("k1", /*urgent=*/true);
+    store.Flush();
+  }
+  std::string LoadedSource() {
+    std::unique_ptr<StateStore> reader = OpenStore();
+    const StateStore::Loaded loaded = reader->LoadAll();
+    EXPECT_THAT(loaded.problems, IsEmpty());
+    return loaded.kernels.empty() ? "" : loaded.kernels.at(0).notebook().cells(0).source();
+  }
 
   std::string dir_;
 };
@@ -109,10 +154,11 @@ TEST_F(StateStoreTest, AnUrgentChangeIsWrittenWithoutWaitingForTheInterval) {
   store->Register("k1", SnapshotOf("k1", kernel));
   store->Flush();
   kernel.source = "edited";
+  kernel.change = 1;
   store->MarkChanged("k1", /*urgent=*/true);
   absl::Notification written;
   std::string on_disk;
-  store->AfterNextWrite("k1", [&] {
+  store->AfterWritten("k1", 1, [&] {
     // What the reply would report is on disk by now.
     on_disk = store->LoadAll().kernels.at(0).notebook().cells(0).source();
     written.Notify();
@@ -137,11 +183,12 @@ TEST_F(StateStoreTest, WithTheFsyncAfterTheReplyTheReplyStillFindsTheWholeNewFil
   store->Flush();
   const int fds_between_writes = OpenFds();
   kernel.source = "edited";
+  kernel.change = 1;
   store->MarkChanged("k1", /*urgent=*/true);
   absl::Notification written;
   std::string on_disk;
   bool temporary_left = true;
-  store->AfterNextWrite("k1", [&] {
+  store->AfterWritten("k1", 1, [&] {
     on_disk = store->LoadAll().kernels.at(0).notebook().cells(0).source();
     temporary_left = fs::exists(KernelFile("k1") + ".tmp");
     written.Notify();
@@ -151,13 +198,57 @@ TEST_F(StateStoreTest, WithTheFsyncAfterTheReplyTheReplyStillFindsTheWholeNewFil
   EXPECT_FALSE(temporary_left);
   store->Flush();  // the pass ends with the fsyncs, which close the files
   EXPECT_EQ(OpenFds(), fds_between_writes);
+  // The journal started once the first state file was synced: the edit went there.
+  EXPECT_EQ(SourceInStateFile("k1"), "print(1)");
 }
 
-TEST_F(StateStoreTest, AfterNextWriteOfAnUnknownKernelRunsAtOnce) {
+TEST_F(StateStoreTest, AfterWrittenOfAnUnknownKernelRunsAtOnce) {
   std::unique_ptr<StateStore> store = OpenStore();
   bool ran = false;
-  store->AfterNextWrite("nobody", [&] { ran = true; });
+  store->AfterWritten("nobody", 1, [&] { ran = true; });
   EXPECT_TRUE(ran);
+}
+
+// A reply registered while its change's write is under way (the change was marked urgent, the
+// writer took the kernel, the reply comes a moment later) is answered by that write when its
+// snapshot includes the change: one write per change, not two.
+TEST_F(StateStoreTest, TheWriteUnderWayAnswersAReplyItsSnapshotIncludes) {
+  std::unique_ptr<StateStore> store = OpenStore();
+  FakeKernel kernel;
+  store->Register("k1", SnapshotOf("k1", kernel));
+  store->Flush();
+  ASSERT_EQ(kernel.snapshots, 1);
+  absl::Notification replied;
+  kernel.change = 1;
+  kernel.source = "edited";
+  kernel.while_taken = [&] { store->AfterWritten("k1", 1, [&] { replied.Notify(); }); };
+  store->MarkChanged("k1", /*urgent=*/true);
+  ASSERT_TRUE(replied.WaitForNotificationWithTimeout(absl::Seconds(30)));
+  EXPECT_EQ(store->LoadAll().kernels.at(0).notebook().cells(0).source(), "edited");
+  store->Flush();
+  EXPECT_EQ(kernel.snapshots, 2) << "the reply made no second write";
+}
+
+// A reply for a change made after the snapshot under way was taken waits for the next write.
+TEST_F(StateStoreTest, AChangeTheWriteUnderWayMissedIsWrittenNextBeforeItsReply) {
+  std::unique_ptr<StateStore> store = OpenStore();
+  FakeKernel kernel;
+  store->Register("k1", SnapshotOf("k1", kernel));
+  store->Flush();
+  absl::Notification replied;
+  int snapshots_when_replied = 0;
+  kernel.change = 1;
+  kernel.while_taken = [&] {
+    // Numbered 2, after this snapshot (which reports change 1) is taken.
+    store->AfterWritten("k1", 2, [&] {
+      snapshots_when_replied = kernel.snapshots;
+      replied.Notify();
+    });
+    kernel.change = 2;
+  };
+  store->MarkChanged("k1", /*urgent=*/true);
+  ASSERT_TRUE(replied.WaitForNotificationWithTimeout(absl::Seconds(30)));
+  EXPECT_EQ(snapshots_when_replied, 3) << "registration, the write under way, then the one for 2";
 }
 
 TEST_F(StateStoreTest, RemoveDeletesTheFileAndAPendingWriteDoesNotBringItBack) {
@@ -166,14 +257,86 @@ TEST_F(StateStoreTest, RemoveDeletesTheFileAndAPendingWriteDoesNotBringItBack) {
   store->Register("k1", SnapshotOf("k1", kernel));
   store->Flush();
   ASSERT_TRUE(fs::exists(KernelFile("k1")));
+  kernel.change = 1;
   store->MarkChanged("k1", /*urgent=*/false);
   bool replied = false;
-  store->AfterNextWrite("k1", [&] { replied = true; });
+  store->AfterWritten("k1", 1, [&] { replied = true; });
   store->Remove("k1");
   EXPECT_TRUE(replied) << "a reply waiting for the write is sent when the kernel goes";
   store->Flush();
   EXPECT_FALSE(fs::exists(KernelFile("k1")));
+  EXPECT_FALSE(fs::exists(JournalFile("k1")));
   EXPECT_THAT(store->LoadAll().kernels, IsEmpty());
+}
+
+TEST_F(StateStoreTest, ChangesAfterTheFirstWriteAreAppendedToTheJournal) {
+  std::unique_ptr<StateStore> store = OpenStore();
+  FakeKernel kernel;
+  RegisterAndWrite(*store, kernel);
+  ASSERT_TRUE(fs::exists(JournalFile("k1")));
+  const auto journal_size = fs::file_size(JournalFile("k1"));
+  Change(*store, kernel, "second");
+  Change(*store, kernel, "third");
+  EXPECT_EQ(SourceInStateFile("k1"), "print(1)") << "the state file is not rewritten";
+  EXPECT_GT(fs::file_size(JournalFile("k1")), journal_size);
+  EXPECT_EQ(LoadedSource(), "third");
+}
+
+TEST_F(StateStoreTest, AJournalRecordCutShortByACrashLeavesTheStateBeforeIt) {
+  std::unique_ptr<StateStore> store = OpenStore();
+  FakeKernel kernel;
+  RegisterAndWrite(*store, kernel);
+  Change(*store, kernel, "second");
+  Change(*store, kernel, "third");
+  store.reset();
+  fs::resize_file(JournalFile("k1"), fs::file_size(JournalFile("k1")) - 1);
+  EXPECT_EQ(LoadedSource(), "second");
+}
+
+TEST_F(StateStoreTest, AStateTooBigForTheJournalRewritesTheStateFileAndEmptiesTheJournal) {
+  std::unique_ptr<StateStore> store = OpenStoreWithJournalLimit(4096);
+  FakeKernel kernel;
+  RegisterAndWrite(*store, kernel);
+  Change(*store, kernel, "small");
+  EXPECT_EQ(SourceInStateFile("k1"), "print(1)");
+  const std::string big(8000, 'x');
+  Change(*store, kernel, big);
+  EXPECT_EQ(SourceInStateFile("k1"), big);
+  EXPECT_EQ(fs::file_size(JournalFile("k1")), kJournalHeaderBytes) << "started afresh";
+  EXPECT_EQ(LoadedSource(), big);
+  Change(*store, kernel, "small again");
+  EXPECT_EQ(SourceInStateFile("k1"), big);
+  EXPECT_EQ(LoadedSource(), "small again");
+}
+
+TEST_F(StateStoreTest, AJournalOlderThanItsStateFileIsIgnored) {
+  // A crash after the state file was rewritten, before the journal was emptied.
+  std::unique_ptr<StateStore> store = OpenStoreWithJournalLimit(4096);
+  FakeKernel kernel;
+  RegisterAndWrite(*store, kernel);
+  Change(*store, kernel, "in the old journal");
+  const std::string old_journal = JournalFile("k1") + ".old";
+  fs::copy_file(JournalFile("k1"), old_journal);
+  Change(*store, kernel, std::string(8000, 'y'));
+  store.reset();
+  fs::rename(old_journal, JournalFile("k1"));
+  EXPECT_EQ(LoadedSource(), std::string(8000, 'y'));
+}
+
+TEST_F(StateStoreTest, WithoutAJournalEveryWriteIsAStateFile) {
+  std::unique_ptr<StateStore> store = OpenStoreWithJournalLimit(0);
+  FakeKernel kernel;
+  RegisterAndWrite(*store, kernel);
+  Change(*store, kernel, "second");
+  EXPECT_EQ(SourceInStateFile("k1"), "second");
+  EXPECT_FALSE(fs::exists(JournalFile("k1")));
+}
+
+TEST_F(StateStoreTest, AJournalWithoutItsStateFileIsDeletedOnLoad) {
+  std::ofstream(JournalFile("orphan")) << "left by a crash during a removal";
+  std::unique_ptr<StateStore> store = OpenStore();
+  EXPECT_THAT(store->LoadAll().kernels, IsEmpty());
+  EXPECT_FALSE(fs::exists(JournalFile("orphan")));
 }
 
 TEST_F(StateStoreTest, GoneKernelsAreNotWritten) {
