@@ -332,6 +332,28 @@ TEST_F(StateStoreTest, WithoutAJournalEveryWriteIsAStateFile) {
   EXPECT_FALSE(fs::exists(JournalFile("k1")));
 }
 
+TEST_F(StateStoreTest, AJournalRecordThatIsNotAStateSetsTheKernelAsideWithItsJournal) {
+  FakeKernel kernel;
+  {
+    std::unique_ptr<StateStore> store = OpenStore();
+    RegisterAndWrite(*store, kernel);
+  }
+  // A whole record (its checksum right) of bytes that are not a kernel state.
+  std::ifstream in(KernelFile("k1"), std::ios::binary);
+  internal::KernelState state;
+  ASSERT_TRUE(state.ParseFromIstream(&in));
+  ASSERT_NE(state.journal_epoch(), 0u);
+  std::ofstream(JournalFile("k1"), std::ios::binary | std::ios::trunc)
+      << EncodeJournalHeader(state.journal_epoch()) << EncodeJournalRecord("not a state");
+  std::unique_ptr<StateStore> store = OpenStore();
+  const StateStore::Loaded loaded = store->LoadAll();
+  EXPECT_THAT(loaded.kernels, IsEmpty()) << "not restored as it was before its last save";
+  ASSERT_THAT(loaded.problems, SizeIs(1));
+  EXPECT_THAT(loaded.problems[0], HasSubstr("has a journal whose last record is not its state"));
+  EXPECT_TRUE(fs::exists(KernelFile("k1") + ".bad"));
+  EXPECT_TRUE(fs::exists(JournalFile("k1") + ".bad"));
+}
+
 TEST_F(StateStoreTest, AJournalWithoutItsStateFileIsDeletedOnLoad) {
   std::ofstream(JournalFile("orphan")) << "left by a crash during a removal";
   std::unique_ptr<StateStore> store = OpenStore();
