@@ -1028,6 +1028,8 @@ void KernelSession::ApplyOutputLocked(const std::string& cell_id,
     if (std::optional<v1::DisplayUpdate> implied = notebook::ImpliedDisplayUpdate(*output)) {
       notebook_.ApplyDisplayUpdateEverywhere(*implied);
       if (scratch_outputs != nullptr) scratch_outputs->UpdateDisplay(*implied);
+      // It may change any cell's outputs, even from Execute (whose event has no cell).
+      MarkChangedLocked(/*urgent=*/false);
     }
     if (outputs != nullptr) outputs->Append(*output);
     *event.mutable_output() = std::move(*output);

@@ -284,7 +284,8 @@ class KernelSession : public std::enable_shared_from_this<KernelSession> {
   // the change (changes_). Every change to what SaveState returns goes through it.
   void MarkChangedLocked(bool urgent) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
   // Runs `then` once a saved state includes change number `change`.
-  void AfterSavedThrough(uint64_t change, absl::AnyInvocable<void()> then) const;
+  void AfterSavedThrough(uint64_t change, absl::AnyInvocable<void()> then) const
+      ABSL_LOCKS_EXCLUDED(mutex_);
   // The notebook metadata with `kernelspec` and `language_info` filled in when missing.
   std::string MetadataForExportLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
   static void RunDeferred(Deferred& deferred);

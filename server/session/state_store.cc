@@ -7,9 +7,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <random>
-#include <sstream>
 #include <utility>
 
 #include <google/protobuf/util/time_util.h>
@@ -38,13 +36,23 @@ uint64_t NewJournalEpoch() {
   return epoch;
 }
 
-std::optional<std::string> ReadWholeFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in.is_open()) return std::nullopt;
-  std::stringstream bytes;
-  bytes << in.rdbuf();
-  if (!in.good() && !in.eof()) return std::nullopt;
-  return std::move(bytes).str();
+// The file's bytes; NOT_FOUND when it does not exist, another error when it can't be read.
+absl::StatusOr<std::string> ReadWholeFile(const std::string& path) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (fd.get() < 0) {
+    const int error = errno;
+    return error == ENOENT ? absl::NotFoundError(path)
+                           : absl::InternalError(std::strerror(error));
+  }
+  std::string bytes;
+  char buffer[1 << 16];
+  while (true) {
+    const ssize_t got = ::read(fd.get(), buffer, sizeof(buffer));
+    if (got == 0) return bytes;
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0) return absl::InternalError(std::strerror(errno));
+    bytes.append(buffer, static_cast<size_t>(got));
+  }
 }
 
 absl::Status ErrnoError(absl::string_view what, const std::string& path) {
@@ -97,21 +105,30 @@ absl::StatusOr<int> StateStore::WriteAndRename(const std::string& path,
 
 void StateStore::SyncWritten(Pass& pass) {
   if (pass.unsynced.empty()) return;
-  for (int fd : pass.unsynced) {
+  // Kernels a file of which did not reach the disk: their journals can't be trusted to follow
+  // on from what is there, so their next write rewrites the state file.
+  std::set<std::string> failed;
+  for (const auto& [kernel_id, fd] : pass.unsynced) {
     UniqueFd owned(fd);
     if (::fsync(owned.get()) != 0) {
       obs::Log(obs::LogLevel::kError, "state_write_failed",
-               {{"error", std::string(ErrnoError("cannot fsync", kernels_dir_).message())}});
+               {{"kernel_id", kernel_id},
+                {"error", std::string(ErrnoError("cannot fsync", kernels_dir_).message())}});
+      failed.insert(kernel_id);
     }
   }
   pass.unsynced.clear();
+  bool directory_synced = true;
   if (absl::Status status = FsyncDirectory(kernels_dir_); !status.ok()) {
     obs::Log(obs::LogLevel::kError, "state_write_failed",
              {{"error", std::string(status.message())}});
-    return;  // the rewritten state files may not be on disk: their journals wait
+    directory_synced = false;  // the rewritten state files may not be on disk
   }
   absl::MutexLock io_lock(&io_mu_);
+  for (const std::string& kernel_id : failed) journals_.erase(kernel_id);
+  if (!directory_synced) return;  // no journal starts: their next writes rewrite the files
   for (const auto& [kernel_id, epoch] : pass.journals_to_start) {
+    if (failed.contains(kernel_id)) continue;
     {
       absl::MutexLock lock(&mu_);
       if (!snapshots_.contains(kernel_id)) continue;  // removed meanwhile
@@ -185,15 +202,16 @@ StateStore::Loaded StateStore::LoadAll() const {
     if (absl::EndsWith(name, kJournalSuffix)) {
       // A kernel removed between the deletions of its two files.
       const std::string id = name.substr(0, name.size() - kJournalSuffix.size());
-      if (!fs::exists(PathFor(id), error)) fs::remove(entry.path(), error);
+      std::error_code state_error;
+      if (!fs::exists(PathFor(id), state_error) && !state_error) fs::remove(entry.path(), error);
       continue;
     }
     if (!absl::EndsWith(name, kSuffix)) continue;
     const std::string kernel_id = name.substr(0, name.size() - kSuffix.size());
-    std::optional<std::string> bytes = ReadWholeFile(path);
+    absl::StatusOr<std::string> bytes = ReadWholeFile(path);
     internal::KernelState state;
     std::string problem;
-    if (!bytes.has_value()) {
+    if (!bytes.ok()) {
       problem = "cannot be read";
     } else if (!state.ParseFromString(*bytes)) {
       problem = "is not a kernel state file";
@@ -203,14 +221,18 @@ StateStore::Loaded StateStore::LoadAll() const {
       problem = absl::StrCat("holds kernel '", state.kernel_id(), "', not '", kernel_id, "'");
     }
     if (problem.empty() && state.journal_epoch() != 0) {
-      // The journal's last whole record, when it goes with this file, is newer.
-      const std::optional<std::string> journal = ReadWholeFile(JournalPathFor(kernel_id));
+      // The journal's last whole record, when it goes with this file, is newer. A journal that
+      // is there but can't be read may hold it: the kernel is set aside, not restored older.
+      const absl::StatusOr<std::string> journal = ReadWholeFile(JournalPathFor(kernel_id));
       const std::optional<absl::string_view> record =
-          journal.has_value() ? LastJournalRecord(*journal, state.journal_epoch()) : std::nullopt;
+          journal.ok() ? LastJournalRecord(*journal, state.journal_epoch()) : std::nullopt;
       internal::KernelState newer;
-      if (record.has_value() &&
-          newer.ParseFromArray(record->data(), static_cast<int>(record->size())) &&
-          newer.format() == kFormat && newer.kernel_id() == kernel_id) {
+      if (!journal.ok() && !absl::IsNotFound(journal.status())) {
+        problem = absl::StrCat("has a journal that cannot be read (", journal.status().message(),
+                               ")");
+      } else if (record.has_value() &&
+                 newer.ParseFromArray(record->data(), static_cast<int>(record->size())) &&
+                 newer.format() == kFormat && newer.kernel_id() == kernel_id) {
         state = std::move(newer);
       } else if (record.has_value()) {
         problem = "has a journal whose last record is not its state";
@@ -430,7 +452,7 @@ absl::Status StateStore::AppendToJournalLocked(const std::string& kernel_id,
   if (options_.fsync_before_reply) {
     if (::fdatasync(fd.get()) != 0) return ErrnoError("cannot fdatasync", path);
   } else {
-    pass.unsynced.push_back(fd.Release());
+    pass.unsynced.emplace_back(kernel_id, fd.Release());
   }
   journal.offset += record.size();
   return absl::OkStatus();
@@ -438,10 +460,13 @@ absl::Status StateStore::AppendToJournalLocked(const std::string& kernel_id,
 
 absl::Status StateStore::RewriteStateFileLocked(const std::string& kernel_id,
                                                 internal::KernelState& state, Pass& pass) {
-  const bool journaled = options_.max_journal_bytes > 0;
-  const uint64_t epoch = journaled ? NewJournalEpoch() : 0;
-  state.set_journal_epoch(epoch);
+  state.set_journal_epoch(NewJournalEpoch());
   const std::string bytes = state.SerializeAsString();
+  // A journal only for a state whose like could be appended next time: one this big would
+  // rewrite the state file again, and the journal's restart would be for nothing.
+  const bool journaled = kJournalHeaderBytes + kJournalRecordOverhead + bytes.size() <=
+                         options_.max_journal_bytes;
+  const uint64_t epoch = state.journal_epoch();
   // The state file is on disk before its journal is emptied: the other way round, a crash in
   // between would lose the states in the journal.
   if (options_.fsync_before_reply) {
@@ -453,7 +478,7 @@ absl::Status StateStore::RewriteStateFileLocked(const std::string& kernel_id,
   }
   absl::StatusOr<int> fd = WriteAndRename(PathFor(kernel_id), bytes);
   if (!fd.ok()) return fd.status();
-  pass.unsynced.push_back(*fd);
+  pass.unsynced.emplace_back(kernel_id, *fd);
   if (journaled) pass.journals_to_start.emplace_back(kernel_id, epoch);
   return absl::OkStatus();
 }

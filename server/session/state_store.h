@@ -114,10 +114,10 @@ class StateStore {
   void WriterLoop() ABSL_LOCKS_EXCLUDED(mu_, io_mu_);
   // What a pass did: per kernel of its batch, the change its snapshot included (absent for a
   // kernel with nothing to write); the open fds of files written but not yet fsynced (without
-  // `fsync_before_reply`), for SyncWritten.
+  // `fsync_before_reply`), with their kernels, for SyncWritten.
   struct Pass {
     std::map<std::string, uint64_t> snapshot_change;
-    std::vector<int> unsynced;
+    std::vector<std::pair<std::string, int>> unsynced;
     // Kernels whose state file was rewritten but not yet fsynced, with its journal epoch: their
     // journals start once it is (SyncWritten).
     std::vector<std::pair<std::string, uint64_t>> journals_to_start;

@@ -293,7 +293,7 @@ TEST_F(StateStoreTest, AJournalRecordCutShortByACrashLeavesTheStateBeforeIt) {
   EXPECT_EQ(LoadedSource(), "second");
 }
 
-TEST_F(StateStoreTest, AStateTooBigForTheJournalRewritesTheStateFileAndEmptiesTheJournal) {
+TEST_F(StateStoreTest, AStateTooBigForTheJournalIsWrittenAsTheStateFile) {
   std::unique_ptr<StateStore> store = OpenStoreWithJournalLimit(4096);
   FakeKernel kernel;
   RegisterAndWrite(*store, kernel);
@@ -302,11 +302,14 @@ TEST_F(StateStoreTest, AStateTooBigForTheJournalRewritesTheStateFileAndEmptiesTh
   const std::string big(8000, 'x');
   Change(*store, kernel, big);
   EXPECT_EQ(SourceInStateFile("k1"), big);
-  EXPECT_EQ(fs::file_size(JournalFile("k1")), kJournalHeaderBytes) << "started afresh";
-  EXPECT_EQ(LoadedSource(), big);
+  EXPECT_EQ(LoadedSource(), big) << "the journal before it does not count";
+  // A small state after it: the state file again, and the journal starts afresh.
   Change(*store, kernel, "small again");
-  EXPECT_EQ(SourceInStateFile("k1"), big);
-  EXPECT_EQ(LoadedSource(), "small again");
+  EXPECT_EQ(SourceInStateFile("k1"), "small again");
+  EXPECT_EQ(fs::file_size(JournalFile("k1")), kJournalHeaderBytes);
+  Change(*store, kernel, "appended");
+  EXPECT_EQ(SourceInStateFile("k1"), "small again");
+  EXPECT_EQ(LoadedSource(), "appended");
 }
 
 TEST_F(StateStoreTest, AJournalOlderThanItsStateFileIsIgnored) {
@@ -352,6 +355,24 @@ TEST_F(StateStoreTest, AJournalRecordThatIsNotAStateSetsTheKernelAsideWithItsJou
   EXPECT_THAT(loaded.problems[0], HasSubstr("has a journal whose last record is not its state"));
   EXPECT_TRUE(fs::exists(KernelFile("k1") + ".bad"));
   EXPECT_TRUE(fs::exists(JournalFile("k1") + ".bad"));
+}
+
+TEST_F(StateStoreTest, AJournalThatCannotBeReadSetsTheKernelAsideNotRestoredOlder) {
+  FakeKernel kernel;
+  {
+    std::unique_ptr<StateStore> store = OpenStore();
+    RegisterAndWrite(*store, kernel);
+    Change(*store, kernel, "only in the journal");
+  }
+  // Not a file that can be read (what an I/O error would give).
+  fs::remove(JournalFile("k1"));
+  fs::create_directory(JournalFile("k1"));
+  std::unique_ptr<StateStore> store = OpenStore();
+  const StateStore::Loaded loaded = store->LoadAll();
+  EXPECT_THAT(loaded.kernels, IsEmpty());
+  ASSERT_THAT(loaded.problems, SizeIs(1));
+  EXPECT_THAT(loaded.problems[0], HasSubstr("has a journal that cannot be read"));
+  EXPECT_TRUE(fs::exists(KernelFile("k1") + ".bad"));
 }
 
 TEST_F(StateStoreTest, AJournalWithoutItsStateFileIsDeletedOnLoad) {
