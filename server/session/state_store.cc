@@ -113,7 +113,8 @@ void StateStore::SyncWritten(Pass& pass) {
     if (::fsync(owned.get()) != 0) {
       obs::Log(obs::LogLevel::kError, "state_write_failed",
                {{"kernel_id", kernel_id},
-                {"error", std::string(ErrnoError("cannot fsync", kernels_dir_).message())}});
+                {"error", std::string(ErrnoError("cannot fsync", kernels_dir_).message())},
+                {"then", "written again after the interval"}});
       failed.insert(kernel_id);
     }
   }
@@ -126,6 +127,10 @@ void StateStore::SyncWritten(Pass& pass) {
   }
   absl::MutexLock io_lock(&io_mu_);
   for (const std::string& kernel_id : failed) journals_.erase(kernel_id);
+  {
+    absl::MutexLock lock(&mu_);
+    RetryFailedLocked(std::vector<std::string>(failed.begin(), failed.end()));
+  }
   if (!directory_synced) return;  // no journal starts: their next writes rewrite the files
   for (const auto& [kernel_id, epoch] : pass.journals_to_start) {
     if (failed.contains(kernel_id)) continue;
@@ -346,6 +351,7 @@ void StateStore::WriterLoop() {
     {
       absl::MutexLock lock(&mu_);
       served = TakeServedLocked(batch, pass);
+      RetryFailedLocked(pass.failed);
       writing_.clear();
     }
     for (auto& then : served) then();
@@ -353,6 +359,12 @@ void StateStore::WriterLoop() {
     last_pass_end = absl::Now();
     absl::MutexLock lock(&mu_);
     passes_done_ = pass_number;
+  }
+}
+
+void StateStore::RetryFailedLocked(const std::vector<std::string>& failed) {
+  for (const std::string& kernel_id : failed) {
+    if (snapshots_.contains(kernel_id)) changed_.insert(kernel_id);
   }
 }
 
@@ -410,7 +422,9 @@ StateStore::Pass StateStore::WriteKernels(const std::set<std::string>& kernel_id
     pass.snapshot_change[kernel_id] = taken->change;
     if (absl::Status status = WriteKernelLocked(kernel_id, state, pass); !status.ok()) {
       obs::Log(obs::LogLevel::kError, "state_write_failed",
-               {{"kernel_id", kernel_id}, {"error", std::string(status.message())}});
+               {{"kernel_id", kernel_id}, {"error", std::string(status.message())},
+                {"then", "written again after the interval"}});
+      pass.failed.push_back(kernel_id);
     }
   }
   return pass;

@@ -121,6 +121,8 @@ class StateStore {
     // Kernels whose state file was rewritten but not yet fsynced, with its journal epoch: their
     // journals start once it is (SyncWritten).
     std::vector<std::pair<std::string, uint64_t>> journals_to_start;
+    // Kernels whose write failed: written again after the interval (RetryFailedLocked).
+    std::vector<std::string> failed;
   };
   // Takes the snapshots of `kernel_ids` and writes them.
   Pass WriteKernels(const std::set<std::string>& kernel_ids) ABSL_LOCKS_EXCLUDED(mu_, io_mu_);
@@ -136,13 +138,18 @@ class StateStore {
   // state file.
   void StartJournalLocked(const std::string& kernel_id, uint64_t epoch)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(io_mu_);
+  // Marks the pass's failed kernels (still registered) changed, not urgently: the next pass,
+  // once the interval is over, writes them again, and so on until a write works. What waited
+  // for the failed write was answered (the failure is logged).
+  void RetryFailedLocked(const std::vector<std::string>& failed) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // After a pass over `batch`: takes out what waited for the changes it wrote (or tried to; all
   // of a kernel with nothing to write) and marks changed again the kernels still waited for.
   std::vector<absl::AnyInvocable<void()>> TakeServedLocked(const std::set<std::string>& batch,
                                                            const Pass& pass)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // fsyncs and closes the pass's fds, fsyncs the kernels directory (once for them all), then
-  // starts the journals of the state files it rewrote.
+  // starts the journals of the state files it rewrote. A failed fsync is retried as a failed
+  // write is.
   void SyncWritten(Pass& pass) ABSL_LOCKS_EXCLUDED(mu_, io_mu_);
 
   const Options options_;

@@ -382,6 +382,20 @@ TEST_F(StateStoreTest, AJournalWithoutItsStateFileIsDeletedOnLoad) {
   EXPECT_FALSE(fs::exists(JournalFile("orphan")));
 }
 
+TEST_F(StateStoreTest, AFailedWriteIsWrittenAgainOnceItCanBe) {
+  std::unique_ptr<StateStore> store = OpenStore();
+  FakeKernel kernel;
+  // Where the state file's temporary goes, a directory: the write fails.
+  ASSERT_TRUE(fs::create_directories(KernelFile("k1") + ".tmp"));
+  RegisterAndWrite(*store, kernel);
+  ASSERT_FALSE(fs::exists(KernelFile("k1")));
+  fs::remove(KernelFile("k1") + ".tmp");
+  // No change since: only the retry can write it.
+  store->Flush();
+  ASSERT_TRUE(fs::exists(KernelFile("k1")));
+  EXPECT_EQ(LoadedSource(), "print(1)");
+}
+
 TEST_F(StateStoreTest, GoneKernelsAreNotWritten) {
   std::unique_ptr<StateStore> store = OpenStore();
   FakeKernel kernel;
