@@ -1,12 +1,8 @@
 #include "server/api/auth.h"
 
-#include <fcntl.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <unistd.h>
 
-#include <cerrno>
-#include <cstring>
 #include <utility>
 
 #include "absl/strings/ascii.h"
@@ -14,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
+#include "server/common/read_file.h"
 
 namespace cellgate::api {
 namespace {
@@ -35,36 +32,14 @@ absl::Status CheckTokenShape(absl::string_view token, absl::string_view where) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::string> ReadWholeFile(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    const int err = errno;
-    const std::string what = absl::StrCat("auth token file ", path, ": ", std::strerror(err));
-    return err == ENOENT ? absl::NotFoundError(what) : absl::PermissionDeniedError(what);
-  }
-  std::string content;
-  char buffer[4096];
-  for (;;) {
-    const ssize_t n = ::read(fd, buffer, sizeof(buffer));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      const int err = errno;
-      ::close(fd);
-      return absl::FailedPreconditionError(
-          absl::StrCat("auth token file ", path, ": ", std::strerror(err)));
-    }
-    if (n == 0) break;
-    content.append(buffer, static_cast<size_t>(n));
-  }
-  ::close(fd);
-  return content;
-}
-
 }  // namespace
 
 absl::StatusOr<TokenAuthenticator> TokenAuthenticator::FromFile(const std::string& path) {
   absl::StatusOr<std::string> content = ReadWholeFile(path);
-  if (!content.ok()) return content.status();
+  if (!content.ok()) {
+    return absl::Status(content.status().code(),
+                        absl::StrCat("auth token file ", content.status().message()));
+  }
   std::vector<std::string> tokens;
   int line_number = 0;
   for (absl::string_view line : absl::StrSplit(*content, '\n')) {

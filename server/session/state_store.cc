@@ -14,6 +14,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "server/common/read_file.h"
 #include "server/common/unique_fd.h"
 #include "server/common/write_all.h"
 #include "server/obs/log.h"
@@ -34,25 +35,6 @@ uint64_t NewJournalEpoch() {
   uint64_t epoch = 0;
   while (epoch == 0) epoch = (static_cast<uint64_t>(random()) << 32) ^ random();
   return epoch;
-}
-
-// The file's bytes; NOT_FOUND when it does not exist, another error when it can't be read.
-absl::StatusOr<std::string> ReadWholeFile(const std::string& path) {
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (fd.get() < 0) {
-    const int error = errno;
-    return error == ENOENT ? absl::NotFoundError(path)
-                           : absl::InternalError(std::strerror(error));
-  }
-  std::string bytes;
-  char buffer[1 << 16];
-  while (true) {
-    const ssize_t got = ::read(fd.get(), buffer, sizeof(buffer));
-    if (got == 0) return bytes;
-    if (got < 0 && errno == EINTR) continue;
-    if (got < 0) return absl::InternalError(std::strerror(errno));
-    bytes.append(buffer, static_cast<size_t>(got));
-  }
 }
 
 absl::Status ErrnoError(absl::string_view what, const std::string& path) {
@@ -129,7 +111,7 @@ void StateStore::SyncWritten(Pass& pass) {
   for (const std::string& kernel_id : failed) journals_.erase(kernel_id);
   {
     absl::MutexLock lock(&mu_);
-    RetryFailedLocked(std::vector<std::string>(failed.begin(), failed.end()));
+    RetryFailedLocked(failed);
   }
   if (!directory_synced) return;  // no journal starts: their next writes rewrite the files
   for (const auto& [kernel_id, epoch] : pass.journals_to_start) {
@@ -362,7 +344,7 @@ void StateStore::WriterLoop() {
   }
 }
 
-void StateStore::RetryFailedLocked(const std::vector<std::string>& failed) {
+void StateStore::RetryFailedLocked(const std::set<std::string>& failed) {
   for (const std::string& kernel_id : failed) {
     if (snapshots_.contains(kernel_id)) changed_.insert(kernel_id);
   }
@@ -424,7 +406,7 @@ StateStore::Pass StateStore::WriteKernels(const std::set<std::string>& kernel_id
       obs::Log(obs::LogLevel::kError, "state_write_failed",
                {{"kernel_id", kernel_id}, {"error", std::string(status.message())},
                 {"then", "written again after the interval"}});
-      pass.failed.push_back(kernel_id);
+      pass.failed.insert(kernel_id);
     }
   }
   return pass;

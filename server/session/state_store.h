@@ -122,7 +122,7 @@ class StateStore {
     // journals start once it is (SyncWritten).
     std::vector<std::pair<std::string, uint64_t>> journals_to_start;
     // Kernels whose write failed: written again after the interval (RetryFailedLocked).
-    std::vector<std::string> failed;
+    std::set<std::string> failed;
   };
   // Takes the snapshots of `kernel_ids` and writes them.
   Pass WriteKernels(const std::set<std::string>& kernel_ids) ABSL_LOCKS_EXCLUDED(mu_, io_mu_);
@@ -141,7 +141,7 @@ class StateStore {
   // Marks the pass's failed kernels (still registered) changed, not urgently: the next pass,
   // once the interval is over, writes them again, and so on until a write works. What waited
   // for the failed write was answered (the failure is logged).
-  void RetryFailedLocked(const std::vector<std::string>& failed) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void RetryFailedLocked(const std::set<std::string>& failed) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // After a pass over `batch`: takes out what waited for the changes it wrote (or tried to; all
   // of a kernel with nothing to write) and marks changed again the kernels still waited for.
   std::vector<absl::AnyInvocable<void()>> TakeServedLocked(const std::set<std::string>& batch,
