@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstdint>
 #include <limits>
+#include <optional>
+#include <string_view>
 #include <utility>
 
 #include "absl/status/status.h"
@@ -124,10 +126,83 @@ absl::StatusOr<IopubEffect> ParseIopubOutput(const std::string& msg_type,
   return ReadIopubOutput(msg_type, NlohmannJsonView(content));
 }
 
+namespace {
+
+// A stream message's content in the shape every kernel sends, {"name": "stdout"|"stderr",
+// "text": "..."} and nothing else, read with simdjson's On-Demand API: the text is unescaped
+// once, straight into the output. The DOM unescapes it into the parser's buffer and the reader
+// copies it from there: two passes over a big output, each into memory never touched before.
+// Any other content, malformed content included, gives nullopt for the general reader, so
+// that what is accepted and how errors read stay its own.
+std::optional<v1::Output> ReadPlainStream(const std::string& content_json) {
+  namespace ondemand = simdjson::ondemand;
+  if (content_json.capacity() - content_json.size() < simdjson::SIMDJSON_PADDING) {
+    return std::nullopt;
+  }
+  ondemand::parser parser;
+  ondemand::document document;
+  ondemand::object object;
+  if (parser.iterate(content_json.data(), content_json.size(), content_json.capacity())
+              .get(document) != simdjson::SUCCESS ||
+      document.get_object().get(object) != simdjson::SUCCESS) {
+    return std::nullopt;
+  }
+  std::optional<v1::StreamName> name;
+  std::optional<std::string> text;
+  for (simdjson::simdjson_result<ondemand::field> field : object) {
+    ondemand::raw_json_string key;
+    ondemand::value value;
+    if (field.key().get(key) != simdjson::SUCCESS || field.value().get(value) != simdjson::SUCCESS) {
+      return std::nullopt;
+    }
+    if (key == "name" && !name.has_value()) {
+      std::string_view word;
+      if (value.get_string().get(word) != simdjson::SUCCESS) return std::nullopt;
+      if (word == "stdout") {
+        name = v1::STREAM_NAME_STDOUT;
+      } else if (word == "stderr") {
+        name = v1::STREAM_NAME_STDERR;
+      } else {
+        return std::nullopt;
+      }
+    } else if (key == "text" && !text.has_value()) {
+      // The token (quotes and what follows up to the next token included) bounds the
+      // unescaped text, which may not be longer than its escaped form.
+      const size_t token_bytes = value.raw_json_token().size();
+      ondemand::raw_json_string raw;
+      if (value.get_raw_json_string().get(raw) != simdjson::SUCCESS) return std::nullopt;
+      std::string& unescaped = text.emplace(token_bytes + simdjson::SIMDJSON_PADDING, '\0');
+      uint8_t* end = reinterpret_cast<uint8_t*>(unescaped.data());
+      std::string_view written;
+      if (parser.unescape(raw, end).get(written) != simdjson::SUCCESS) return std::nullopt;
+      unescaped.resize(written.size());
+    } else {
+      return std::nullopt;
+    }
+  }
+  // Nothing may follow the object: at the end, the document has no current location.
+  const char* after_object = nullptr;
+  if (!name.has_value() || !text.has_value() ||
+      document.current_location().get(after_object) != simdjson::OUT_OF_BOUNDS) {
+    return std::nullopt;
+  }
+  v1::Output output;
+  output.mutable_stream()->set_name(*name);
+  output.mutable_stream()->set_text(*std::move(text));
+  return output;
+}
+
+}  // namespace
+
 absl::StatusOr<IopubEffect> ParseIopubOutputText(const std::string& msg_type,
                                                  const std::string& content_json,
                                                  size_t max_depth) {
   if (!IsIopubOutputType(msg_type)) return IopubEffect(std::monostate());
+  if (msg_type == "stream") {
+    if (std::optional<v1::Output> stream = ReadPlainStream(content_json)) {
+      return IopubEffect(*std::move(stream));
+    }
+  }
   {
     simdjson::dom::parser parser;
     simdjson::dom::element root;

@@ -36,8 +36,9 @@ absl::StatusOr<IopubEffect> ParseIopubOutput(const std::string& msg_type,
 
 // The same from the content's JSON text, parsed with simdjson (several times faster than
 // nlohmann on big outputs; what it refuses goes to nlohmann). Text with SIMDJSON_PADDING bytes
-// of spare capacity is parsed where it lies, other text is copied first. Content that is not
-// JSON, or nests arrays and objects deeper than `max_depth`, is INVALID_ARGUMENT.
+// of spare capacity is parsed where it lies, other text is copied first; a stream's text in
+// such a buffer is unescaped straight into the output. Content that is not JSON, or nests
+// arrays and objects deeper than `max_depth`, is INVALID_ARGUMENT.
 absl::StatusOr<IopubEffect> ParseIopubOutputText(const std::string& msg_type,
                                                  const std::string& content_json,
                                                  size_t max_depth);

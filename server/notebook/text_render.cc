@@ -157,6 +157,52 @@ std::string RichestPlaceholder(const google::protobuf::Map<std::string, std::str
   return absl::StrCat("[", first, "]");
 }
 
+// ResolveOverwrites for one line (no '\n'), appended to `out`.
+void ResolveLine(absl::string_view line, std::string* out) {
+  if (line.find_first_of("\r\b") == absl::string_view::npos) {
+    out->append(line.data(), line.size());
+    return;
+  }
+  std::string piece;       // text since the last '\r'
+  std::string last_piece;  // the last non-empty piece before it
+  for (const char c : line) {
+    if (c == '\r') {
+      // A '\r' just before the line's '\n' changes nothing: the piece before it is kept.
+      if (!piece.empty()) last_piece = std::move(piece);
+      piece.clear();
+    } else if (c == '\b') {
+      while (!piece.empty() && IsUtf8Continuation(piece.back())) piece.pop_back();
+      if (!piece.empty()) piece.pop_back();
+    } else {
+      piece.push_back(c);
+    }
+  }
+  out->append(piece.empty() ? last_piece : piece);
+}
+
+// ResolveOverwrites of `text`, appended to `out`.
+void AppendResolvingOverwrites(absl::string_view text, std::string* out) {
+  size_t start = 0;
+  while (start < text.size()) {
+    const size_t newline = text.find('\n', start);
+    const size_t end = newline == absl::string_view::npos ? text.size() : newline;
+    ResolveLine(text.substr(start, end - start), out);
+    if (newline == absl::string_view::npos) break;
+    out->push_back('\n');
+    start = newline + 1;
+  }
+}
+
+// The text of a stream output as rendered (StripAnsi, then ResolveOverwrites), appended to
+// `out`: a big output is copied once, not once per step, when it has nothing to strip.
+void AppendStreamText(absl::string_view text, std::string* out) {
+  if (text.find(kEsc) == absl::string_view::npos) {
+    AppendResolvingOverwrites(text, out);
+    return;
+  }
+  AppendResolvingOverwrites(StripAnsi(text), out);
+}
+
 void RenderBundle(const google::protobuf::Map<std::string, std::string>& data, std::string* text) {
   if (data.empty()) return;
   std::vector<std::string> binary;
@@ -166,7 +212,7 @@ void RenderBundle(const google::protobuf::Map<std::string, std::string>& data, s
   std::sort(binary.begin(), binary.end());  // map order is unspecified
   const auto plain = data.find("text/plain");
   if (plain != data.end()) {
-    text->append(ResolveOverwrites(StripAnsi(plain->second)));
+    AppendStreamText(plain->second, text);
     EndLine(text);
   }
   for (const std::string& mime_type : binary) {
@@ -269,45 +315,10 @@ std::string StripAnsi(absl::string_view text) {
   return out;
 }
 
-namespace {
-
-// ResolveOverwrites for one line (no '\n'), appended to `out`.
-void ResolveLine(absl::string_view line, std::string* out) {
-  if (line.find_first_of("\r\b") == absl::string_view::npos) {
-    out->append(line.data(), line.size());
-    return;
-  }
-  std::string piece;       // text since the last '\r'
-  std::string last_piece;  // the last non-empty piece before it
-  for (const char c : line) {
-    if (c == '\r') {
-      // A '\r' just before the line's '\n' changes nothing: the piece before it is kept.
-      if (!piece.empty()) last_piece = std::move(piece);
-      piece.clear();
-    } else if (c == '\b') {
-      while (!piece.empty() && IsUtf8Continuation(piece.back())) piece.pop_back();
-      if (!piece.empty()) piece.pop_back();
-    } else {
-      piece.push_back(c);
-    }
-  }
-  out->append(piece.empty() ? last_piece : piece);
-}
-
-}  // namespace
-
 std::string ResolveOverwrites(absl::string_view text) {
   std::string out;
   out.reserve(text.size());
-  size_t start = 0;
-  while (start < text.size()) {
-    const size_t newline = text.find('\n', start);
-    const size_t end = newline == absl::string_view::npos ? text.size() : newline;
-    ResolveLine(text.substr(start, end - start), &out);
-    if (newline == absl::string_view::npos) break;
-    out.push_back('\n');
-    start = newline + 1;
-  }
+  AppendResolvingOverwrites(text, &out);
   return out;
 }
 
@@ -333,7 +344,7 @@ std::string RenderResultText(const google::protobuf::RepeatedPtrField<v1::Output
   for (const v1::Output& output : outputs) {
     switch (output.output_case()) {
       case v1::Output::kStream:
-        text.append(ResolveOverwrites(StripAnsi(output.stream().text())));
+        AppendStreamText(output.stream().text(), &text);
         break;
       case v1::Output::kDisplayData:
         RenderBundle(output.display_data().data(), &text);

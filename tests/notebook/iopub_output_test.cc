@@ -2,6 +2,7 @@
 
 #include <string>
 #include <variant>
+#include <vector>
 
 #include <simdjson.h>
 
@@ -289,6 +290,49 @@ TEST(ParseIopubOutputTextTest, RepeatedKeysKeepTheLastValueAsTheDomDoes) {
   const v1::StreamOutput& stream = std::get<v1::Output>(*effect).stream();
   EXPECT_EQ(stream.name(), v1::STREAM_NAME_STDOUT);
   EXPECT_EQ(stream.text(), "b");
+}
+
+// Stream content as kernels send it is read by a path of its own (the text unescaped straight
+// into the output); whatever the text holds, it must read as the DOM reads it.
+TEST(ParseIopubOutputTextTest, StreamTextReadsAsTheDomReadsIt) {
+  const std::string big_line = std::string(1 << 20, 'x');
+  const std::vector<std::string> contents = {
+      R"({"name": "stdout", "text": "plain\n"})",
+      R"({"text": "text first", "name": "stderr"})",
+      R"( { "name" : "stdout" , "text" : "" } )",
+      R"({"name": "stdout", "text": "q\" b\\ s\/ \b\f\n\r\t end"})",
+      R"({"name": "stdout", "text": "\u00e9 \u4e2d \ud83d\ude00 \u0000 nul"})",
+      "{\"name\": \"stdout\", \"text\": \"raw \xc3\xa9 \xe4\xb8\xad \xf0\x9f\x98\x80\"}",
+      R"({"name": "stdout", "text": ")" + big_line + R"(\n\t)" + big_line + R"("})",
+      // Not the plain shape: read by the general reader, with its errors.
+      R"({"name": "stdout", "text": ["a\n", "b"]})",
+      R"({"name": "stdout", "text": "a", "extra": 1})",
+      R"({"name": "stdin", "text": "a"})",
+      R"({"name": 1, "text": "a"})",
+      R"({"name": "stdout"})",
+      R"({"text": "a"})",
+      R"({"name": "stdout", "text": "a"} trailing)",
+      R"({"name": "stdout", "text": "bad \x escape"})",
+      R"({"name": "stdout", "text": "lone \ud800 surrogate"})",
+      R"({"name": "stdout", "text": "unterminated})",
+      "{\"name\": \"stdout\", \"text\": \"bad utf-8 \xff\"}",
+  };
+  for (const std::string& text : contents) {
+    std::string padded;
+    padded.reserve(text.size() + simdjson::SIMDJSON_PADDING);
+    padded.append(text);
+    const absl::StatusOr<IopubEffect> from_text = ParseIopubOutputText("stream", padded, kMaxDepth);
+    const Json json = Json::parse(text, nullptr, /*allow_exceptions=*/false);
+    if (json.is_discarded()) {
+      EXPECT_EQ(from_text.status().code(), absl::StatusCode::kInvalidArgument) << text;
+      continue;
+    }
+    const absl::StatusOr<IopubEffect> from_dom = ParseIopubOutput("stream", json);
+    EXPECT_EQ(from_text.status(), from_dom.status()) << text;
+    if (from_text.ok() && from_dom.ok()) {
+      EXPECT_TRUE(SameIopubEffect(*from_text, *from_dom)) << text;
+    }
+  }
 }
 
 TEST(ParseIopubOutputTest, InvalidUtf8IsReplacedWhenSerializingJson) {

@@ -153,6 +153,10 @@ TEST(RenderResultTextTest, ProgressBarInStreamCollapses) {
                            "\r  0%|          | 0/10\x1b[K\r 50%|#####     | 5/10\x1b[K"
                            "\r100%|##########| 10/10\x1b[K\n")}),
             "100%|##########| 10/10\n");
+  // Overwrites without any escape sequence, in a stream and in a result's text/plain.
+  EXPECT_EQ(Render({Stream(v1::STREAM_NAME_STDOUT, "1/3\r2/3\r3/3\nab\bc\n"),
+                    Bundle({{"text/plain", "x\ry"}}, /*result=*/true)}),
+            "3/3\nac\ny\n");
 }
 
 TEST(RenderResultTextTest, PngPlaceholderHasDimensions) {
