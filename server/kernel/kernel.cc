@@ -285,7 +285,7 @@ class KernelCore : public PollSource, public std::enable_shared_from_this<Kernel
       if (items[2].revents & ZMQ_POLLIN) Drain(*stdin_, [](Message) {});
       if (items[3].revents & ZMQ_POLLIN) {
         Drain(
-            *iopub_, [this](Message m) { OnIopub(m); },
+            *iopub_, [this](Message m) { OnIopub(std::move(m)); },
             [this](const Message& envelope, size_t content_bytes) {
               return HandleIopubContent(envelope, content_bytes);
             });
@@ -599,7 +599,7 @@ class KernelCore : public PollSource, public std::enable_shared_from_this<Kernel
     MaybeComplete(it);
   }
 
-  void OnIopub(const Message& message) {
+  void OnIopub(Message message) {
     iopub_seen_ = true;
     if (phase_ == KernelPhase::kStarting) MaybeReady();
     const std::string type = message.msg_type();
@@ -626,9 +626,9 @@ class KernelCore : public PollSource, public std::enable_shared_from_this<Kernel
         }
       }
     } else if (it != pending_.end()) {
-      if (it->second.callbacks.on_iopub) it->second.callbacks.on_iopub(message);
+      if (it->second.callbacks.on_iopub) it->second.callbacks.on_iopub(std::move(message));
     } else if (events_.on_unrouted_iopub) {
-      events_.on_unrouted_iopub(message);
+      events_.on_unrouted_iopub(std::move(message));
     }
   }
 

@@ -96,8 +96,9 @@ struct RequestCompletion {
 struct RequestCallbacks {
   // IOPub messages whose parent is this request (status messages excluded). Output messages
   // (stream, display_data, update_display_data, execute_result) come with their content as
-  // unparsed, unchecked JSON text in `content_text`, for notebook::ParseIopubOutputText.
-  absl::AnyInvocable<void(const protocol::Message&)> on_iopub;
+  // unparsed, unchecked JSON text in `content_text`, for notebook::ParseIopubOutputText. The
+  // message is the callee's to keep or take apart.
+  absl::AnyInvocable<void(protocol::Message)> on_iopub;
   // Exactly once.
   absl::AnyInvocable<void(RequestCompletion)> on_done;
   // Output (stream, display_data, update_display_data, execute_result) past this many bytes of
@@ -125,7 +126,7 @@ struct KernelEvents {
   absl::AnyInvocable<void(const std::string& execution_state)> on_status;
   // IOPub messages that belong to no pending request (e.g. output of a background thread);
   // output messages with their content as text, as for RequestCallbacks::on_iopub.
-  absl::AnyInvocable<void(const protocol::Message&)> on_unrouted_iopub;
+  absl::AnyInvocable<void(protocol::Message)> on_unrouted_iopub;
   // The heartbeat stopped (false) or came back (true).
   absl::AnyInvocable<void(bool responsive)> on_heartbeat;
 };

@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "server/common/json_nesting.h"
+#include "server/notebook/json_unescape.h"
 #include "server/notebook/json_view.h"
 #include "server/notebook/output_reader.h"
 
@@ -128,13 +129,19 @@ absl::StatusOr<IopubEffect> ParseIopubOutput(const std::string& msg_type,
 
 namespace {
 
-// A stream message's content in the shape every kernel sends, {"name": "stdout"|"stderr",
-// "text": "..."} and nothing else, read with simdjson's On-Demand API: the text is unescaped
-// once, straight into the output. The DOM unescapes it into the parser's buffer and the reader
-// copies it from there: two passes over a big output, each into memory never touched before.
-// Any other content, malformed content included, gives nullopt for the general reader, so
-// that what is accepted and how errors read stay its own.
-std::optional<v1::Output> ReadPlainStream(const std::string& content_json) {
+// Where the parts of a stream message's content lie, when it has the shape every kernel
+// sends: {"name": "stdout"|"stderr", "text": "..."} and nothing else.
+struct PlainStream {
+  v1::StreamName name;
+  const char* text_body;  // between the quotes, still escaped
+  size_t text_body_bytes;
+};
+
+// The content's parts if it is a plain stream, found with simdjson's On-Demand API (which
+// checks the whole document, UTF-8 included, but decodes only what it is asked for: the name
+// here, not the text). Any other content, malformed content included, gives nullopt for the
+// general reader, so that what is accepted and how errors read stay its own.
+std::optional<PlainStream> FindPlainStream(const std::string& content_json) {
   namespace ondemand = simdjson::ondemand;
   if (content_json.capacity() - content_json.size() < simdjson::SIMDJSON_PADDING) {
     return std::nullopt;
@@ -148,7 +155,7 @@ std::optional<v1::Output> ReadPlainStream(const std::string& content_json) {
     return std::nullopt;
   }
   std::optional<v1::StreamName> name;
-  std::optional<std::string> text;
+  std::optional<std::string_view> text_body;
   for (simdjson::simdjson_result<ondemand::field> field : object) {
     ondemand::raw_json_string key;
     ondemand::value value;
@@ -165,44 +172,76 @@ std::optional<v1::Output> ReadPlainStream(const std::string& content_json) {
       } else {
         return std::nullopt;
       }
-    } else if (key == "text" && !text.has_value()) {
-      // The token (quotes and what follows up to the next token included) bounds the
-      // unescaped text, which may not be longer than its escaped form.
-      const size_t token_bytes = value.raw_json_token().size();
+    } else if (key == "text" && !text_body.has_value()) {
+      // The token: the string with its quotes, then any whitespace before the next token.
+      const std::string_view token = value.raw_json_token();
       ondemand::raw_json_string raw;
       if (value.get_raw_json_string().get(raw) != simdjson::SUCCESS) return std::nullopt;
-      std::string& unescaped = text.emplace(token_bytes + simdjson::SIMDJSON_PADDING, '\0');
-      uint8_t* end = reinterpret_cast<uint8_t*>(unescaped.data());
-      std::string_view written;
-      if (parser.unescape(raw, end).get(written) != simdjson::SUCCESS) return std::nullopt;
-      unescaped.resize(written.size());
+      const size_t closing_quote = token.rfind('"');
+      if (token.empty() || token.front() != '"' || closing_quote == 0 ||
+          closing_quote == std::string_view::npos) {
+        return std::nullopt;
+      }
+      text_body = token.substr(1, closing_quote - 1);
     } else {
       return std::nullopt;
     }
   }
   // Nothing may follow the object: at the end, the document has no current location.
   const char* after_object = nullptr;
-  if (!name.has_value() || !text.has_value() ||
+  if (!name.has_value() || !text_body.has_value() ||
       document.current_location().get(after_object) != simdjson::OUT_OF_BOUNDS) {
     return std::nullopt;
   }
+  return PlainStream{*name, text_body->data(), text_body->size()};
+}
+
+v1::Output StreamOutput(v1::StreamName name, std::string text) {
   v1::Output output;
-  output.mutable_stream()->set_name(*name);
-  output.mutable_stream()->set_text(*std::move(text));
+  output.mutable_stream()->set_name(name);
+  output.mutable_stream()->set_text(std::move(text));
   return output;
 }
 
-}  // namespace
+// A plain stream read from content the caller keeps: its text copied, then decoded in the
+// copy. A malformed escape gives nullopt (the general reader words the error).
+std::optional<v1::Output> ReadPlainStream(const std::string& content_json) {
+  const std::optional<PlainStream> stream = FindPlainStream(content_json);
+  if (!stream.has_value()) return std::nullopt;
+  std::string text(stream->text_body, stream->text_body_bytes);
+  const std::optional<size_t> decoded = UnescapeJsonString(text.data(), text.size(), text.data());
+  if (!decoded.has_value()) return std::nullopt;
+  text.resize(*decoded);
+  return StreamOutput(stream->name, std::move(text));
+}
 
-absl::StatusOr<IopubEffect> ParseIopubOutputText(const std::string& msg_type,
-                                                 const std::string& content_json,
-                                                 size_t max_depth) {
-  if (!IsIopubOutputType(msg_type)) return IopubEffect(std::monostate());
-  if (msg_type == "stream") {
-    if (std::optional<v1::Output> stream = ReadPlainStream(content_json)) {
-      return IopubEffect(*std::move(stream));
-    }
+// A plain stream read from content the caller gives up: its text decoded where it lies, to
+// the front of the buffer, which becomes the output's text. No byte is copied into memory of
+// its own, which for a big output is most of the cost. Once decoding started the content is
+// no longer whole, so a malformed escape is an error here, worded as the general reader's.
+std::optional<absl::StatusOr<v1::Output>> ReadPlainStreamInPlace(std::string& content_json) {
+  const std::optional<PlainStream> stream = FindPlainStream(content_json);
+  if (!stream.has_value()) return std::nullopt;
+  const std::optional<size_t> decoded =
+      UnescapeJsonString(stream->text_body, stream->text_body_bytes, content_json.data());
+  if (!decoded.has_value()) {
+    return absl::StatusOr<v1::Output>(
+        absl::InvalidArgumentError("malformed stream message: content is not valid JSON"));
   }
+  content_json.resize(*decoded);
+  // Escapes can make the text several times shorter than its buffer (`\u0000` is six bytes
+  // for one): kept in the event log, such a buffer would hold memory its size does not count.
+  if (content_json.capacity() / 2 > content_json.size() + simdjson::SIMDJSON_PADDING) {
+    content_json.shrink_to_fit();
+  }
+  return absl::StatusOr<v1::Output>(StreamOutput(stream->name, std::move(content_json)));
+}
+
+// The general reader of an output message's content text: simdjson's DOM, nlohmann's for
+// what simdjson refuses.
+absl::StatusOr<IopubEffect> ReadIopubOutputText(const std::string& msg_type,
+                                                const std::string& content_json,
+                                                size_t max_depth) {
   {
     simdjson::dom::parser parser;
     simdjson::dom::element root;
@@ -228,6 +267,32 @@ absl::StatusOr<IopubEffect> ParseIopubOutputText(const std::string& msg_type,
         absl::StrCat("malformed ", msg_type, " message: content is not valid JSON"));
   }
   return ReadIopubOutput(msg_type, NlohmannJsonView(content));
+}
+
+}  // namespace
+
+absl::StatusOr<IopubEffect> ParseIopubOutputText(const std::string& msg_type,
+                                                 const std::string& content_json,
+                                                 size_t max_depth) {
+  if (!IsIopubOutputType(msg_type)) return IopubEffect(std::monostate());
+  if (msg_type == "stream") {
+    if (std::optional<v1::Output> stream = ReadPlainStream(content_json)) {
+      return IopubEffect(*std::move(stream));
+    }
+  }
+  return ReadIopubOutputText(msg_type, content_json, max_depth);
+}
+
+absl::StatusOr<IopubEffect> ParseIopubOutputText(const std::string& msg_type,
+                                                 std::string&& content_json, size_t max_depth) {
+  if (!IsIopubOutputType(msg_type)) return IopubEffect(std::monostate());
+  if (msg_type == "stream") {
+    if (std::optional<absl::StatusOr<v1::Output>> stream = ReadPlainStreamInPlace(content_json)) {
+      if (!stream->ok()) return stream->status();
+      return IopubEffect(**std::move(stream));
+    }
+  }
+  return ReadIopubOutputText(msg_type, content_json, max_depth);
 }
 
 bool SameIopubEffect(const IopubEffect& a, const IopubEffect& b) {

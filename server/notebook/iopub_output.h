@@ -37,11 +37,17 @@ absl::StatusOr<IopubEffect> ParseIopubOutput(const std::string& msg_type,
 // The same from the content's JSON text, parsed with simdjson (several times faster than
 // nlohmann on big outputs; what it refuses goes to nlohmann). Text with SIMDJSON_PADDING bytes
 // of spare capacity is parsed where it lies, other text is copied first; a stream's text in
-// such a buffer is unescaped straight into the output. Content that is not JSON, or nests
-// arrays and objects deeper than `max_depth`, is INVALID_ARGUMENT.
+// such a buffer is copied once, into the output, and decoded there. Content that is not JSON,
+// or nests arrays and objects deeper than `max_depth`, is INVALID_ARGUMENT.
 absl::StatusOr<IopubEffect> ParseIopubOutputText(const std::string& msg_type,
                                                  const std::string& content_json,
                                                  size_t max_depth);
+
+// The same from content text the caller gives up (`content_json` is left unspecified): a
+// stream's text is decoded where it lies and the buffer becomes the output's text, so a big
+// output is not copied at all.
+absl::StatusOr<IopubEffect> ParseIopubOutputText(const std::string& msg_type,
+                                                 std::string&& content_json, size_t max_depth);
 
 // Whether two effects are the same: the same alternative, with equal messages.
 bool SameIopubEffect(const IopubEffect& a, const IopubEffect& b);

@@ -47,10 +47,11 @@ const char* StatusWord(v1::ExecutionStatus status) {
 
 // What an IOPub message does to outputs. The kernel hands output messages over with their
 // content unparsed (kernel::RequestCallbacks::on_iopub); anything else comes parsed. Called
-// before the session's lock is taken: a big output's parse holds up nobody.
-absl::StatusOr<notebook::IopubEffect> ReadIopubEffect(const protocol::Message& message) {
+// before the session's lock is taken: a big output's parse holds up nobody. The content text
+// is used up: a stream's becomes the output's text where it lies.
+absl::StatusOr<notebook::IopubEffect> ReadIopubEffect(protocol::Message& message) {
   if (message.content_text.has_value()) {
-    return notebook::ParseIopubOutputText(message.msg_type(), *message.content_text,
+    return notebook::ParseIopubOutputText(message.msg_type(), std::move(*message.content_text),
                                           protocol::WireLimits().max_json_depth);
   }
   return notebook::ParseIopubOutput(message.msg_type(), message.content);
@@ -188,8 +189,8 @@ void KernelSession::LaunchKernelLocked(DoneCallback done) {
 
   std::weak_ptr<KernelSession> weak = weak_from_this();
   kernel::KernelEvents events;
-  events.on_unrouted_iopub = [weak, generation](const protocol::Message& message) {
-    if (auto self = weak.lock()) self->OnLateIopub(generation, message);
+  events.on_unrouted_iopub = [weak, generation](protocol::Message message) {
+    if (auto self = weak.lock()) self->OnLateIopub(generation, std::move(message));
   };
   events.on_exit = [weak, generation](const kernel::ExitStatus&, const std::string& reason) {
     if (auto self = weak.lock()) self->OnKernelExit(generation, reason);
@@ -943,8 +944,8 @@ void KernelSession::StartNextLocked() {
   const uint64_t generation = generation_;
   const std::string execution_id = execution->execution_id;
   kernel::RequestCallbacks callbacks;
-  callbacks.on_iopub = [weak, generation, execution_id](const protocol::Message& message) {
-    if (auto self = weak.lock()) self->OnIopub(generation, execution_id, message);
+  callbacks.on_iopub = [weak, generation, execution_id](protocol::Message message) {
+    if (auto self = weak.lock()) self->OnIopub(generation, execution_id, std::move(message));
   };
   callbacks.on_done = [weak, generation, execution_id](kernel::RequestCompletion completion) {
     if (auto self = weak.lock()) {
@@ -970,7 +971,7 @@ void KernelSession::StartNextLocked() {
 }
 
 void KernelSession::OnIopub(uint64_t generation, const std::string& execution_id,
-                            const protocol::Message& message) {
+                            protocol::Message message) {
   absl::StatusOr<notebook::IopubEffect> effect = ReadIopubEffect(message);
   if (!effect.ok()) return;
   absl::MutexLock lock(&mutex_);
@@ -1046,7 +1047,7 @@ void KernelSession::ApplyOutputLocked(const std::string& cell_id,
   AppendEventLocked(std::move(event));
 }
 
-void KernelSession::OnLateIopub(uint64_t generation, const protocol::Message& message) {
+void KernelSession::OnLateIopub(uint64_t generation, protocol::Message message) {
   absl::StatusOr<notebook::IopubEffect> effect = ReadIopubEffect(message);
   if (!effect.ok() || std::holds_alternative<std::monostate>(*effect)) return;
   absl::MutexLock lock(&mutex_);

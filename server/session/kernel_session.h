@@ -225,11 +225,10 @@ class KernelSession : public std::enable_shared_from_this<KernelSession> {
                   absl::StatusOr<kernel::CellAnalysis> analysis) ABSL_LOCKS_EXCLUDED(mutex_);
   void EnqueueLocked(std::shared_ptr<Execution> execution) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
   void StartNextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
-  void OnIopub(uint64_t generation, const std::string& execution_id,
-               const protocol::Message& message) ABSL_LOCKS_EXCLUDED(mutex_);
-  // IOPub output whose request has already finished (e.g. from a background thread).
-  void OnLateIopub(uint64_t generation, const protocol::Message& message)
+  void OnIopub(uint64_t generation, const std::string& execution_id, protocol::Message message)
       ABSL_LOCKS_EXCLUDED(mutex_);
+  // IOPub output whose request has already finished (e.g. from a background thread).
+  void OnLateIopub(uint64_t generation, protocol::Message message) ABSL_LOCKS_EXCLUDED(mutex_);
   // Stores an output message's effect in `outputs` (may be null: event only) and the event log.
   void ApplyOutputLocked(const std::string& cell_id, const std::string& execution_id,
                          notebook::OutputList* outputs, notebook::OutputList* scratch_outputs,

@@ -9,6 +9,9 @@
 #include <limits>
 #include <string>
 #include <unordered_set>
+#include <utility>
+
+#include <simdjson.h>
 
 #include "absl/status/statusor.h"
 #include "server/common/json_nesting.h"
@@ -103,6 +106,16 @@ void CheckIopubContent(const absl::string_view input) {
     if (!from_text.ok() && (from_text.status().code() != absl::StatusCode::kInvalidArgument ||
                             from_text.status().message().empty())) {
       InvariantBroken("an IOPub content error is not INVALID_ARGUMENT with a message");
+    }
+    // As a kernel's message hands it over: padded, and given up (a stream is decoded in place).
+    std::string padded;
+    padded.reserve(text.size() + simdjson::SIMDJSON_PADDING);
+    padded.append(text);
+    absl::StatusOr<IopubEffect> from_padded =
+        ParseIopubOutputText(type, std::move(padded), kMaxDepth);
+    if (from_padded.status() != from_text.status() ||
+        (from_padded.ok() && !SameIopubEffect(*from_padded, *from_text))) {
+      InvariantBroken("IOPub content read in place and from a copy disagree");
     }
     if (!dom_comparable) continue;
     absl::StatusOr<IopubEffect> from_dom = ParseIopubOutput(type, dom);

@@ -23,23 +23,38 @@ using Json = nlohmann::json;
 
 constexpr size_t kMaxDepth = 64;
 
+// `text` as received from a kernel: with spare capacity after it, so it is parsed where it lies.
+std::string Padded(const std::string& text) {
+  std::string padded;
+  padded.reserve(text.size() + simdjson::SIMDJSON_PADDING);
+  padded.append(text);
+  return padded;
+}
+
+// ParseIopubOutputText of `text` in every way it is called: unpadded, padded, and padded and
+// given up (decoded in place). Each must give `expected`'s effect or its error.
+void ExpectTextReadsAs(const std::string& msg_type, const std::string& text,
+                       const absl::StatusOr<IopubEffect>& expected) {
+  const std::string padded = Padded(text);
+  std::vector<absl::StatusOr<IopubEffect>> results;
+  results.push_back(ParseIopubOutputText(msg_type, text, kMaxDepth));
+  results.push_back(ParseIopubOutputText(msg_type, padded, kMaxDepth));
+  results.push_back(ParseIopubOutputText(msg_type, Padded(text), kMaxDepth));  // an rvalue
+  for (size_t way = 0; way < results.size(); ++way) {
+    EXPECT_EQ(results[way].status(), expected.status()) << "way " << way << ": " << text;
+    if (results[way].ok() && expected.ok()) {
+      EXPECT_TRUE(SameIopubEffect(*results[way], *expected))
+          << "way " << way << ": " << msg_type << " " << text;
+    }
+  }
+}
+
 // ParseIopubOutput of the DOM, checked against ParseIopubOutputText of the same content as
 // text (how the kernel hands output over): same effect or same error.
 absl::StatusOr<IopubEffect> ParseBoth(const std::string& msg_type, const Json& content) {
   absl::StatusOr<IopubEffect> from_dom = ParseIopubOutput(msg_type, content);
-  const std::string text = content.dump(-1, ' ', false, Json::error_handler_t::replace);
-  // As received from a kernel: with spare capacity after the text, parsed where it lies.
-  std::string padded;
-  padded.reserve(text.size() + simdjson::SIMDJSON_PADDING);
-  padded.append(text);
-  const std::string* inputs[] = {&text, &padded};
-  for (const std::string* input : inputs) {
-    absl::StatusOr<IopubEffect> from_text = ParseIopubOutputText(msg_type, *input, kMaxDepth);
-    EXPECT_EQ(from_text.status(), from_dom.status()) << text;
-    if (from_text.ok() && from_dom.ok()) {
-      EXPECT_TRUE(SameIopubEffect(*from_text, *from_dom)) << msg_type << " " << text;
-    }
-  }
+  ExpectTextReadsAs(msg_type, content.dump(-1, ' ', false, Json::error_handler_t::replace),
+                    from_dom);
   return from_dom;
 }
 
@@ -316,23 +331,32 @@ TEST(ParseIopubOutputTextTest, StreamTextReadsAsTheDomReadsIt) {
       R"({"name": "stdout", "text": "lone \ud800 surrogate"})",
       R"({"name": "stdout", "text": "unterminated})",
       "{\"name\": \"stdout\", \"text\": \"bad utf-8 \xff\"}",
+      "{\"name\": \"stdout\", \"text\": \"raw control \x01 character\"}",
+      R"({"name": "stdout", "text": "ends in a backslash \"})",
+      R"({"name": "stdout", "text": "short \u12"})",
+      R"({"name": "stdout", "text": "low first \udc00\ud800"})",
+      R"({"name": "stdout", "text": "high then not low \ud800\u0041"})",
   };
   for (const std::string& text : contents) {
-    std::string padded;
-    padded.reserve(text.size() + simdjson::SIMDJSON_PADDING);
-    padded.append(text);
-    const absl::StatusOr<IopubEffect> from_text = ParseIopubOutputText("stream", padded, kMaxDepth);
     const Json json = Json::parse(text, nullptr, /*allow_exceptions=*/false);
-    if (json.is_discarded()) {
-      EXPECT_EQ(from_text.status().code(), absl::StatusCode::kInvalidArgument) << text;
-      continue;
-    }
-    const absl::StatusOr<IopubEffect> from_dom = ParseIopubOutput("stream", json);
-    EXPECT_EQ(from_text.status(), from_dom.status()) << text;
-    if (from_text.ok() && from_dom.ok()) {
-      EXPECT_TRUE(SameIopubEffect(*from_text, *from_dom)) << text;
-    }
+    ExpectTextReadsAs("stream", text,
+                      json.is_discarded()
+                          ? absl::StatusOr<IopubEffect>(absl::InvalidArgumentError(
+                                "malformed stream message: content is not valid JSON"))
+                          : ParseIopubOutput("stream", json));
   }
+}
+
+TEST(ParseIopubOutputTextTest, AStreamDecodedInPlaceKeepsNoBufferMuchBiggerThanItsText) {
+  // 600 000 bytes of escapes for 100 000 characters: the output must not keep the 600 000.
+  std::string escaped;
+  for (int i = 0; i < 100000; ++i) escaped += "\\u0000";
+  absl::StatusOr<IopubEffect> effect = ParseIopubOutputText(
+      "stream", Padded(R"({"name": "stdout", "text": ")" + escaped + R"("})"), kMaxDepth);
+  ASSERT_TRUE(effect.ok()) << effect.status();
+  const std::string& text = std::get<v1::Output>(*effect).stream().text();
+  EXPECT_EQ(text, std::string(100000, '\0'));
+  EXPECT_LE(text.capacity(), 2 * text.size() + simdjson::SIMDJSON_PADDING);
 }
 
 TEST(ParseIopubOutputTest, InvalidUtf8IsReplacedWhenSerializingJson) {
