@@ -159,7 +159,8 @@ std::optional<PlainStream> FindPlainStream(const std::string& content_json) {
   for (simdjson::simdjson_result<ondemand::field> field : object) {
     ondemand::raw_json_string key;
     ondemand::value value;
-    if (field.key().get(key) != simdjson::SUCCESS || field.value().get(value) != simdjson::SUCCESS) {
+    if (field.key().get(key) != simdjson::SUCCESS ||
+        field.value().get(value) != simdjson::SUCCESS) {
       return std::nullopt;
     }
     if (key == "name" && !name.has_value()) {
@@ -240,8 +241,7 @@ std::optional<absl::StatusOr<v1::Output>> ReadPlainStreamInPlace(std::string& co
 // The general reader of an output message's content text: simdjson's DOM, nlohmann's for
 // what simdjson refuses.
 absl::StatusOr<IopubEffect> ReadIopubOutputText(const std::string& msg_type,
-                                                const std::string& content_json,
-                                                size_t max_depth) {
+                                                const std::string& content_json, size_t max_depth) {
   {
     simdjson::dom::parser parser;
     simdjson::dom::element root;
@@ -257,8 +257,8 @@ absl::StatusOr<IopubEffect> ReadIopubOutputText(const std::string& msg_type,
   // What simdjson refuses: too deep, not JSON, or JSON only nlohmann reads (integers beyond 64
   // bits, which it reads as doubles).
   if (FindExcessiveJsonNesting(content_json, max_depth) != absl::string_view::npos) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "malformed ", msg_type, " message: content nests deeper than ", max_depth));
+    return absl::InvalidArgumentError(
+        absl::StrCat("malformed ", msg_type, " message: content nests deeper than ", max_depth));
   }
   const Json content = Json::parse(content_json.begin(), content_json.end(), /*cb=*/nullptr,
                                    /*allow_exceptions=*/false);

@@ -69,14 +69,30 @@ std::optional<size_t> UnescapeJsonString(const char* body, size_t size, char* ou
     const char letter = in[1];
     in += 2;
     switch (letter) {
-      case '"': *out++ = '"'; break;
-      case '\\': *out++ = '\\'; break;
-      case '/': *out++ = '/'; break;
-      case 'b': *out++ = '\b'; break;
-      case 'f': *out++ = '\f'; break;
-      case 'n': *out++ = '\n'; break;
-      case 'r': *out++ = '\r'; break;
-      case 't': *out++ = '\t'; break;
+      case '"':
+        *out++ = '"';
+        break;
+      case '\\':
+        *out++ = '\\';
+        break;
+      case '/':
+        *out++ = '/';
+        break;
+      case 'b':
+        *out++ = '\b';
+        break;
+      case 'f':
+        *out++ = '\f';
+        break;
+      case 'n':
+        *out++ = '\n';
+        break;
+      case 'r':
+        *out++ = '\r';
+        break;
+      case 't':
+        *out++ = '\t';
+        break;
       case 'u': {
         if (end - in < 4) return std::nullopt;
         std::optional<uint32_t> code = ReadHex4(in);

@@ -40,9 +40,65 @@ size_t Utf8Start(absl::string_view text, size_t offset) {
   return offset;
 }
 
-void EndLine(std::string* text) {
+template <typename Text>
+void EndLine(Text* text) {
   if (!text->empty() && text->back() != '\n') text->push_back('\n');
 }
+
+// Bytes read past a cut point to keep a UTF-8 character whole (Utf8Prefix reads one).
+constexpr size_t kUtf8Slack = 4;
+
+// The text a result renders to, of which only what a cut to `max_bytes` can keep is held: its
+// first max_bytes (and a few) bytes and its last max_bytes. A big output is scanned, not
+// copied whole. With max_bytes 0, all of it.
+class RenderedText {
+ public:
+  explicit RenderedText(size_t max_bytes) : max_bytes_(max_bytes) {}
+
+  void append(absl::string_view piece) {
+    size_ += piece.size();
+    if (max_bytes_ == 0) {
+      head_.append(piece.data(), piece.size());
+      return;
+    }
+    const size_t head_capacity = max_bytes_ + kUtf8Slack;
+    const size_t to_head =
+        head_.size() < head_capacity ? std::min(piece.size(), head_capacity - head_.size()) : 0;
+    head_.append(piece.data(), to_head);
+    piece.remove_prefix(to_head);
+    if (piece.empty()) return;
+    if (piece.size() >= max_bytes_) {
+      tail_.assign(piece.data() + piece.size() - max_bytes_, max_bytes_);
+    } else {
+      tail_.append(piece.data(), piece.size());
+      if (tail_.size() > 2 * max_bytes_) tail_.erase(0, tail_.size() - max_bytes_);
+    }
+  }
+  void push_back(char c) { append(absl::string_view(&c, 1)); }
+  bool empty() const { return size_ == 0; }
+  char back() const { return tail_.empty() ? head_.back() : tail_.back(); }
+  size_t size() const { return size_; }
+
+  // The whole text, when it is within max_bytes (or there is no limit).
+  std::string TakeWhole() && { return std::move(head_); }
+  // The text with its middle cut out to fit max_bytes (which it exceeds).
+  std::string TakeCut() && {
+    if (head_.size() + tail_.size() == size_) {  // nothing dropped: all of it is here
+      head_.append(tail_);
+      return CutMiddle(head_, head_, size_, max_bytes_);
+    }
+    return CutMiddle(head_, tail_, size_, max_bytes_);
+  }
+
+ private:
+  static std::string CutMiddle(absl::string_view head_bytes, absl::string_view tail_bytes,
+                               size_t size, size_t max_bytes);
+
+  const size_t max_bytes_;
+  size_t size_ = 0;
+  std::string head_;  // the first max_bytes_ + kUtf8Slack bytes (all, without a limit)
+  std::string tail_;  // bytes after head_; once any are dropped, at least the last max_bytes_
+};
 
 // Base64 text without the whitespace (line breaks) that decoders must ignore.
 std::string WithoutWhitespace(absl::string_view base64) {
@@ -158,9 +214,9 @@ std::string RichestPlaceholder(const google::protobuf::Map<std::string, std::str
 }
 
 // ResolveOverwrites for one line (no '\n'), appended to `out`.
-void ResolveLine(absl::string_view line, std::string* out) {
+void ResolveLine(absl::string_view line, RenderedText* out) {
   if (line.find_first_of("\r\b") == absl::string_view::npos) {
-    out->append(line.data(), line.size());
+    out->append(line);
     return;
   }
   std::string piece;       // text since the last '\r'
@@ -181,7 +237,7 @@ void ResolveLine(absl::string_view line, std::string* out) {
 }
 
 // ResolveOverwrites of `text`, appended to `out`.
-void AppendResolvingOverwrites(absl::string_view text, std::string* out) {
+void AppendResolvingOverwrites(absl::string_view text, RenderedText* out) {
   size_t start = 0;
   while (start < text.size()) {
     const size_t newline = text.find('\n', start);
@@ -195,7 +251,7 @@ void AppendResolvingOverwrites(absl::string_view text, std::string* out) {
 
 // The text of a stream output as rendered (StripAnsi, then ResolveOverwrites), appended to
 // `out`: a big output is copied once, not once per step, when it has nothing to strip.
-void AppendStreamText(absl::string_view text, std::string* out) {
+void AppendStreamText(absl::string_view text, RenderedText* out) {
   if (text.find(kEsc) == absl::string_view::npos) {
     AppendResolvingOverwrites(text, out);
     return;
@@ -203,7 +259,7 @@ void AppendStreamText(absl::string_view text, std::string* out) {
   AppendResolvingOverwrites(StripAnsi(text), out);
 }
 
-void RenderBundle(const google::protobuf::Map<std::string, std::string>& data, std::string* text) {
+void RenderBundle(const google::protobuf::Map<std::string, std::string>& data, RenderedText* text) {
   if (data.empty()) return;
   std::vector<std::string> binary;
   for (const auto& [mime_type, value] : data) {
@@ -225,7 +281,7 @@ void RenderBundle(const google::protobuf::Map<std::string, std::string>& data, s
   }
 }
 
-void RenderError(const v1::ErrorOutput& error, std::string* text) {
+void RenderError(const v1::ErrorOutput& error, RenderedText* text) {
   std::string header = StripAnsi(error.ename());
   if (!error.evalue().empty()) absl::StrAppend(&header, ": ", StripAnsi(error.evalue()));
   text->append(header);
@@ -243,28 +299,37 @@ std::string TruncationMarker(size_t omitted) {
   return absl::StrCat("[... ", omitted, " bytes truncated ...]\n");
 }
 
-// Cuts the middle out of `text` so that it fits in `max_bytes`, keeping head and tail.
-std::string CutMiddle(absl::string_view text, size_t max_bytes) {
-  const size_t marker_max = TruncationMarker(text.size()).size() + 1;  // + a newline before it
-  if (max_bytes < marker_max + 2) return std::string(text.substr(0, Utf8Prefix(text, max_bytes)));
+// Cuts the middle out of a text of `size` bytes so that it fits in `max_bytes`, keeping head
+// and tail. Reads only the text's first bytes, `head_bytes` (at least max_bytes + kUtf8Slack
+// of them), and its last, `tail_bytes` (at least max_bytes); the two may be the same whole text.
+std::string RenderedText::CutMiddle(absl::string_view head_bytes, absl::string_view tail_bytes,
+                                    size_t size, size_t max_bytes) {
+  const size_t marker_max = TruncationMarker(size).size() + 1;  // + a newline before it
+  if (max_bytes < marker_max + 2) {
+    return std::string(head_bytes.substr(0, Utf8Prefix(head_bytes, max_bytes)));
+  }
   const size_t keep = max_bytes - marker_max;
-  size_t head = Utf8Prefix(text, keep / 2);
+  size_t head = Utf8Prefix(head_bytes, keep / 2);
   // Prefer to end the head at a line end in its second half.
-  const size_t head_newline = text.substr(0, head).rfind('\n');
+  const size_t head_newline = head_bytes.substr(0, head).rfind('\n');
   if (head_newline != absl::string_view::npos && head_newline + 1 >= head / 2) {
     head = head_newline + 1;
   }
-  size_t tail_start = Utf8Start(text, text.size() - (keep - keep / 2));
+  // Offsets from here on are the text's; tail_bytes[i] is the text's byte tail_offset + i.
+  const size_t tail_offset = size - tail_bytes.size();
+  size_t tail_start = tail_offset + Utf8Start(tail_bytes, size - (keep - keep / 2) - tail_offset);
   // Prefer to start the tail at a line start in its first half.
-  const size_t tail_newline = text.find('\n', tail_start);
-  if (tail_newline != absl::string_view::npos && tail_newline < text.size() - 1 &&
-      tail_newline + 1 - tail_start <= (text.size() - tail_start) / 2) {
-    tail_start = tail_newline + 1;
+  const size_t found = tail_bytes.find('\n', tail_start - tail_offset);
+  if (found != absl::string_view::npos) {
+    const size_t tail_newline = tail_offset + found;
+    if (tail_newline < size - 1 && tail_newline + 1 - tail_start <= (size - tail_start) / 2) {
+      tail_start = tail_newline + 1;
+    }
   }
-  std::string result(text.substr(0, head));
+  std::string result(head_bytes.substr(0, head));
   EndLine(&result);
   result.append(TruncationMarker(tail_start - head));
-  result.append(text.data() + tail_start, text.size() - tail_start);
+  result.append(tail_bytes.data() + (tail_start - tail_offset), size - tail_start);
   return result;
 }
 
@@ -316,10 +381,9 @@ std::string StripAnsi(absl::string_view text) {
 }
 
 std::string ResolveOverwrites(absl::string_view text) {
-  std::string out;
-  out.reserve(text.size());
+  RenderedText out(/*max_bytes=*/0);
   AppendResolvingOverwrites(text, &out);
-  return out;
+  return std::move(out).TakeWhole();
 }
 
 std::string BinaryPlaceholder(absl::string_view mime_type, absl::string_view data) {
@@ -340,7 +404,7 @@ std::string BinaryPlaceholder(absl::string_view mime_type, absl::string_view dat
 
 std::string RenderResultText(const google::protobuf::RepeatedPtrField<v1::Output>& outputs,
                              size_t max_bytes, bool* truncated) {
-  std::string text;
+  RenderedText text(max_bytes);
   for (const v1::Output& output : outputs) {
     switch (output.output_case()) {
       case v1::Output::kStream:
@@ -362,7 +426,7 @@ std::string RenderResultText(const google::protobuf::RepeatedPtrField<v1::Output
   }
   const bool cut = max_bytes > 0 && text.size() > max_bytes;
   if (truncated != nullptr) *truncated = cut;
-  return cut ? CutMiddle(text, max_bytes) : text;
+  return cut ? std::move(text).TakeCut() : std::move(text).TakeWhole();
 }
 
 v1::ErrorInfo ErrorInfoFromOutput(const v1::ErrorOutput& error) {

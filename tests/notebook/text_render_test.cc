@@ -244,6 +244,52 @@ TEST(RenderResultTextTest, TruncationNeverSplitsUtf8) {
   EXPECT_EQ(text.substr(tail, 3), "\xE2\x9C\x93");
 }
 
+// A result cut to fit is the whole rendering's head, a marker counting exactly the bytes left
+// out, and its tail: whatever the outputs (only the head and tail of a long rendering are
+// kept while rendering, so the cut is checked against the rendering without a limit).
+TEST(RenderResultTextTest, ACutResultIsTheWholeRenderingsHeadAndTail) {
+  std::string progress;
+  for (int i = 0; i <= 100; ++i) absl::StrAppend(&progress, "\r\x1b[32m", i, "%\x1b[0m");
+  std::string lines;
+  for (int i = 0; i < 3000; ++i) absl::StrAppend(&lines, "line \xE2\x9C\x93 ", i, "\n");
+  const std::vector<std::vector<v1::Output>> cases = {
+      {Stream(v1::STREAM_NAME_STDOUT, lines)},
+      {Stream(v1::STREAM_NAME_STDOUT, std::string(100000, 'x'))},
+      {Stream(v1::STREAM_NAME_STDOUT, "head\n"), Stream(v1::STREAM_NAME_STDERR, progress + "\n"),
+       Stream(v1::STREAM_NAME_STDOUT, lines), Bundle({{"text/plain", "42"}}, /*result=*/true),
+       Error("E", "v", {"\x1b[31mtraceback\x1b[0m"})},
+      {Stream(v1::STREAM_NAME_STDOUT, lines), Stream(v1::STREAM_NAME_STDOUT, "no newline"),
+       Stream(v1::STREAM_NAME_STDOUT, std::string(300, 'y'))},
+  };
+  for (size_t c = 0; c < cases.size(); ++c) {
+    const std::string whole = Render(cases[c]);
+    for (const size_t max_bytes : {60u, 101u, 200u, 1000u, 65536u}) {
+      SCOPED_TRACE(absl::StrCat("case ", c, ", max_bytes ", max_bytes));
+      bool truncated = false;
+      const std::string text = Render(cases[c], max_bytes, &truncated);
+      EXPECT_EQ(truncated, whole.size() > max_bytes);
+      if (!truncated) {
+        EXPECT_EQ(text, whole);
+        continue;
+      }
+      EXPECT_LE(text.size(), max_bytes);
+      const size_t marker = text.find("[... ");
+      if (marker == std::string::npos) {  // too small for a marker: a prefix only
+        EXPECT_TRUE(absl::StartsWith(whole, text));
+        continue;
+      }
+      const size_t marker_end = text.find(" bytes truncated ...]\n", marker) + 22;
+      const size_t omitted = std::stoul(text.substr(marker + 5));
+      std::string head = text.substr(0, marker);
+      if (!absl::StartsWith(whole, head)) head.pop_back();  // the newline added before the marker
+      const std::string tail = text.substr(marker_end);
+      EXPECT_TRUE(absl::StartsWith(whole, head));
+      EXPECT_TRUE(absl::EndsWith(whole, tail));
+      EXPECT_EQ(head.size() + omitted + tail.size(), whole.size());
+    }
+  }
+}
+
 TEST(RenderResultTextTest, NoTruncationWithinLimit) {
   bool truncated = true;
   EXPECT_EQ(Render({Stream(v1::STREAM_NAME_STDOUT, "short\n")}, 6, &truncated), "short\n");
