@@ -204,18 +204,6 @@ v1::Output StreamOutput(v1::StreamName name, std::string text) {
   return output;
 }
 
-// A plain stream read from content the caller keeps: its text copied, then decoded in the
-// copy. A malformed escape gives nullopt (the general reader words the error).
-std::optional<v1::Output> ReadPlainStream(const std::string& content_json) {
-  const std::optional<PlainStream> stream = FindPlainStream(content_json);
-  if (!stream.has_value()) return std::nullopt;
-  std::string text(stream->text_body, stream->text_body_bytes);
-  const std::optional<size_t> decoded = UnescapeJsonString(text.data(), text.size(), text.data());
-  if (!decoded.has_value()) return std::nullopt;
-  text.resize(*decoded);
-  return StreamOutput(stream->name, std::move(text));
-}
-
 // A plain stream read from content the caller gives up: its text decoded where it lies, to
 // the front of the buffer, which becomes the output's text. No byte is copied into memory of
 // its own, which for a big output is most of the cost. Once decoding started the content is
@@ -275,11 +263,6 @@ absl::StatusOr<IopubEffect> ParseIopubOutputText(const std::string& msg_type,
                                                  const std::string& content_json,
                                                  size_t max_depth) {
   if (!IsIopubOutputType(msg_type)) return IopubEffect(std::monostate());
-  if (msg_type == "stream") {
-    if (std::optional<v1::Output> stream = ReadPlainStream(content_json)) {
-      return IopubEffect(*std::move(stream));
-    }
-  }
   return ReadIopubOutputText(msg_type, content_json, max_depth);
 }
 

@@ -36,16 +36,16 @@ absl::StatusOr<IopubEffect> ParseIopubOutput(const std::string& msg_type,
 
 // The same from the content's JSON text, parsed with simdjson (several times faster than
 // nlohmann on big outputs; what it refuses goes to nlohmann). Text with SIMDJSON_PADDING bytes
-// of spare capacity is parsed where it lies, other text is copied first; a stream's text in
-// such a buffer is copied once, into the output, and decoded there. Content that is not JSON,
-// or nests arrays and objects deeper than `max_depth`, is INVALID_ARGUMENT.
+// of spare capacity is parsed where it lies, other text is copied first. Content that is not
+// JSON, or nests arrays and objects deeper than `max_depth`, is INVALID_ARGUMENT.
 absl::StatusOr<IopubEffect> ParseIopubOutputText(const std::string& msg_type,
                                                  const std::string& content_json,
                                                  size_t max_depth);
 
-// The same from content text the caller gives up (`content_json` is left unspecified): a
-// stream's text is decoded where it lies and the buffer becomes the output's text, so a big
-// output is not copied at all.
+// The same from content text the caller gives up (`content_json` is left unspecified), as the
+// kernel's messages hand it over: a stream in the shape kernels send, in a buffer with that
+// spare capacity, has its text decoded where it lies and the buffer becomes the output's
+// text, so a big output is not copied at all. Gives what the overload above gives.
 absl::StatusOr<IopubEffect> ParseIopubOutputText(const std::string& msg_type,
                                                  std::string&& content_json, size_t max_depth);
 

@@ -250,7 +250,7 @@ void AppendResolvingOverwrites(absl::string_view text, RenderedText* out) {
 }
 
 // The text of a stream output as rendered (StripAnsi, then ResolveOverwrites), appended to
-// `out`: a big output is copied once, not once per step, when it has nothing to strip.
+// `out`: StripAnsi's copy is made only when there is an escape sequence to strip.
 void AppendStreamText(absl::string_view text, RenderedText* out) {
   if (text.find(kEsc) == absl::string_view::npos) {
     AppendResolvingOverwrites(text, out);

@@ -115,7 +115,7 @@ void CheckIopubContent(const absl::string_view input) {
         ParseIopubOutputText(type, std::move(padded), kMaxDepth);
     if (from_padded.status() != from_text.status() ||
         (from_padded.ok() && !SameIopubEffect(*from_padded, *from_text))) {
-      InvariantBroken("IOPub content read in place and from a copy disagree");
+      InvariantBroken("IOPub content read in place and by the general reader disagree");
     }
     if (!dom_comparable) continue;
     absl::StatusOr<IopubEffect> from_dom = ParseIopubOutput(type, dom);
