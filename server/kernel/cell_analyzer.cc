@@ -250,9 +250,16 @@ void CellAnalyzer::Analyze(std::string source, Callback done) {
 
 int CellAnalyzer::starts() const { return starts_; }
 
+std::optional<CellAnalysis> CellAnalyzer::Cached(const std::string& source) const {
+  absl::MutexLock lock(&cache_mutex_);
+  const auto it = cache_.find(source);
+  if (it == cache_.end()) return std::nullopt;
+  return it->second;
+}
+
 void CellAnalyzer::AnalyzeOnLoop(std::string source, Callback done) {
-  if (auto it = cache_.find(source); it != cache_.end()) {
-    std::move(done)(it->second);
+  if (std::optional<CellAnalysis> cached = Cached(source)) {
+    std::move(done)(*std::move(cached));
     return;
   }
   if (connection_ == nullptr) {
@@ -309,6 +316,7 @@ void CellAnalyzer::AnalyzeOnLoop(std::string source, Callback done) {
                                       done = std::move(done)](
                                          absl::StatusOr<CellAnalysis> analysis) mutable {
     if (analysis.ok() && *alive) {
+      absl::MutexLock lock(&cache_mutex_);
       if (cache_bytes_ + source.size() > options_.cache_bytes) {
         cache_.clear();
         cache_bytes_ = 0;

@@ -19,6 +19,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "server/kernel/child_process.h"
 #include "server/kernel/io_loop.h"
@@ -60,6 +61,10 @@ class CellAnalyzer {
   // Analyzes `source`; `done` runs on the loop thread. Thread-safe.
   void Analyze(std::string source, Callback done);
 
+  // The remembered answer for `source`, if there is one: lets a caller apply it at once, in the
+  // change that asked for it, instead of through Analyze's callback. Thread-safe.
+  std::optional<CellAnalysis> Cached(const std::string& source) const;
+
   // How many times the process was started (for tests and logs). Loop thread.
   int starts() const;
   // How many requests the process was sent (the others were answered from the cache). Loop
@@ -79,8 +84,10 @@ class CellAnalyzer {
   std::string last_failure_;
   int starts_ = 0;
   int64_t requests_sent_ = 0;
-  absl::flat_hash_map<std::string, CellAnalysis> cache_;  // by source
-  size_t cache_bytes_ = 0;
+  mutable absl::Mutex cache_mutex_;
+  // By source.
+  absl::flat_hash_map<std::string, CellAnalysis> cache_ ABSL_GUARDED_BY(cache_mutex_);
+  size_t cache_bytes_ ABSL_GUARDED_BY(cache_mutex_) = 0;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 

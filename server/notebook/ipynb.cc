@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <limits>
+#include <memory>
 #include <optional>
 #include <random>
 #include <string>
@@ -17,6 +18,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "server/common/json_nesting.h"
 #include "server/notebook/iopub_output.h"
 #include "server/notebook/json_view.h"
@@ -376,6 +378,61 @@ Json CellToJson(const v1::Cell& cell, const std::string& extras, const std::stri
   return json;
 }
 
+// simdjson's parser keeps its buffers from one parse to the next. Reusing one spares an import
+// the first touch of several times the file's size in fresh memory (the padded copy, the
+// structural indexes, the tape, the strings): a good part of the parse's time. One parser is
+// kept, for files up to kReusedParserMaxBytes, so what stays allocated is bounded; a bigger
+// file, or a second import at the same time, gets a parser of its own.
+constexpr size_t kReusedParserMaxBytes = size_t{4} << 20;
+constexpr size_t kParserCapacityStep = size_t{1} << 20;
+
+class ReusedParser {
+ public:
+  // A parser with room for `bytes` bytes: the kept one when the file is small enough and no
+  // other import has it. Returns it to be kept when it goes.
+  explicit ReusedParser(size_t bytes) {
+    if (bytes <= kReusedParserMaxBytes) {
+      Slot& slot = TheSlot();
+      absl::MutexLock lock(&slot.mutex);
+      parser_ = std::move(slot.parser);
+      keep_ = true;
+    }
+    if (parser_ == nullptr) parser_ = std::make_unique<simdjson::dom::parser>();
+    // allocate() reallocates on any change of capacity: grow only, in whole steps.
+    if (parser_->capacity() < bytes || parser_->max_depth() != kMaxNestingDepth) {
+      const size_t capacity =
+          keep_ ? (bytes + kParserCapacityStep - 1) / kParserCapacityStep * kParserCapacityStep
+                : bytes;
+      allocated_ = parser_->allocate(capacity, kMaxNestingDepth) == simdjson::SUCCESS;
+    }
+  }
+  ~ReusedParser() {
+    if (!keep_ || !allocated_) return;
+    Slot& slot = TheSlot();
+    absl::MutexLock lock(&slot.mutex);
+    if (slot.parser == nullptr) slot.parser = std::move(parser_);
+  }
+  ReusedParser(const ReusedParser&) = delete;
+  ReusedParser& operator=(const ReusedParser&) = delete;
+
+  // Null when the buffers could not be allocated.
+  simdjson::dom::parser* get() { return allocated_ ? parser_.get() : nullptr; }
+
+ private:
+  struct Slot {
+    absl::Mutex mutex;
+    std::unique_ptr<simdjson::dom::parser> parser ABSL_GUARDED_BY(mutex);
+  };
+  static Slot& TheSlot() {
+    static Slot* const slot = new Slot;  // never destroyed: imports may run at exit
+    return *slot;
+  }
+
+  std::unique_ptr<simdjson::dom::parser> parser_;
+  bool keep_ = false;
+  bool allocated_ = true;
+};
+
 }  // namespace
 
 bool IsValidCellId(absl::string_view id) {
@@ -396,10 +453,10 @@ absl::StatusOr<IpynbNotebook> ParseIpynb(absl::string_view bytes, int64_t max_by
   // simdjson first: several times faster, and its views are read with no DOM to build or
   // free. Anything it refuses goes to nlohmann, for its error messages (or its bigger numbers).
   {
-    simdjson::dom::parser parser;
+    ReusedParser parser(bytes.size());
     simdjson::dom::element root;
-    if (parser.allocate(bytes.size(), kMaxNestingDepth) == simdjson::SUCCESS &&
-        parser.parse(bytes.data(), bytes.size()).get(root) == simdjson::SUCCESS) {
+    if (parser.get() != nullptr &&
+        parser.get()->parse(bytes.data(), bytes.size()).get(root) == simdjson::SUCCESS) {
       return ReadNotebook(SimdjsonView(root));
     }
   }

@@ -1,6 +1,7 @@
 #include "server/notebook/notebook.h"
 
 #include <algorithm>
+#include <iterator>
 #include <utility>
 
 #include <nlohmann/json.hpp>
@@ -418,7 +419,7 @@ absl::Status Notebook::RestoreCells(std::vector<v1::Cell> cells) {
   return absl::OkStatus();
 }
 
-absl::Status Notebook::LoadCells(std::vector<v1::Cell> cells, bool replace) {
+absl::Status Notebook::LoadCells(std::vector<v1::Cell> cells, bool replace, RemovedCells* removed) {
   if (replace) {
     for (const auto& entry : cells_) {
       if (IsActive(entry->cell.state())) {
@@ -475,6 +476,9 @@ absl::Status Notebook::LoadCells(std::vector<v1::Cell> cells, bool replace) {
   }
 
   if (replace) {
+    if (removed != nullptr) {
+      std::move(cells_.begin(), cells_.end(), std::back_inserter(removed->entries_));
+    }
     cells_.clear();
     entries_by_id_.clear();
   }

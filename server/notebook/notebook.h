@@ -45,6 +45,8 @@ namespace cellgate::notebook {
 //
 // Not thread-safe: the session guards it.
 class Notebook {
+  struct Entry;
+
  public:
   // Zero or negative: no limit.
   struct Limits {
@@ -120,6 +122,17 @@ class Notebook {
   // INVALID_ARGUMENT (naming `metadata`) unless a JSON object text or empty.
   absl::Status set_metadata_json(const std::string& metadata_json);
 
+  // The cells a replacing LoadCells took out, for the caller to free after it released its
+  // lock: freeing a big notebook is a good part of an import's time.
+  class RemovedCells {
+   public:
+    RemovedCells() = default;
+
+   private:
+    friend class Notebook;
+    std::vector<std::unique_ptr<Entry>> entries_;
+  };
+
   // Bulk load for .ipynb import: appends `cells` (or, with `replace`, replaces all cells) in
   // one step, all or nothing. Each cell gives cell_id, cell_type (UNSPECIFIED = CODE), source,
   // metadata, execution_count and outputs; index, state, last_run and outputs_truncated are
@@ -128,8 +141,10 @@ class Notebook {
   // Outputs of markdown and raw cells are dropped; a code cell imported with outputs or an
   // execution count is STALE, else NEW. Errors: RESOURCE_EXHAUSTED over max_cells;
   // INVALID_ARGUMENT naming `cells[i].source`, `cells[i].cell_type` or `cells[i].metadata`;
-  // with `replace`, FAILED_PRECONDITION if a cell is QUEUED or RUNNING.
-  absl::Status LoadCells(std::vector<v1::Cell> cells, bool replace);
+  // with `replace`, FAILED_PRECONDITION if a cell is QUEUED or RUNNING. The replaced cells go
+  // to `removed` if given, else are freed here.
+  absl::Status LoadCells(std::vector<v1::Cell> cells, bool replace,
+                         RemovedCells* removed = nullptr);
 
   // Replaces every cell with `cells` as Snapshot gave them (saved by a gateway before it
   // restarted): ids, types, sources, metadata, execution counts, outputs (as they were,

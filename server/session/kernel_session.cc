@@ -311,7 +311,16 @@ void KernelSession::WhenAnalyzed(absl::AnyInvocable<void()> then) {
 void KernelSession::RequestAnalysesLocked() {
   if (!notebook_.tracks_dependencies()) return;
   notebook_.RetryUnavailableAnalyses();
+  bool answered_at_once = false;
   for (notebook::Notebook::PendingAnalysis& pending : notebook_.PendingAnalyses()) {
+    // A source analysed before (a re-import, a restore, the same cell in another kernel) is
+    // answered in this change: one save, and the caller's reply already has the analysis.
+    if (std::optional<kernel::CellAnalysis> cached = params_.analyzer->Cached(pending.source)) {
+      analyses_in_flight_.erase(pending.cell_id);
+      answered_at_once |= notebook_.SetAnalysis(pending.cell_id, pending.source,
+                                                ToNotebookAnalysis(*std::move(cached)));
+      continue;
+    }
     auto [it, inserted] = analyses_in_flight_.try_emplace(pending.cell_id, pending.source);
     if (!inserted) {
       if (it->second == pending.source) continue;  // already asked
@@ -327,6 +336,7 @@ void KernelSession::RequestAnalysesLocked() {
           if (auto self = weak.lock()) self->OnAnalysis(cell_id, source, std::move(analysis));
         });
   }
+  if (answered_at_once) MarkChangedLocked(/*urgent=*/false);
 }
 
 void KernelSession::OnAnalysis(const std::string& cell_id, const std::string& source,
@@ -675,10 +685,12 @@ absl::StatusOr<v1::Notebook> KernelSession::ImportNotebook(const std::string& ip
   absl::StatusOr<notebook::IpynbNotebook> file =
       notebook::ParseIpynb(ipynb, config_.max_ipynb_bytes);
   if (!file.ok()) return file.status();
+  notebook::Notebook::RemovedCells replaced;  // freed after the lock is released
   absl::MutexLock lock(&mutex_);
   TouchLocked();
   const size_t loaded = file->cells.size();
-  if (absl::Status status = notebook_.LoadCells(std::move(file->cells), replace); !status.ok()) {
+  if (absl::Status status = notebook_.LoadCells(std::move(file->cells), replace, &replaced);
+      !status.ok()) {
     return status;
   }
   if (replace) cell_extras_.clear();

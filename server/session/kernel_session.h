@@ -219,7 +219,8 @@ class KernelSession : public std::enable_shared_from_this<KernelSession> {
   void RunGroupLocked(const std::vector<GroupCell>& cells, absl::Duration per_cell_timeout,
                       std::shared_ptr<GroupRun> run, Deferred& deferred)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
-  // Asks the analyzer about every cell whose analysis is PENDING (once per source).
+  // Asks the analyzer about every cell whose analysis is PENDING (once per source); a source
+  // it remembers is answered at once.
   void RequestAnalysesLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
   void OnAnalysis(const std::string& cell_id, const std::string& source,
                   absl::StatusOr<kernel::CellAnalysis> analysis) ABSL_LOCKS_EXCLUDED(mutex_);

@@ -9,6 +9,7 @@
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -136,8 +137,13 @@ TEST_F(CellAnalyzerTest, AnAnswerIsRememberedBySource) {
     loop.RunAndWait([&] { count = analyzer.requests_sent(); });
     return count;
   };
+  EXPECT_FALSE(analyzer.Cached("a = b").has_value()) << "never asked";
   absl::StatusOr<CellAnalysis> first = AnalyzeAndWait(analyzer, "a = b");
   ASSERT_TRUE(first.ok()) << first.status();
+  std::optional<CellAnalysis> cached = analyzer.Cached("a = b");  // from this thread
+  ASSERT_TRUE(cached.has_value());
+  EXPECT_THAT(cached->defines, ElementsAre("a"));
+  EXPECT_THAT(cached->uses, ElementsAre("b"));
   absl::StatusOr<CellAnalysis> again = AnalyzeAndWait(analyzer, "a = b");
   ASSERT_TRUE(again.ok()) << again.status();
   EXPECT_THAT(again->defines, ElementsAre("a"));
@@ -145,6 +151,7 @@ TEST_F(CellAnalyzerTest, AnAnswerIsRememberedBySource) {
   EXPECT_EQ(sent(), 1) << "the second answer came from the cache";
   ASSERT_TRUE(AnalyzeAndWait(analyzer, "c = d").ok());
   ASSERT_TRUE(AnalyzeAndWait(analyzer, "e = f").ok());  // over the cap: forgets the others
+  EXPECT_FALSE(analyzer.Cached("a = b").has_value());
   ASSERT_TRUE(AnalyzeAndWait(analyzer, "a = b").ok());
   EXPECT_EQ(sent(), 4);
 }

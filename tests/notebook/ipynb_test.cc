@@ -5,11 +5,12 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <set>
 #include <sstream>
-#include <cstring>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -479,6 +480,54 @@ TEST(ParseIpynbTest, BothParsersReadTheSameCells) {
     metadata.erase("big");
     return metadata;
   }());
+}
+
+// A notebook of `cells` code cells with `source_bytes` of source each, numbered.
+std::string NotebookOfSize(int cells, size_t source_bytes) {
+  Json list = Json::array();
+  for (int i = 0; i < cells; ++i) {
+    list.push_back(CodeCell(absl::StrCat("# ", i, "\n", std::string(source_bytes, 'x'))));
+  }
+  return NotebookWith(4, list);
+}
+
+TEST(ParseIpynbTest, ReadsEachFileTheSameWhateverWasReadBefore) {
+  // The parser's buffers are reused between files: files of sizes across its growth steps and
+  // over the size it keeps (4 MiB), with malformed ones between them, from two threads at
+  // once, all read as the first read of each file did.
+  const std::vector<std::string> files = {NotebookOfSize(3, 10),      NotebookOfSize(40, 40000),
+                                          NotebookOfSize(5, 100),     NotebookOfSize(60, 100000),
+                                          NotebookOfSize(2, 3 << 20), NotebookOfSize(1, 1)};
+  ASSERT_GT(files[3].size(), size_t{5} << 20);
+  std::vector<std::string> expected;
+  for (const std::string& file : files) {
+    const absl::StatusOr<IpynbNotebook> notebook = ParseIpynb(file, kNoCap);
+    ASSERT_TRUE(notebook.ok()) << notebook.status();
+    std::string text;
+    for (const v1::Cell& cell : notebook->cells) text += cell.source() + "|";
+    expected.push_back(std::move(text));
+  }
+  const std::string broken = files[1].substr(0, files[1].size() / 2);
+  auto read_all = [&](int rounds, std::vector<std::string>* problems) {
+    for (int round = 0; round < rounds; ++round) {
+      for (size_t i = 0; i < files.size(); ++i) {
+        const size_t which = (i * 5 + static_cast<size_t>(round)) % files.size();
+        const absl::StatusOr<IpynbNotebook> notebook = ParseIpynb(files[which], kNoCap);
+        std::string text;
+        if (notebook.ok()) {
+          for (const v1::Cell& cell : notebook->cells) text += cell.source() + "|";
+        }
+        if (text != expected[which]) problems->push_back(absl::StrCat("file ", which));
+        if (ParseIpynb(broken, kNoCap).ok()) problems->push_back("a cut file was read");
+      }
+    }
+  };
+  std::vector<std::string> here, there;
+  std::thread other(read_all, 4, &there);
+  read_all(4, &here);
+  other.join();
+  EXPECT_THAT(here, ::testing::IsEmpty());
+  EXPECT_THAT(there, ::testing::IsEmpty());
 }
 
 TEST(ParseIpynbTest, BothParsersGiveTheSameErrors) {

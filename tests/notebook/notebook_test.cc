@@ -570,6 +570,27 @@ TEST_F(NotebookTest, LoadCellsReplaces) {
   EXPECT_EQ(notebook_.source("b"), "kept id");
 }
 
+TEST_F(NotebookTest, ReplacedCellsCanBeLeftForTheCallerToFree) {
+  std::vector<v1::Cell> first;
+  first.push_back(ImportCell("a", v1::CELL_TYPE_CODE, "old", {Stdout("old output\n")}, 1));
+  ASSERT_TRUE(notebook_.LoadCells(std::move(first), /*replace=*/true).ok());
+  const OutputList* old_outputs = notebook_.outputs("a");
+  ASSERT_NE(old_outputs, nullptr);
+  {
+    Notebook::RemovedCells removed;
+    std::vector<v1::Cell> cells;
+    cells.push_back(ImportCell("a", v1::CELL_TYPE_CODE, "new"));
+    ASSERT_TRUE(notebook_.LoadCells(std::move(cells), /*replace=*/true, &removed).ok());
+    EXPECT_THAT(notebook_.cell_ids(), ElementsAre("a"));
+    EXPECT_EQ(notebook_.source("a"), "new");
+    EXPECT_THAT(notebook_.GetCell("a")->outputs(), IsEmpty());
+    // Until `removed` goes, what the notebook gave out of the old cells stays readable.
+    ASSERT_EQ(old_outputs->outputs().size(), 1);
+    EXPECT_EQ(old_outputs->outputs()[0].stream().text(), "old output\n");
+  }
+  EXPECT_EQ(notebook_.source("a"), "new");
+}
+
 TEST_F(NotebookTest, LoadCellsIsAllOrNothing) {
   Add("a");
   std::vector<v1::Cell> cells;

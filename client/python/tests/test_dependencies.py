@@ -69,6 +69,18 @@ def test_cells_say_what_they_define_read_and_depend_on(kernel: cellgate.Kernel) 
     assert edges == {("total", "load"): ["data", "math"], ("broken", "star"): []}
 
 
+def test_an_import_of_analysed_sources_replies_with_their_analyses(
+        kernel: cellgate.Kernel) -> None:
+    add_cells(kernel, PIPELINE)  # each AddCell's reply waited for its analysis
+    data = kernel.export_ipynb()
+    imported = kernel.import_ipynb(data, replace=True)
+    # The analyzer remembers these sources: the import's own reply has the analyses and graph.
+    assert [c.analysis for c in imported] == [AnalysisStatus.ANALYZED] * 4
+    assert imported.cell("total").uses == ["data"] and imported.cell("total").defines == ["total"]
+    assert imported.cell("report").depends_on == ["total"]
+    assert imported.graph.available and imported.graph.unanalyzed_cell_ids == []
+
+
 def test_an_edit_with_cascade_dependents_reruns_only_what_depends_on_it(
         kernel: cellgate.Kernel) -> None:
     add_cells(kernel, PIPELINE)
