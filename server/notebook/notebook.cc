@@ -4,6 +4,8 @@
 #include <iterator>
 #include <utility>
 
+#include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/wire_format_lite.h>
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/escaping.h"
@@ -353,6 +355,77 @@ v1::Notebook Notebook::Snapshot(bool with_graph) const {
   notebook.set_metadata(metadata_json_);
   if (with_graph) *notebook.mutable_graph() = GraphProto();
   return notebook;
+}
+
+namespace {
+
+using google::protobuf::internal::WireFormatLite;
+
+// The tag and length of a length-delimited field of `size` bytes.
+size_t LengthDelimitedHeaderSize(int field, size_t size) {
+  return WireFormatLite::TagSize(field, WireFormatLite::TYPE_MESSAGE) +
+         google::protobuf::io::CodedOutputStream::VarintSize64(size);
+}
+
+uint8_t* WriteLengthDelimitedHeader(int field, size_t size, uint8_t* at) {
+  at = WireFormatLite::WriteTagToArray(field, WireFormatLite::WIRETYPE_LENGTH_DELIMITED, at);
+  return google::protobuf::io::CodedOutputStream::WriteVarint64ToArray(size, at);
+}
+
+}  // namespace
+
+std::string Notebook::SerializedSnapshot() const {
+  // Each cell is its entry's cell followed by the fields CellAt sets on its copy (a parser
+  // reads fields in any order, the last value of a field winning) and by the outputs, written
+  // straight from the OutputList as repeated `outputs` fields (appended in order).
+  using Lite = WireFormatLite;
+  auto index_size = [](size_t i) {
+    return Lite::TagSize(v1::Cell::kIndexFieldNumber, Lite::TYPE_INT32) +
+           Lite::Int32Size(static_cast<int32_t>(i));
+  };
+  const size_t truncated_size =
+      Lite::TagSize(v1::Cell::kOutputsTruncatedFieldNumber, Lite::TYPE_BOOL) + Lite::kBoolSize;
+  auto clears_stale_reason = [](const v1::Cell& cell) {
+    return cell.state() != v1::CELL_STATE_STALE && !cell.stale_reason().empty();
+  };
+  const size_t empty_stale_reason_size =
+      LengthDelimitedHeaderSize(v1::Cell::kStaleReasonFieldNumber, 0);
+  std::vector<size_t> cell_sizes(cells_.size());
+  size_t total = 0;
+  for (size_t i = 0; i < cells_.size(); ++i) {
+    const Entry& entry = *cells_[i];
+    size_t size = entry.cell.ByteSizeLong() + index_size(i) + truncated_size;  // caches sizes
+    if (clears_stale_reason(entry.cell)) size += empty_stale_reason_size;
+    for (const v1::Output& output : entry.outputs->outputs()) {
+      const size_t output_size = output.ByteSizeLong();
+      size += LengthDelimitedHeaderSize(v1::Cell::kOutputsFieldNumber, output_size) + output_size;
+    }
+    cell_sizes[i] = size;
+    total += LengthDelimitedHeaderSize(v1::Notebook::kCellsFieldNumber, size) + size;
+  }
+  v1::Notebook rest;
+  rest.set_metadata(metadata_json_);
+  const size_t rest_size = rest.ByteSizeLong();
+
+  std::string bytes(total + rest_size, '\0');
+  uint8_t* at = reinterpret_cast<uint8_t*>(bytes.data());
+  for (size_t i = 0; i < cells_.size(); ++i) {
+    const Entry& entry = *cells_[i];
+    at = WriteLengthDelimitedHeader(v1::Notebook::kCellsFieldNumber, cell_sizes[i], at);
+    at = entry.cell.SerializeWithCachedSizesToArray(at);
+    at = Lite::WriteInt32ToArray(v1::Cell::kIndexFieldNumber, static_cast<int32_t>(i), at);
+    at = Lite::WriteBoolToArray(v1::Cell::kOutputsTruncatedFieldNumber, entry.outputs->truncated(),
+                                at);
+    if (clears_stale_reason(entry.cell)) {
+      at = WriteLengthDelimitedHeader(v1::Cell::kStaleReasonFieldNumber, 0, at);
+    }
+    for (const v1::Output& output : entry.outputs->outputs()) {
+      at = WriteLengthDelimitedHeader(v1::Cell::kOutputsFieldNumber, output.GetCachedSize(), at);
+      at = output.SerializeWithCachedSizesToArray(at);
+    }
+  }
+  rest.SerializeWithCachedSizesToArray(at);
+  return bytes;
 }
 
 std::vector<std::string> Notebook::cell_ids() const {

@@ -113,6 +113,9 @@ class Notebook {
   // `kernel_id` and `last_seq` left for the session. `with_graph`: also `graph` and each cell's
   // `depends_on` (derived: not needed to save and restore the notebook).
   v1::Notebook Snapshot(bool with_graph = true) const;
+  // The wire bytes of Snapshot(/*with_graph=*/false), written from the cells as they are: no
+  // copy of their outputs is made (what a save needs, under the session's lock).
+  std::string SerializedSnapshot() const;
 
   int size() const { return static_cast<int>(cells_.size()); }
   std::vector<std::string> cell_ids() const;

@@ -375,10 +375,10 @@ StateStore::KernelSnapshot KernelSession::SaveState() const {
   state.set_kernel_id(params_.kernel_id);
   *state.mutable_start_request() = params_.start_request;
   *state.mutable_created_at() = ToProtoTime(created_at_);
-  v1::Notebook* notebook = state.mutable_notebook();
-  *notebook = notebook_.Snapshot(/*with_graph=*/false);
+  v1::Notebook* notebook = state.mutable_notebook();  // merged with the cells when written
   notebook->set_kernel_id(params_.kernel_id);
   notebook->set_last_seq(event_log_->last_seq());
+  snapshot.notebook_bytes = notebook_.SerializedSnapshot();
   state.mutable_cell_extras()->insert(cell_extras_.begin(), cell_extras_.end());
   if (config_.kernels_outlive_gateway && process_.has_value()) {
     internal::KernelProcessState* process = state.mutable_process();

@@ -10,7 +10,9 @@
 #include <random>
 #include <utility>
 
+#include <google/protobuf/io/coded_stream.h>
 #include <google/protobuf/util/time_util.h>
+#include <google/protobuf/wire_format_lite.h>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -21,7 +23,38 @@
 #include "server/session/state_journal.h"
 
 namespace cellgate::session {
+
 namespace {
+
+using google::protobuf::internal::WireFormatLite;
+
+// The snapshot's state with its notebook bytes merged into the `notebook` field (a field
+// given twice is merged by the parser), and that size without serializing.
+size_t SerializedSize(const StateStore::KernelSnapshot& snapshot) {
+  size_t size = snapshot.state.ByteSizeLong();
+  if (!snapshot.notebook_bytes.empty()) {
+    size += WireFormatLite::TagSize(internal::KernelState::kNotebookFieldNumber,
+                                    WireFormatLite::TYPE_MESSAGE) +
+            google::protobuf::io::CodedOutputStream::VarintSize64(snapshot.notebook_bytes.size()) +
+            snapshot.notebook_bytes.size();
+  }
+  return size;
+}
+
+std::string Serialized(const StateStore::KernelSnapshot& snapshot) {
+  std::string bytes = snapshot.state.SerializeAsString();
+  if (!snapshot.notebook_bytes.empty()) {
+    const size_t state_size = bytes.size();
+    bytes.resize(SerializedSize(snapshot) - snapshot.notebook_bytes.size());
+    uint8_t* at = reinterpret_cast<uint8_t*>(bytes.data()) + state_size;
+    at = WireFormatLite::WriteTagToArray(internal::KernelState::kNotebookFieldNumber,
+                                         WireFormatLite::WIRETYPE_LENGTH_DELIMITED, at);
+    google::protobuf::io::CodedOutputStream::WriteVarint64ToArray(snapshot.notebook_bytes.size(),
+                                                                  at);
+    bytes.append(snapshot.notebook_bytes);
+  }
+  return bytes;
+}
 
 namespace fs = std::filesystem;
 
@@ -402,7 +435,7 @@ StateStore::Pass StateStore::WriteKernels(const std::set<std::string>& kernel_id
     }
     // Written or failed (logged): either way what waited for this change is answered.
     pass.snapshot_change[kernel_id] = taken->change;
-    if (absl::Status status = WriteKernelLocked(kernel_id, state, pass); !status.ok()) {
+    if (absl::Status status = WriteKernelLocked(kernel_id, *taken, pass); !status.ok()) {
       obs::Log(obs::LogLevel::kError, "state_write_failed",
                {{"kernel_id", kernel_id}, {"error", std::string(status.message())},
                 {"then", "written again after the interval"}});
@@ -412,14 +445,14 @@ StateStore::Pass StateStore::WriteKernels(const std::set<std::string>& kernel_id
   return pass;
 }
 
-absl::Status StateStore::WriteKernelLocked(const std::string& kernel_id,
-                                           internal::KernelState& state, Pass& pass) {
+absl::Status StateStore::WriteKernelLocked(const std::string& kernel_id, KernelSnapshot& snapshot,
+                                           Pass& pass) {
   if (auto journal = journals_.find(kernel_id); journal != journals_.end()) {
-    state.set_journal_epoch(journal->second.epoch);
+    snapshot.state.set_journal_epoch(journal->second.epoch);
     // A fixed64: the size is the same whatever epoch the state gets below.
-    const size_t record_bytes = kJournalRecordOverhead + state.ByteSizeLong();
+    const size_t record_bytes = kJournalRecordOverhead + SerializedSize(snapshot);
     if (journal->second.offset + record_bytes <= options_.max_journal_bytes) {
-      absl::Status appended = AppendToJournalLocked(kernel_id, state.SerializeAsString(), pass);
+      absl::Status appended = AppendToJournalLocked(kernel_id, Serialized(snapshot), pass);
       if (appended.ok()) return appended;
       obs::Log(obs::LogLevel::kWarning, "state_journal_failed",
                {{"kernel_id", kernel_id}, {"error", std::string(appended.message())},
@@ -427,7 +460,7 @@ absl::Status StateStore::WriteKernelLocked(const std::string& kernel_id,
     }
     journals_.erase(kernel_id);
   }
-  return RewriteStateFileLocked(kernel_id, state, pass);
+  return RewriteStateFileLocked(kernel_id, snapshot, pass);
 }
 
 absl::Status StateStore::AppendToJournalLocked(const std::string& kernel_id,
@@ -455,9 +488,10 @@ absl::Status StateStore::AppendToJournalLocked(const std::string& kernel_id,
 }
 
 absl::Status StateStore::RewriteStateFileLocked(const std::string& kernel_id,
-                                                internal::KernelState& state, Pass& pass) {
+                                                KernelSnapshot& snapshot, Pass& pass) {
+  internal::KernelState& state = snapshot.state;
   state.set_journal_epoch(NewJournalEpoch());
-  const std::string bytes = state.SerializeAsString();
+  const std::string bytes = Serialized(snapshot);
   // A journal only for a state whose like could be appended next time: one this big would
   // rewrite the state file again, and the journal's restart would be for nothing.
   const bool journaled = kJournalHeaderBytes + kJournalRecordOverhead + bytes.size() <=

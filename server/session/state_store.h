@@ -41,6 +41,9 @@ class StateStore {
   // growing with each change).
   struct KernelSnapshot {
     internal::KernelState state;
+    // Wire bytes of a v1::Notebook, merged into `state.notebook` as it is written: a kernel
+    // can hand its notebook over serialized, without a copy of the message.
+    std::string notebook_bytes;
     uint64_t change = 0;
   };
   // Returns the kernel's state now, or nullopt when there is nothing to write (it is gone).
@@ -126,12 +129,13 @@ class StateStore {
   };
   // Takes the snapshots of `kernel_ids` and writes them.
   Pass WriteKernels(const std::set<std::string>& kernel_ids) ABSL_LOCKS_EXCLUDED(mu_, io_mu_);
-  // Writes `state`: appended to the kernel's journal when it fits, else as its state file.
-  absl::Status WriteKernelLocked(const std::string& kernel_id, internal::KernelState& state,
-                                 Pass& pass) ABSL_EXCLUSIVE_LOCKS_REQUIRED(io_mu_);
+  // Writes the snapshot's state: appended to the kernel's journal when it fits, else as its
+  // state file.
+  absl::Status WriteKernelLocked(const std::string& kernel_id, KernelSnapshot& snapshot, Pass& pass)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(io_mu_);
   absl::Status AppendToJournalLocked(const std::string& kernel_id, const std::string& bytes,
                                      Pass& pass) ABSL_EXCLUSIVE_LOCKS_REQUIRED(io_mu_);
-  absl::Status RewriteStateFileLocked(const std::string& kernel_id, internal::KernelState& state,
+  absl::Status RewriteStateFileLocked(const std::string& kernel_id, KernelSnapshot& snapshot,
                                       Pass& pass) ABSL_EXCLUSIVE_LOCKS_REQUIRED(io_mu_);
   // Empties the kernel's journal (creating it if needed) and heads it with `epoch`, the one its
   // state file, on disk, names. Logs a failure: without a journal the next write rewrites the

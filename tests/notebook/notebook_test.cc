@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include <google/protobuf/util/message_differencer.h>
+
 #include "absl/status/status.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -589,6 +591,36 @@ TEST_F(NotebookTest, ReplacedCellsCanBeLeftForTheCallerToFree) {
     EXPECT_EQ(old_outputs->outputs()[0].stream().text(), "old output\n");
   }
   EXPECT_EQ(notebook_.source("a"), "new");
+}
+
+TEST_F(NotebookTest, TheSerializedSnapshotIsTheSnapshotWithoutTheGraph) {
+  auto expect_same = [&](const std::string& when) {
+    v1::Notebook parsed;
+    ASSERT_TRUE(parsed.ParseFromString(notebook_.SerializedSnapshot())) << when;
+    EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(
+        parsed, notebook_.Snapshot(/*with_graph=*/false)))
+        << when << ": " << parsed.DebugString();
+  };
+  expect_same("empty");
+  Add("a");
+  Add("b", "y = 2");
+  Add("c");
+  ASSERT_TRUE(
+      notebook_.AddCell("*notes*", v1::CELL_TYPE_MARKDOWN, 1, "md", R"({"tags": ["x"]})").ok());
+  Run("a", v1::EXECUTION_STATUS_OK);
+  notebook_.outputs("a")->Append(Display("plain", "d1"));
+  notebook_.outputs("a")->Append(Stdout(std::string(2000, 'x')));  // over the cap: truncated
+  Run("b", v1::EXECUTION_STATUS_ERROR);
+  ASSERT_TRUE(notebook_.EditCell("b", "y = 3", v1::CELL_TYPE_UNSPECIFIED, std::nullopt).ok());
+  Run("c", v1::EXECUTION_STATUS_OK);
+  ASSERT_TRUE(notebook_.EditCell("c", "z = 1", v1::CELL_TYPE_UNSPECIFIED, std::nullopt).ok());
+  Run("c", v1::EXECUTION_STATUS_OK, 2);  // OK again: its stale reason is not shown
+  ASSERT_TRUE(notebook_.set_metadata_json(R"({"kernelspec": {"name": "python3"}})").ok());
+  const v1::Notebook snapshot = notebook_.Snapshot(/*with_graph=*/false);
+  ASSERT_TRUE(snapshot.cells(0).outputs_truncated());
+  ASSERT_EQ(snapshot.cells(2).state(), v1::CELL_STATE_STALE);
+  ASSERT_EQ(snapshot.cells(3).state(), v1::CELL_STATE_OK);
+  expect_same("cells in every state");
 }
 
 TEST_F(NotebookTest, LoadCellsIsAllOrNothing) {

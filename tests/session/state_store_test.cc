@@ -62,6 +62,9 @@ class StateStoreTest : public ::testing::Test {
     std::string source = "print(1)";
     uint64_t change = 0;
     std::function<void()> while_taken;
+    // The cells handed over as a serialized v1::Notebook (KernelSnapshot::notebook_bytes), as
+    // the session does.
+    bool cells_as_bytes = false;
   };
   StateStore::Snapshot SnapshotOf(const std::string& id, FakeKernel& kernel) {
     return [id, &kernel]() -> std::optional<StateStore::KernelSnapshot> {
@@ -72,9 +75,15 @@ class StateStoreTest : public ::testing::Test {
       internal::KernelState& state = snapshot.state;
       state.set_kernel_id(id);
       state.mutable_start_request()->set_kernel_spec("python3");
-      v1::Cell* cell = state.mutable_notebook()->add_cells();
+      v1::Notebook cells;
+      v1::Cell* cell = cells.add_cells();
       cell->set_cell_id("c1");
       cell->set_source(kernel.source);
+      if (kernel.cells_as_bytes) {
+        snapshot.notebook_bytes = cells.SerializeAsString();
+      } else {
+        state.mutable_notebook()->MergeFrom(cells);
+      }
       state.mutable_notebook()->set_last_seq(kernel.snapshots);
       if (kernel.while_taken) std::exchange(kernel.while_taken, nullptr)();
       return snapshot;
@@ -280,6 +289,28 @@ TEST_F(StateStoreTest, ChangesAfterTheFirstWriteAreAppendedToTheJournal) {
   EXPECT_EQ(SourceInStateFile("k1"), "print(1)") << "the state file is not rewritten";
   EXPECT_GT(fs::file_size(JournalFile("k1")), journal_size);
   EXPECT_EQ(LoadedSource(), "third");
+}
+
+TEST_F(StateStoreTest, ANotebookHandedOverAsBytesIsPartOfTheStateInTheFileAndTheJournal) {
+  std::unique_ptr<StateStore> store = OpenStore();
+  FakeKernel kernel;
+  kernel.cells_as_bytes = true;
+  RegisterAndWrite(*store, kernel);
+  EXPECT_EQ(SourceInStateFile("k1"), "print(1)");
+  Change(*store, kernel, "second");
+  ASSERT_GT(fs::file_size(JournalFile("k1")), 0u);
+  EXPECT_EQ(SourceInStateFile("k1"), "print(1)") << "the change went to the journal";
+  store.reset();
+  std::unique_ptr<StateStore> reader = OpenStore();
+  const StateStore::Loaded loaded = reader->LoadAll();
+  EXPECT_THAT(loaded.problems, IsEmpty());
+  ASSERT_THAT(loaded.kernels, SizeIs(1));
+  const v1::Notebook& notebook = loaded.kernels[0].notebook();
+  ASSERT_EQ(notebook.cells_size(), 1);
+  EXPECT_EQ(notebook.cells(0).source(), "second");
+  EXPECT_EQ(notebook.last_seq(), static_cast<uint64_t>(kernel.snapshots.load()))
+      << "the state's own notebook fields are kept";
+  EXPECT_EQ(loaded.kernels[0].start_request().kernel_spec(), "python3");
 }
 
 TEST_F(StateStoreTest, AJournalRecordCutShortByACrashLeavesTheStateBeforeIt) {
