@@ -348,6 +348,12 @@ absl::StatusOr<v1::Cell> Notebook::GetCell(const std::string& cell_id) const {
   return CellAt(*index);
 }
 
+absl::StatusOr<const v1::Cell*> Notebook::StoredCell(const std::string& cell_id) const {
+  absl::StatusOr<size_t> index = Find(cell_id);
+  if (!index.ok()) return index.status();
+  return &cells_[*index]->cell;
+}
+
 v1::Notebook Notebook::Snapshot(bool with_graph) const {
   v1::Notebook notebook;
   notebook.mutable_cells()->Reserve(size());

@@ -108,6 +108,10 @@ class Notebook {
 
   // One cell with its index and outputs.
   absl::StatusOr<v1::Cell> GetCell(const std::string& cell_id) const;
+  // The cell as stored, with no copy: its outputs, index, outputs_truncated and depends_on are
+  // not in it (and its stale_reason is meaningful only when STALE). Errors as GetCell. Valid
+  // until the notebook next changes.
+  absl::StatusOr<const v1::Cell*> StoredCell(const std::string& cell_id) const;
 
   // All cells in order, with index, outputs and outputs_truncated; `metadata` set,
   // `kernel_id` and `last_seq` left for the session. `with_graph`: also `graph` and each cell's

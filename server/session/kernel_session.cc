@@ -758,17 +758,17 @@ absl::Status KernelSession::RunCell(const std::string& cell_id, ExecutionOptions
 }
 
 absl::StatusOr<std::string> KernelSession::RunnableSourceLocked(const std::string& cell_id) const {
-  absl::StatusOr<v1::Cell> cell = notebook_.GetCell(cell_id);
+  absl::StatusOr<const v1::Cell*> cell = notebook_.StoredCell(cell_id);
   if (!cell.ok()) return cell.status();
-  if (cell->cell_type() != v1::CELL_TYPE_CODE) {
+  if ((*cell)->cell_type() != v1::CELL_TYPE_CODE) {
     return absl::InvalidArgumentError(
         absl::StrCat("cell_id: cell ", cell_id, " is not a code cell"));
   }
-  if (!HasCode(cell->source())) {
+  if (!HasCode((*cell)->source())) {
     return absl::InvalidArgumentError(
         absl::StrCat("cell_id: cell ", cell_id, " has no code to run"));
   }
-  return cell->source();
+  return (*cell)->source();
 }
 
 absl::Status KernelSession::RunCellCascade(const std::string& cell_id, v1::Cascade cascade,
@@ -879,16 +879,16 @@ void KernelSession::RunGroupLocked(const std::vector<GroupCell>& cells,
                                    Deferred& deferred) {
   std::vector<std::shared_ptr<Execution>> runs;
   for (const GroupCell& group_cell : cells) {
-    absl::StatusOr<v1::Cell> cell = notebook_.GetCell(group_cell.cell_id);
-    if (!cell.ok() || cell->cell_type() != v1::CELL_TYPE_CODE) continue;
-    if (!HasCode(cell->source())) {
+    absl::StatusOr<const v1::Cell*> cell = notebook_.StoredCell(group_cell.cell_id);
+    if (!cell.ok() || (*cell)->cell_type() != v1::CELL_TYPE_CODE) continue;
+    if (!HasCode((*cell)->source())) {
       v1::SkippedCell* skipped = run->result.add_skipped();
       skipped->set_cell_id(group_cell.cell_id);
       skipped->set_reason(v1::SKIP_REASON_EMPTY_SOURCE);
       continue;
     }
     auto execution =
-        NewExecutionLocked(group_cell.cell_id, cell->source(),
+        NewExecutionLocked(group_cell.cell_id, (*cell)->source(),
                            ExecutionOptions{per_cell_timeout, v1::ON_TIMEOUT_INTERRUPT});
     execution->group = run;
     execution->trigger = group_cell.trigger;
@@ -909,8 +909,9 @@ void KernelSession::RunGroupLocked(const std::vector<GroupCell>& cells,
 
 void KernelSession::EnqueueLocked(std::shared_ptr<Execution> execution) {
   if (!execution->cell_id.empty()) {
-    if (absl::StatusOr<v1::Cell> cell = notebook_.GetCell(execution->cell_id); cell.ok()) {
-      execution->state_before_queued = cell->state();
+    if (absl::StatusOr<const v1::Cell*> cell = notebook_.StoredCell(execution->cell_id);
+        cell.ok()) {
+      execution->state_before_queued = (*cell)->state();
     }
     notebook_.QueueRun(execution->cell_id, execution->execution_id).IgnoreError();
   }
@@ -1070,8 +1071,8 @@ void KernelSession::OnLateIopub(uint64_t generation, protocol::Message message) 
     // Stored only while the cell still shows that run; the event log always gets it.
     notebook::OutputList* outputs = nullptr;
     if (!finished.cell_id.empty()) {
-      absl::StatusOr<v1::Cell> cell = notebook_.GetCell(finished.cell_id);
-      if (cell.ok() && cell->last_run().execution_id() == finished.execution_id) {
+      absl::StatusOr<const v1::Cell*> cell = notebook_.StoredCell(finished.cell_id);
+      if (cell.ok() && (*cell)->last_run().execution_id() == finished.execution_id) {
         outputs = notebook_.outputs(finished.cell_id);
       }
     }

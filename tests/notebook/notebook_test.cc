@@ -174,6 +174,7 @@ TEST_F(NotebookTest, UnknownAndMalformedIds) {
   Add("a");
   const std::vector<std::string> mention = {"\"nope\""};
   ExpectError(notebook_.GetCell("nope").status(), absl::StatusCode::kNotFound, mention);
+  ExpectError(notebook_.StoredCell("nope").status(), absl::StatusCode::kNotFound, mention);
   ExpectError(notebook_.EditCell("nope", "x", v1::CELL_TYPE_UNSPECIFIED, std::nullopt).status(),
               absl::StatusCode::kNotFound, mention);
   ExpectError(notebook_.DeleteCell("nope"), absl::StatusCode::kNotFound, mention);
@@ -187,6 +188,8 @@ TEST_F(NotebookTest, UnknownAndMalformedIds) {
 
   for (const std::string& bad : {std::string(""), std::string("a b")}) {
     ExpectError(notebook_.GetCell(bad).status(), absl::StatusCode::kInvalidArgument, {"cell_id"});
+    ExpectError(notebook_.StoredCell(bad).status(), absl::StatusCode::kInvalidArgument,
+                {"cell_id"});
     ExpectError(notebook_.DeleteCell(bad), absl::StatusCode::kInvalidArgument, {"cell_id"});
     ExpectError(notebook_.MoveCell(bad, 0).status(), absl::StatusCode::kInvalidArgument,
                 {"cell_id"});
@@ -570,6 +573,21 @@ TEST_F(NotebookTest, LoadCellsReplaces) {
   ASSERT_TRUE(notebook_.LoadCells(std::move(cells), /*replace=*/true).ok());
   EXPECT_THAT(notebook_.cell_ids(), ElementsAre("b"));
   EXPECT_EQ(notebook_.source("b"), "kept id");
+}
+
+TEST_F(NotebookTest, TheStoredCellIsTheCellWithoutItsOutputs) {
+  Add("a", "print(1)");
+  Run("a", v1::EXECUTION_STATUS_OK, 7);
+  absl::StatusOr<const v1::Cell*> stored = notebook_.StoredCell("a");
+  ASSERT_TRUE(stored.ok()) << stored.status();
+  const absl::StatusOr<v1::Cell> full = notebook_.GetCell("a");
+  ASSERT_TRUE(full.ok()) << full.status();
+  ASSERT_EQ(full->outputs_size(), 1);
+  EXPECT_EQ((*stored)->outputs_size(), 0) << "no copy of the outputs";
+  EXPECT_EQ((*stored)->source(), "print(1)");
+  EXPECT_EQ((*stored)->state(), v1::CELL_STATE_OK);
+  EXPECT_EQ((*stored)->execution_count(), 7);
+  EXPECT_EQ((*stored)->last_run().execution_id(), full->last_run().execution_id());
 }
 
 TEST_F(NotebookTest, ReplacedCellsCanBeLeftForTheCallerToFree) {
