@@ -186,4 +186,11 @@ void OutputList::Reset() {
   truncated_ = false;
 }
 
+google::protobuf::RepeatedPtrField<v1::Output> OutputList::TakeOutputs() {
+  google::protobuf::RepeatedPtrField<v1::Output> taken;
+  taken.Swap(&outputs_);
+  Reset();
+  return taken;
+}
+
 }  // namespace cellgate::notebook

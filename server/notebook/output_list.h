@@ -47,6 +47,8 @@ class OutputList {
 
   // Removes all outputs and forgets a pending clear and the truncation.
   void Reset();
+  // Reset, giving the outputs to the caller instead of freeing them.
+  google::protobuf::RepeatedPtrField<v1::Output> TakeOutputs();
 
   // Puts back outputs saved from an OutputList (by a gateway before it restarted) as they were:
   // not merged or capped again, a truncation marker kept as it is.

@@ -1307,8 +1307,8 @@ void KernelSession::OnExecutionDone(uint64_t generation, const std::string& exec
 }
 
 v1::ExecutionResult KernelSession::BuildResultLocked(const Execution& execution,
-                                                    v1::ExecutionStatus status,
-                                                    const std::string& detail) {
+                                                     v1::ExecutionStatus status,
+                                                     const std::string& detail, bool take_scratch) {
   v1::ExecutionResult result;
   result.set_execution_id(execution.execution_id);
   result.set_cell_id(execution.cell_id);
@@ -1324,7 +1324,6 @@ v1::ExecutionResult KernelSession::BuildResultLocked(const Execution& execution,
                                             : notebook_.outputs(execution.cell_id);
   std::string text;
   if (outputs != nullptr && execution.started) {
-    *result.mutable_outputs() = outputs->outputs();
     for (const v1::Output& output : outputs->outputs()) {
       if (output.has_error()) {
         *result.mutable_error() = notebook::ErrorInfoFromOutput(output.error());
@@ -1334,6 +1333,11 @@ v1::ExecutionResult KernelSession::BuildResultLocked(const Execution& execution,
     text = notebook::RenderResultText(
         outputs->outputs(), static_cast<size_t>(config_.max_result_text_bytes), &text_truncated);
     result.set_truncated(outputs->truncated() || text_truncated);
+    if (take_scratch && outputs == execution.scratch_outputs.get()) {
+      *result.mutable_outputs() = execution.scratch_outputs->TakeOutputs();
+    } else {
+      *result.mutable_outputs() = outputs->outputs();
+    }
   }
   if (const char* word = StatusWord(status); *word != '\0') {
     if (!text.empty() && text.back() != '\n') text.push_back('\n');
@@ -1346,7 +1350,8 @@ v1::ExecutionResult KernelSession::BuildResultLocked(const Execution& execution,
 void KernelSession::FinishLocked(const std::shared_ptr<Execution>& execution,
                                  v1::ExecutionStatus status, std::string detail,
                                  Deferred& deferred) {
-  v1::ExecutionResult result = BuildResultLocked(*execution, status, detail);
+  // Output after this goes to the event log only (OnLateIopub): the scratch outputs are done.
+  v1::ExecutionResult result = BuildResultLocked(*execution, status, detail, /*take_scratch=*/true);
   TouchLocked();
   if (execution->started) {
     // Output published after the reply (e.g. by a background thread) still finds its cell.

@@ -251,8 +251,10 @@ class KernelSession : public std::enable_shared_from_this<KernelSession> {
   // Answers the caller now with TIMEOUT; the execution itself goes on being tracked.
   void ReportEarlyLocked(Execution& execution, const std::string& detail, Deferred& deferred)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  // The execution's result as it stands. `take_scratch`: an Execute's own outputs are moved
+  // into it rather than copied (for its end: nothing reads them after).
   v1::ExecutionResult BuildResultLocked(const Execution& execution, v1::ExecutionStatus status,
-                                        const std::string& detail)
+                                        const std::string& detail, bool take_scratch = false)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
   void FinishLocked(const std::shared_ptr<Execution>& execution, v1::ExecutionStatus status,
                     std::string detail, Deferred& deferred) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);

@@ -259,6 +259,21 @@ TEST(OutputListTest, ResetForgetsEverything) {
   EXPECT_EQ(list.size_bytes(), 0);
 }
 
+TEST(OutputListTest, TakeOutputsGivesThemAwayAndResets) {
+  OutputList list(5);
+  list.Append(Stdout("12"));
+  list.Append(Stderr("345678"));  // cut to fit: truncated
+  ASSERT_TRUE(list.truncated());
+  const google::protobuf::RepeatedPtrField<v1::Output> before = list.outputs();
+  google::protobuf::RepeatedPtrField<v1::Output> taken = list.TakeOutputs();
+  ASSERT_EQ(taken.size(), before.size());
+  for (int i = 0; i < taken.size(); ++i) EXPECT_EQ(taken[i].DebugString(), before[i].DebugString());
+  EXPECT_TRUE(list.outputs().empty());
+  EXPECT_FALSE(list.truncated());
+  EXPECT_EQ(list.size_bytes(), 0);
+  EXPECT_TRUE(list.Append(Stdout("abcde"))) << "the whole budget is available again";
+}
+
 TEST(OutputListTest, OutputBytes) {
   v1::Output error;
   error.mutable_error()->set_ename("E");
