@@ -4,13 +4,13 @@
 #include <iterator>
 #include <utility>
 
-#include <google/protobuf/io/coded_stream.h>
 #include <google/protobuf/wire_format_lite.h>
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "server/common/json_nesting.h"
+#include "server/common/proto_wire.h"
 
 namespace cellgate::notebook {
 namespace {
@@ -363,28 +363,13 @@ v1::Notebook Notebook::Snapshot(bool with_graph) const {
   return notebook;
 }
 
-namespace {
-
-using google::protobuf::internal::WireFormatLite;
-
-// The tag and length of a length-delimited field of `size` bytes.
-size_t LengthDelimitedHeaderSize(int field, size_t size) {
-  return WireFormatLite::TagSize(field, WireFormatLite::TYPE_MESSAGE) +
-         google::protobuf::io::CodedOutputStream::VarintSize64(size);
-}
-
-uint8_t* WriteLengthDelimitedHeader(int field, size_t size, uint8_t* at) {
-  at = WireFormatLite::WriteTagToArray(field, WireFormatLite::WIRETYPE_LENGTH_DELIMITED, at);
-  return google::protobuf::io::CodedOutputStream::WriteVarint64ToArray(size, at);
-}
-
-}  // namespace
-
 std::string Notebook::SerializedSnapshot() const {
   // Each cell is its entry's cell followed by the fields CellAt sets on its copy (a parser
   // reads fields in any order, the last value of a field winning) and by the outputs, written
   // straight from the OutputList as repeated `outputs` fields (appended in order).
-  using Lite = WireFormatLite;
+  using Lite = google::protobuf::internal::WireFormatLite;
+  using common::LengthDelimitedHeaderSize;
+  using common::WriteLengthDelimitedHeader;
   auto index_size = [](size_t i) {
     return Lite::TagSize(v1::Cell::kIndexFieldNumber, Lite::TYPE_INT32) +
            Lite::Int32Size(static_cast<int32_t>(i));

@@ -316,9 +316,7 @@ void KernelSession::RequestAnalysesLocked() {
     // A source analysed before (a re-import, a restore, the same cell in another kernel) is
     // answered in this change: one save, and the caller's reply already has the analysis.
     if (std::optional<kernel::CellAnalysis> cached = params_.analyzer->Cached(pending.source)) {
-      analyses_in_flight_.erase(pending.cell_id);
-      answered_at_once |= notebook_.SetAnalysis(pending.cell_id, pending.source,
-                                                ToNotebookAnalysis(*std::move(cached)));
+      answered_at_once |= ApplyAnalysisLocked(pending.cell_id, pending.source, *std::move(cached));
       continue;
     }
     auto [it, inserted] = analyses_in_flight_.try_emplace(pending.cell_id, pending.source);
@@ -339,16 +337,21 @@ void KernelSession::RequestAnalysesLocked() {
   if (answered_at_once) MarkChangedLocked(/*urgent=*/false);
 }
 
+bool KernelSession::ApplyAnalysisLocked(const std::string& cell_id, const std::string& source,
+                                        absl::StatusOr<kernel::CellAnalysis> analysis) {
+  if (auto it = analyses_in_flight_.find(cell_id);
+      it != analyses_in_flight_.end() && it->second == source) {
+    analyses_in_flight_.erase(it);
+  }
+  return notebook_.SetAnalysis(cell_id, source, ToNotebookAnalysis(std::move(analysis)));
+}
+
 void KernelSession::OnAnalysis(const std::string& cell_id, const std::string& source,
                                absl::StatusOr<kernel::CellAnalysis> analysis) {
   std::vector<absl::AnyInvocable<void()>> waiters;
   {
     absl::MutexLock lock(&mutex_);
-    if (auto it = analyses_in_flight_.find(cell_id);
-        it != analyses_in_flight_.end() && it->second == source) {
-      analyses_in_flight_.erase(it);
-    }
-    if (notebook_.SetAnalysis(cell_id, source, ToNotebookAnalysis(std::move(analysis)))) {
+    if (ApplyAnalysisLocked(cell_id, source, std::move(analysis))) {
       MarkChangedLocked(/*urgent=*/false);
     }
     if (--analyses_unanswered_ == 0) waiters.swap(analysis_waiters_);
@@ -1306,7 +1309,7 @@ void KernelSession::OnExecutionDone(uint64_t generation, const std::string& exec
   RunDeferred(deferred);
 }
 
-v1::ExecutionResult KernelSession::BuildResultLocked(const Execution& execution,
+v1::ExecutionResult KernelSession::BuildResultLocked(Execution& execution,
                                                      v1::ExecutionStatus status,
                                                      const std::string& detail, bool take_scratch) {
   v1::ExecutionResult result;

@@ -222,6 +222,11 @@ class KernelSession : public std::enable_shared_from_this<KernelSession> {
   // Asks the analyzer about every cell whose analysis is PENDING (once per source); a source
   // it remembers is answered at once.
   void RequestAnalysesLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  // Stores the analysis of `cell_id`'s `source`, which is no longer in flight; true if the
+  // notebook took it (the cell is still PENDING with that source).
+  bool ApplyAnalysisLocked(const std::string& cell_id, const std::string& source,
+                           absl::StatusOr<kernel::CellAnalysis> analysis)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
   void OnAnalysis(const std::string& cell_id, const std::string& source,
                   absl::StatusOr<kernel::CellAnalysis> analysis) ABSL_LOCKS_EXCLUDED(mutex_);
   void EnqueueLocked(std::shared_ptr<Execution> execution) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
@@ -253,7 +258,7 @@ class KernelSession : public std::enable_shared_from_this<KernelSession> {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
   // The execution's result as it stands. `take_scratch`: an Execute's own outputs are moved
   // into it rather than copied (for its end: nothing reads them after).
-  v1::ExecutionResult BuildResultLocked(const Execution& execution, v1::ExecutionStatus status,
+  v1::ExecutionResult BuildResultLocked(Execution& execution, v1::ExecutionStatus status,
                                         const std::string& detail, bool take_scratch = false)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
   void FinishLocked(const std::shared_ptr<Execution>& execution, v1::ExecutionStatus status,

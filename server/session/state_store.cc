@@ -10,12 +10,11 @@
 #include <random>
 #include <utility>
 
-#include <google/protobuf/io/coded_stream.h>
 #include <google/protobuf/util/time_util.h>
-#include <google/protobuf/wire_format_lite.h>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "server/common/proto_wire.h"
 #include "server/common/read_file.h"
 #include "server/common/unique_fd.h"
 #include "server/common/write_all.h"
@@ -23,20 +22,17 @@
 #include "server/session/state_journal.h"
 
 namespace cellgate::session {
-
 namespace {
-
-using google::protobuf::internal::WireFormatLite;
 
 // The snapshot's state with its notebook bytes merged into the `notebook` field (a field
 // given twice is merged by the parser), and that size without serializing.
 size_t SerializedSize(const StateStore::KernelSnapshot& snapshot) {
+  const size_t notebook_bytes = snapshot.notebook_bytes.size();
   size_t size = snapshot.state.ByteSizeLong();
-  if (!snapshot.notebook_bytes.empty()) {
-    size += WireFormatLite::TagSize(internal::KernelState::kNotebookFieldNumber,
-                                    WireFormatLite::TYPE_MESSAGE) +
-            google::protobuf::io::CodedOutputStream::VarintSize64(snapshot.notebook_bytes.size()) +
-            snapshot.notebook_bytes.size();
+  if (notebook_bytes > 0) {
+    size += common::LengthDelimitedHeaderSize(internal::KernelState::kNotebookFieldNumber,
+                                              notebook_bytes) +
+            notebook_bytes;
   }
   return size;
 }
@@ -44,13 +40,12 @@ size_t SerializedSize(const StateStore::KernelSnapshot& snapshot) {
 std::string Serialized(const StateStore::KernelSnapshot& snapshot) {
   std::string bytes = snapshot.state.SerializeAsString();
   if (!snapshot.notebook_bytes.empty()) {
+    const int field = internal::KernelState::kNotebookFieldNumber;
     const size_t state_size = bytes.size();
-    bytes.resize(SerializedSize(snapshot) - snapshot.notebook_bytes.size());
-    uint8_t* at = reinterpret_cast<uint8_t*>(bytes.data()) + state_size;
-    at = WireFormatLite::WriteTagToArray(internal::KernelState::kNotebookFieldNumber,
-                                         WireFormatLite::WIRETYPE_LENGTH_DELIMITED, at);
-    google::protobuf::io::CodedOutputStream::WriteVarint64ToArray(snapshot.notebook_bytes.size(),
-                                                                  at);
+    bytes.resize(state_size +
+                 common::LengthDelimitedHeaderSize(field, snapshot.notebook_bytes.size()));
+    common::WriteLengthDelimitedHeader(field, snapshot.notebook_bytes.size(),
+                                       reinterpret_cast<uint8_t*>(bytes.data()) + state_size);
     bytes.append(snapshot.notebook_bytes);
   }
   return bytes;
