@@ -11,14 +11,14 @@ build_packages=(
   build-essential cmake ninja-build pkg-config git ca-certificates
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libzmq3-dev cppzmq-dev nlohmann-json3-dev libsimdjson-dev prometheus-cpp-dev
-  libgtest-dev libgmock-dev libssl-dev zlib1g-dev
+  libgtest-dev libgmock-dev libssl-dev zlib1g-dev libjemalloc-dev
 )
 runtime_packages=(
   python3 python3-ipykernel python3-jupyter-client python3-zmq
   python3-numpy python3-pandas python3-matplotlib python3-pil
   bubblewrap procps
   # The shared libraries the binaries link (the -dev packages above depend on them).
-  libgrpc++1.51 libprotobuf32 libzmq5 libabsl20220623 libssl3 libsimdjson14 zlib1g
+  libgrpc++1.51 libprotobuf32 libzmq5 libabsl20220623 libssl3 libsimdjson14 zlib1g libjemalloc2
   libprometheus-cpp-core1.0 libprometheus-cpp-pull1.0
 )
 test_packages=(

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <cstddef>
 #include <cstdint>
 #include <fstream>
 #include <memory>
@@ -19,9 +20,23 @@ int64_t ResidentBytes() {
   return resident_pages * ::sysconf(_SC_PAGESIZE);
 }
 
+// Built twice: with glibc's malloc and linked with jemalloc, as the server is.
+extern "C" int mallctl(const char* name, void* oldp, size_t* oldlenp, void* newp, size_t newlen)
+    __attribute__((weak));
+
+TEST(HeapReleaseTest, TheAllocatorIsTheOneThisTestWasBuiltFor) {
+  const bool jemalloc = mallctl != nullptr;
+#ifdef HEAP_RELEASE_TEST_WITH_JEMALLOC
+  EXPECT_TRUE(jemalloc) << "linked with jemalloc, but glibc's malloc is in use";
+#else
+  EXPECT_FALSE(jemalloc) << "jemalloc is in use";
+#endif
+}
+
 TEST(HeapReleaseTest, FreedSmallBlocksGoBackToTheSystem) {
-  // 64 MiB in 4 KiB blocks (below the mmap threshold: they live in the arena), touched, then
-  // all freed but the last, which pins the arena's top so glibc's own trimming can't help.
+  // 64 MiB in 4 KiB blocks (below glibc's mmap threshold: they live in the arena; small for
+  // jemalloc), touched, then all freed but the last, which pins glibc's arena top so its own
+  // trimming can't help.
   constexpr int kBlocks = 16384;
   std::vector<std::unique_ptr<char[]>> blocks;
   for (int i = 0; i < kBlocks; ++i) {
