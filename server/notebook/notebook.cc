@@ -706,7 +706,13 @@ bool Notebook::SetAnalysis(const std::string& cell_id, const std::string& source
   return true;
 }
 
+void Notebook::InvalidateGraph() {
+  absl::MutexLock lock(&graph_mutex_);
+  graph_.reset();
+}
+
 const DependencyGraph& Notebook::Graph() const {
+  absl::MutexLock lock(&graph_mutex_);
   if (graph_ == nullptr) {
     std::vector<DependencyGraph::Cell> cells;
     cells.reserve(cells_.size());

@@ -14,6 +14,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
 #include "cellgate/v1/execution.pb.h"
 #include "cellgate/v1/notebook.pb.h"
 #include "server/notebook/dependency_graph.h"
@@ -43,7 +44,8 @@ namespace cellgate::notebook {
 // cells are in order only: the graph counts every code cell as depending on every one above,
 // and nothing is marked STALE for depending on a change.
 //
-// Not thread-safe: the session guards it.
+// Not thread-safe: the session guards it. Its const methods may run at the same time as each
+// other (the session's readers share its lock): the graph they may build is guarded on its own.
 class Notebook {
   struct Entry;
 
@@ -195,7 +197,7 @@ class Notebook {
   // dependents under the new analysis that had run become STALE.
   bool SetAnalysis(const std::string& cell_id, const std::string& source, Analysis analysis);
   // The dependency graph of the cells as they are now (rebuilt after a change).
-  const DependencyGraph& Graph() const;
+  const DependencyGraph& Graph() const ABSL_LOCKS_EXCLUDED(graph_mutex_);
   // The graph as the API shows it.
   v1::DependencyGraph GraphProto() const;
   // Why the graph is incomplete or absent, in words; empty when it is complete.
@@ -238,14 +240,17 @@ class Notebook {
   void MarkDependentsStale(const std::string& cell_id, const std::string& reason);
   // The cell's source changed (or it became a code cell): its analysis is PENDING.
   void ResetAnalysis(Entry& entry, const std::string& change) const;
-  void InvalidateGraph() { graph_.reset(); }
+  void InvalidateGraph() ABSL_LOCKS_EXCLUDED(graph_mutex_);
 
   Limits limits_;
   DependencyTracking tracking_;
   std::vector<std::unique_ptr<Entry>> cells_;
   // Every entry of cells_ by its cell id: lookups without comparing ids along the notebook.
   absl::flat_hash_map<std::string, Entry*> entries_by_id_;
-  mutable std::unique_ptr<DependencyGraph> graph_;  // null: to be built
+  // Built by the first const reader that needs it, dropped by a change (which has the notebook
+  // to itself: a reference Graph() gave stays valid until then).
+  mutable absl::Mutex graph_mutex_;
+  mutable std::unique_ptr<DependencyGraph> graph_ ABSL_GUARDED_BY(graph_mutex_);  // null: to build
   std::string metadata_json_;
   std::mt19937_64 random_;
 };

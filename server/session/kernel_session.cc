@@ -373,7 +373,7 @@ void KernelSession::ReplyWhenSavedLocked(absl::AnyInvocable<void()> reply,
 StateStore::KernelSnapshot KernelSession::SaveState() const {
   StateStore::KernelSnapshot snapshot;
   internal::KernelState& state = snapshot.state;
-  absl::MutexLock lock(&mutex_);
+  absl::ReaderMutexLock lock(&mutex_);  // only reads: a reply can be copied meanwhile
   snapshot.change = changes_;
   state.set_kernel_id(params_.kernel_id);
   *state.mutable_start_request() = params_.start_request;
@@ -639,7 +639,7 @@ absl::StatusOr<v1::Cell> KernelSession::GetCell(const std::string& cell_id) cons
 }
 
 v1::Notebook KernelSession::GetNotebook() const {
-  absl::MutexLock lock(&mutex_);
+  absl::ReaderMutexLock lock(&mutex_);
   v1::Notebook notebook = notebook_.Snapshot();
   notebook.set_kernel_id(params_.kernel_id);
   // Taken under the same lock that appends events: the snapshot reflects every event so far.
@@ -689,26 +689,32 @@ absl::StatusOr<v1::Notebook> KernelSession::ImportNotebook(const std::string& ip
       notebook::ParseIpynb(ipynb, config_.max_ipynb_bytes);
   if (!file.ok()) return file.status();
   notebook::Notebook::RemovedCells replaced;  // freed after the lock is released
-  absl::MutexLock lock(&mutex_);
-  TouchLocked();
-  const size_t loaded = file->cells.size();
-  if (absl::Status status = notebook_.LoadCells(std::move(file->cells), replace, &replaced);
-      !status.ok()) {
-    return status;
+  {
+    absl::MutexLock lock(&mutex_);
+    TouchLocked();
+    const size_t loaded = file->cells.size();
+    if (absl::Status status = notebook_.LoadCells(std::move(file->cells), replace, &replaced);
+        !status.ok()) {
+      return status;
+    }
+    if (replace) cell_extras_.clear();
+    if (replace || notebook_.metadata_json().empty() || notebook_.metadata_json() == "{}") {
+      notebook_.set_metadata_json(file->metadata_json).IgnoreError();
+    }
+    // The loaded cells are the notebook's last `loaded` ones, in file order (LoadCells may have
+    // renamed ids that clashed, so go by position).
+    const std::vector<std::string> ids = notebook_.cell_ids();
+    const size_t first = ids.size() - loaded;
+    for (size_t i = 0; i < loaded && i < file->cell_extras.size(); ++i) {
+      if (!file->cell_extras[i].empty()) cell_extras_[ids[first + i]] = file->cell_extras[i];
+    }
+    MarkChangedLocked(/*urgent=*/true);
+    RequestAnalysesLocked();
   }
-  if (replace) cell_extras_.clear();
-  if (replace || notebook_.metadata_json().empty() || notebook_.metadata_json() == "{}") {
-    notebook_.set_metadata_json(file->metadata_json).IgnoreError();
-  }
-  // The loaded cells are the notebook's last `loaded` ones, in file order (LoadCells may have
-  // renamed ids that clashed, so go by position).
-  const std::vector<std::string> ids = notebook_.cell_ids();
-  const size_t first = ids.size() - loaded;
-  for (size_t i = 0; i < loaded && i < file->cell_extras.size(); ++i) {
-    if (!file->cell_extras[i].empty()) cell_extras_[ids[first + i]] = file->cell_extras[i];
-  }
-  MarkChangedLocked(/*urgent=*/true);
-  RequestAnalysesLocked();
+  // The reply is copied under a shared lock, while the state writer serializes the import under
+  // another (SaveState) and then writes it: the two copies run side by side. A change made in
+  // between by another call shows in the reply, as it would in a GetNotebook right after.
+  absl::ReaderMutexLock lock(&mutex_);
   v1::Notebook notebook = notebook_.Snapshot();
   notebook.set_kernel_id(params_.kernel_id);
   notebook.set_last_seq(event_log_->last_seq());

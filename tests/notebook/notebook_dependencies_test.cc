@@ -1,10 +1,13 @@
 // The notebook's side of the dependency graph: analyses kept on cells, STALE marking of exactly
 // the dependents of a change (with the reason), and the graph as the API shows it. The analyses
 // are given by hand here; tests/analyzer checks what the analyzer says about real Python.
+#include <latch>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/notebook/notebook.h"
@@ -267,6 +270,38 @@ TEST(NotebookWithoutDependencyTrackingTest, CellsAreInOrderOnlyAndEditsMarkOnlyT
   EXPECT_THAT(notebook.Graph().Dependents(std::span<const std::string>(&a, 1)),
               ElementsAre("b", "c"));
   EXPECT_THAT(notebook.Graph().Upstream("c"), ElementsAre("a", "b"));
+}
+
+TEST_F(NotebookDependenciesTest, ReadersAtTheSameTimeSeeOneGraph) {
+  // The session lets readers share its lock (a reply is copied while the state is saved): the
+  // graph the first of them builds must not be built twice or dropped under another.
+  constexpr int kCells = 400;
+  for (int i = 0; i < kCells; ++i) {
+    Add(absl::StrCat("c", i), absl::StrCat("x", i, " = x", i - 1),
+        Analyzed({absl::StrCat("x", i)}, {absl::StrCat("x", i - 1)}));
+  }
+  const v1::Notebook saved = notebook_.Snapshot();
+  const v1::DependencyGraph& expected = saved.graph();
+  ASSERT_EQ(expected.dependencies_size(), kCells - 1);
+  constexpr int kReaders = 4;
+  for (int round = 0; round < 100; ++round) {
+    // The same cells again: the graph is dropped, and built by the first reader to need it.
+    ASSERT_TRUE(notebook_.RestoreCells({saved.cells().begin(), saved.cells().end()}).ok());
+    std::latch start(kReaders);
+    std::vector<v1::DependencyGraph> seen(kReaders);
+    std::vector<std::thread> readers;
+    for (int r = 0; r < kReaders; ++r) {
+      readers.emplace_back([&, r] {
+        start.arrive_and_wait();
+        seen[r] = notebook_.Snapshot().graph();
+      });
+    }
+    for (std::thread& reader : readers) reader.join();
+    for (int r = 0; r < kReaders; ++r) {
+      ASSERT_EQ(seen[r].SerializeAsString(), expected.SerializeAsString())
+          << "round " << round << ", reader " << r;
+    }
+  }
 }
 
 }  // namespace
