@@ -5,7 +5,8 @@ Builds realistic notebooks with nbformat (1000 cells, plus 100 and 10 for scale)
 own cellgate server with one kernel, and times, in interleaved rounds (warm-up rounds first):
 
 - ImportNotebook(replace=True) through the Python client (``Kernel.import_ipynb``) and as a raw
-  gRPC call (request bytes in, response bytes out: no protobuf or dataclass work in Python);
+  gRPC call (request bytes in, response bytes out: no protobuf or dataclass work in Python),
+  each also with ``omit_outputs`` (a reply without the outputs the request carried);
 - GetNotebook (client and raw) and ExportNotebook of the imported notebook;
 - with ``--state-dir temp`` (default) the server saves notebooks in its temp dir and replies to
   an import once it is saved (write + fsync + rename); ``--state-dir none`` saves nothing;
@@ -434,6 +435,10 @@ class Bench:
         import_reqs = {n: gw.ImportNotebookRequest(kernel_id=kernel.id, ipynb=nb["data"],
                                                    replace=True).SerializeToString()
                        for n, nb in self.notebooks.items()}
+        # The reply without the outputs the request just sent (`omit_outputs`).
+        lean_import_reqs = {n: gw.ImportNotebookRequest(
+            kernel_id=kernel.id, ipynb=nb["data"], replace=True,
+            omit_outputs=True).SerializeToString() for n, nb in self.notebooks.items()}
         sizes: Dict[int, Dict[str, int]] = {}
 
         def check_cells(n: int, count: int, what: str) -> None:
@@ -460,6 +465,15 @@ class Bench:
                 if r == 0 or r == rounds - 1:
                     parsed = notebook_pb2.Notebook.FromString(response)
                     check_cells(n, len(parsed.cells), "raw import")
+                result = rec.time(f"import_no_outputs[{n}]",
+                                  lambda: kernel.import_ipynb(data, replace=True, outputs=False),
+                                  record)
+                check_cells(n, len(result.cells), "client import without outputs")
+                lean_response = rec.time(f"import_raw_no_outputs[{n}]",
+                                         lambda: raw_import(lean_import_reqs[n]), record)
+                if r == 0 or r == rounds - 1:
+                    parsed = notebook_pb2.Notebook.FromString(lean_response)
+                    check_cells(n, len(parsed.cells), "raw import without outputs")
                 notebook = rec.time(f"get_notebook[{n}]", lambda: kernel.notebook(), record)
                 check_cells(n, len(notebook.cells), "GetNotebook")
                 nb_bytes = rec.time(f"get_notebook_raw[{n}]",
@@ -476,6 +490,7 @@ class Bench:
                     sizes[n] = {"ipynb_bytes": len(data),
                                 "import_request_bytes": len(import_reqs[n]),
                                 "import_response_bytes": len(response),
+                                "import_no_outputs_response_bytes": len(lean_response),
                                 "get_notebook_response_bytes": len(nb_bytes),
                                 "export_bytes": len(exported)}
             if r == self.s.warmup - 1 or r == rounds - 1 or (r + 1) % 10 == 0:
@@ -580,6 +595,9 @@ class Bench:
                     f"up {kib(sz['import_request_bytes'])}, "
                     f"down {kib(sz['import_response_bytes'])}"),
                 row("ImportNotebook (raw bytes)", f"import_raw[{n}]", "same"),
+                row("  reply without outputs (client)", f"import_no_outputs[{n}]",
+                    f"down {kib(sz['import_no_outputs_response_bytes'])}"),
+                row("  reply without outputs (raw)", f"import_raw_no_outputs[{n}]", "same"),
                 row("GetNotebook (client)", f"get_notebook[{n}]",
                     f"down {kib(sz['get_notebook_response_bytes'])}"),
                 row("GetNotebook (raw bytes)", f"get_notebook_raw[{n}]", "same"),

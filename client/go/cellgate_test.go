@@ -491,8 +491,25 @@ func TestKernelCellsAndExecution(t *testing.T) {
 			t.Fatalf("import: %v", nb2)
 		}
 		nb3, err := k.ImportIpynb(ctx, ipynb, true)
-		if err != nil || len(nb3.Cells) != 4 {
+		if err != nil || len(nb3.Cells) != 4 || len(nb3.Cells[0].Outputs) == 0 {
 			t.Fatalf("import replace: %v, %v", nb3, err)
+		}
+		// Without outputs: the same cells, none with outputs; the notebook still has them.
+		lean, err := k.ImportIpynb(ctx, ipynb, true, WithoutOutputs())
+		if err != nil || len(lean.Cells) != 4 || lean.Cells[0].CellId != "hello" {
+			t.Fatalf("import without outputs: %v, %v", lean, err)
+		}
+		leanNb, err := k.Notebook(ctx, WithoutOutputs())
+		if err != nil || len(leanNb.Cells) != 4 {
+			t.Fatalf("Notebook without outputs: %v, %v", leanNb, err)
+		}
+		for i := range lean.Cells {
+			if len(lean.Cells[i].Outputs) != 0 || len(leanNb.Cells[i].Outputs) != 0 {
+				t.Fatalf("cell %d has outputs: %v / %v", i, lean.Cells[i], leanNb.Cells[i])
+			}
+		}
+		if full, err := k.Notebook(ctx); err != nil || len(full.Cells[0].Outputs) != len(nb3.Cells[0].Outputs) {
+			t.Fatalf("Notebook after an import without outputs: %v, %v", full, err)
 		}
 		_, err = k.ImportIpynb(ctx, []byte(`{"nbformat": 3}`), true)
 		wantCode(t, err, codes.InvalidArgument)

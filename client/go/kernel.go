@@ -68,8 +68,9 @@ func (k *Kernel) Cell(ctx context.Context, cellID string) (*cellgatev1.Cell, err
 
 // Notebook returns every cell in order, with outputs, and the last_seq the snapshot includes:
 // StreamOutputs(ctx, nb.LastSeq, true) continues from it without a gap or a duplicate.
-func (k *Kernel) Notebook(ctx context.Context) (*cellgatev1.Notebook, error) {
-	nb, err := k.c.rpc.GetNotebook(ctx, &cellgatev1.GetNotebookRequest{KernelId: k.id})
+func (k *Kernel) Notebook(ctx context.Context, opts ...NotebookOption) (*cellgatev1.Notebook, error) {
+	c := notebookConfigOf(opts)
+	nb, err := k.c.rpc.GetNotebook(ctx, &cellgatev1.GetNotebookRequest{KernelId: k.id, OmitOutputs: c.omitOutputs})
 	return nb, wrap("GetNotebook", err)
 }
 
@@ -157,9 +158,11 @@ func (k *Kernel) ExportIpynb(ctx context.Context) ([]byte, error) {
 }
 
 // ImportIpynb imports the cells of an .ipynb file (nbformat 4) into the notebook, appending them
-// or, with replace, replacing the notebook; nothing is run. Returns the resulting notebook.
-func (k *Kernel) ImportIpynb(ctx context.Context, ipynb []byte, replace bool) (*cellgatev1.Notebook, error) {
-	nb, err := k.c.rpc.ImportNotebook(ctx, &cellgatev1.ImportNotebookRequest{KernelId: k.id, Ipynb: ipynb, Replace: replace})
+// or, with replace, replacing the notebook; nothing is run. Returns the resulting notebook
+// (WithoutOutputs: without the outputs just sent).
+func (k *Kernel) ImportIpynb(ctx context.Context, ipynb []byte, replace bool, opts ...NotebookOption) (*cellgatev1.Notebook, error) {
+	c := notebookConfigOf(opts)
+	nb, err := k.c.rpc.ImportNotebook(ctx, &cellgatev1.ImportNotebookRequest{KernelId: k.id, Ipynb: ipynb, Replace: replace, OmitOutputs: c.omitOutputs})
 	return nb, wrap("ImportNotebook", err)
 }
 

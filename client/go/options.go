@@ -168,3 +168,25 @@ func WithReconnect(maxRetries int, initialBackoff, maxBackoff time.Duration) Str
 		c.maxBackoff = maxBackoff
 	}
 }
+
+// NotebookOption configures Kernel.Notebook and Kernel.ImportIpynb.
+type NotebookOption func(*notebookConfig)
+
+type notebookConfig struct {
+	omitOutputs bool
+}
+
+// WithoutOutputs leaves the cells' outputs out of the notebook returned (GetNotebook's and
+// ImportNotebook's omit_outputs): ids, sources, states, analyses and the graph only. An import
+// stores the outputs all the same.
+func WithoutOutputs() NotebookOption {
+	return func(c *notebookConfig) { c.omitOutputs = true }
+}
+
+func notebookConfigOf(opts []NotebookOption) notebookConfig {
+	var c notebookConfig
+	for _, opt := range opts {
+		opt(&c)
+	}
+	return c
+}

@@ -366,7 +366,7 @@ grpc::ServerUnaryReactor* KernelGatewayService::GetNotebook(grpc::CallbackServer
                                                             v1::Notebook* response) {
   auto session = Authorize(context, request->kernel_id());
   if (!session.ok()) return Reply(context, session.status());
-  *response = (*session)->GetNotebook();
+  *response = (*session)->GetNotebook(/*with_outputs=*/!request->omit_outputs());
   return Reply(context, absl::OkStatus());
 }
 
@@ -397,7 +397,8 @@ grpc::ServerUnaryReactor* KernelGatewayService::ImportNotebook(
   if (status.ok()) status = ValidateImportNotebook(*request, config_);
   if (!status.ok()) return Reply(context, status);
   return ReplyWhenSaved(context, **session,
-                        (*session)->ImportNotebook(request->ipynb(), request->replace()),
+                        (*session)->ImportNotebook(request->ipynb(), request->replace(),
+                                                   /*reply_with_outputs=*/!request->omit_outputs()),
                         response);
 }
 

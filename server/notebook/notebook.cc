@@ -131,11 +131,11 @@ absl::StatusOr<Notebook::Entry*> Notebook::FindCodeCell(const std::string& cell_
   return entry;
 }
 
-v1::Cell Notebook::CellAt(size_t index, bool with_graph) const {
+v1::Cell Notebook::CellAt(size_t index, bool with_graph, bool with_outputs) const {
   const Entry& entry = *cells_[index];
   v1::Cell cell = entry.cell;
   cell.set_index(static_cast<int32_t>(index));
-  *cell.mutable_outputs() = entry.outputs->outputs();
+  if (with_outputs) *cell.mutable_outputs() = entry.outputs->outputs();
   cell.set_outputs_truncated(entry.outputs->truncated());
   if (cell.state() != v1::CELL_STATE_STALE) cell.clear_stale_reason();
   if (with_graph && tracking_.enabled && cell.cell_type() == v1::CELL_TYPE_CODE) {
@@ -354,10 +354,12 @@ absl::StatusOr<const v1::Cell*> Notebook::StoredCell(const std::string& cell_id)
   return &cells_[*index]->cell;
 }
 
-v1::Notebook Notebook::Snapshot(bool with_graph) const {
+v1::Notebook Notebook::Snapshot(bool with_graph, bool with_outputs) const {
   v1::Notebook notebook;
   notebook.mutable_cells()->Reserve(size());
-  for (size_t i = 0; i < cells_.size(); ++i) *notebook.add_cells() = CellAt(i, with_graph);
+  for (size_t i = 0; i < cells_.size(); ++i) {
+    *notebook.add_cells() = CellAt(i, with_graph, with_outputs);
+  }
   notebook.set_metadata(metadata_json_);
   if (with_graph) *notebook.mutable_graph() = GraphProto();
   return notebook;

@@ -117,8 +117,9 @@ class Notebook {
 
   // All cells in order, with index, outputs and outputs_truncated; `metadata` set,
   // `kernel_id` and `last_seq` left for the session. `with_graph`: also `graph` and each cell's
-  // `depends_on` (derived: not needed to save and restore the notebook).
-  v1::Notebook Snapshot(bool with_graph = true) const;
+  // `depends_on` (derived: not needed to save and restore the notebook). `with_outputs` false:
+  // the cells' `outputs` are left empty (outputs_truncated still says whether they were cut).
+  v1::Notebook Snapshot(bool with_graph = true, bool with_outputs = true) const;
   // The wire bytes of Snapshot(/*with_graph=*/false), written from the cells as they are: no
   // copy of their outputs is made (what a save needs, under the session's lock).
   std::string SerializedSnapshot() const;
@@ -227,7 +228,7 @@ class Notebook {
   // Find, then FAILED_PRECONDITION unless a code cell.
   absl::StatusOr<Entry*> FindCodeCell(const std::string& cell_id);
   std::optional<size_t> IndexOf(absl::string_view cell_id) const;
-  v1::Cell CellAt(size_t index, bool with_graph = true) const;
+  v1::Cell CellAt(size_t index, bool with_graph = true, bool with_outputs = true) const;
   absl::Status CheckSource(const std::string& source, absl::string_view field) const;
   // A fresh id not in `taken`.
   std::string NewCellId(const std::unordered_set<std::string>& taken);

@@ -638,9 +638,9 @@ absl::StatusOr<v1::Cell> KernelSession::GetCell(const std::string& cell_id) cons
   return notebook_.GetCell(cell_id);
 }
 
-v1::Notebook KernelSession::GetNotebook() const {
+v1::Notebook KernelSession::GetNotebook(bool with_outputs) const {
   absl::ReaderMutexLock lock(&mutex_);
-  v1::Notebook notebook = notebook_.Snapshot();
+  v1::Notebook notebook = notebook_.Snapshot(/*with_graph=*/true, with_outputs);
   notebook.set_kernel_id(params_.kernel_id);
   // Taken under the same lock that appends events: the snapshot reflects every event so far.
   notebook.set_last_seq(event_log_->last_seq());
@@ -683,8 +683,8 @@ std::string KernelSession::ExportNotebook() const {
   return notebook::ExportIpynb(file);
 }
 
-absl::StatusOr<v1::Notebook> KernelSession::ImportNotebook(const std::string& ipynb,
-                                                           bool replace) {
+absl::StatusOr<v1::Notebook> KernelSession::ImportNotebook(const std::string& ipynb, bool replace,
+                                                           bool reply_with_outputs) {
   absl::StatusOr<notebook::IpynbNotebook> file =
       notebook::ParseIpynb(ipynb, config_.max_ipynb_bytes);
   if (!file.ok()) return file.status();
@@ -715,7 +715,7 @@ absl::StatusOr<v1::Notebook> KernelSession::ImportNotebook(const std::string& ip
   // another (SaveState) and then writes it: the two copies run side by side. A change made in
   // between by another call shows in the reply, as it would in a GetNotebook right after.
   absl::ReaderMutexLock lock(&mutex_);
-  v1::Notebook notebook = notebook_.Snapshot();
+  v1::Notebook notebook = notebook_.Snapshot(/*with_graph=*/true, reply_with_outputs);
   notebook.set_kernel_id(params_.kernel_id);
   notebook.set_last_seq(event_log_->last_seq());
   return notebook;

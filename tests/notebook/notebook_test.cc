@@ -469,6 +469,14 @@ TEST_F(NotebookTest, SnapshotCarriesOutputsAndTruncation) {
   EXPECT_FALSE(snapshot.cells(1).outputs_truncated());
   EXPECT_EQ(snapshot.cells(1).index(), 1);
   EXPECT_THAT(snapshot.kernel_id(), IsEmpty());
+
+  // Without outputs: the same but for them, the truncation still said.
+  v1::Notebook lean = notebook.Snapshot(/*with_graph=*/true, /*with_outputs=*/false);
+  for (const v1::Cell& cell : lean.cells()) EXPECT_THAT(cell.outputs(), IsEmpty());
+  EXPECT_TRUE(lean.cells(0).outputs_truncated());
+  v1::Notebook full = snapshot;
+  for (v1::Cell& cell : *full.mutable_cells()) cell.clear_outputs();
+  EXPECT_EQ(lean.SerializeAsString(), full.SerializeAsString());
 }
 
 v1::Cell ImportCell(const std::string& id, v1::CellType type, const std::string& source,

@@ -82,7 +82,7 @@ type KernelGatewayClient interface {
 	// Errors: NOT_FOUND (unknown kernel or cell); INVALID_ARGUMENT (malformed cell_id, index out
 	// of range); FAILED_PRECONDITION (kernel SHUTTING_DOWN).
 	MoveCell(ctx context.Context, in *MoveCellRequest, opts ...grpc.CallOption) (*Cell, error)
-	// Returns the whole notebook: every cell in order, with outputs.
+	// Returns the whole notebook: every cell in order, with outputs (unless `omit_outputs`).
 	// Errors: NOT_FOUND (unknown kernel).
 	GetNotebook(ctx context.Context, in *GetNotebookRequest, opts ...grpc.CallOption) (*Notebook, error)
 	// Returns one cell, with outputs.
@@ -564,7 +564,7 @@ type KernelGatewayServer interface {
 	// Errors: NOT_FOUND (unknown kernel or cell); INVALID_ARGUMENT (malformed cell_id, index out
 	// of range); FAILED_PRECONDITION (kernel SHUTTING_DOWN).
 	MoveCell(context.Context, *MoveCellRequest) (*Cell, error)
-	// Returns the whole notebook: every cell in order, with outputs.
+	// Returns the whole notebook: every cell in order, with outputs (unless `omit_outputs`).
 	// Errors: NOT_FOUND (unknown kernel).
 	GetNotebook(context.Context, *GetNotebookRequest) (*Notebook, error)
 	// Returns one cell, with outputs.

@@ -173,17 +173,19 @@ class Kernel:
         return Cell.from_proto(await self._call(
             "GetCell", gw.GetCellRequest(kernel_id=self.id, cell_id=cell_id)))
 
-    async def notebook(self) -> Notebook:
+    async def notebook(self, *, outputs: bool = True) -> Notebook:
         return Notebook.from_proto(await self._call(
-            "GetNotebook", gw.GetNotebookRequest(kernel_id=self.id)))
+            "GetNotebook", gw.GetNotebookRequest(kernel_id=self.id, omit_outputs=not outputs)))
 
     async def export_ipynb(self) -> bytes:
         resp = await self._call("ExportNotebook", gw.ExportNotebookRequest(kernel_id=self.id))
         return resp.ipynb
 
-    async def import_ipynb(self, data: rq.IpynbArg, replace: bool = False) -> Notebook:
+    async def import_ipynb(self, data: rq.IpynbArg, replace: bool = False, *,
+                           outputs: bool = True) -> Notebook:
         return Notebook.from_proto(await self._call("ImportNotebook", gw.ImportNotebookRequest(
-            kernel_id=self.id, ipynb=rq.ipynb_bytes(data), replace=replace)))
+            kernel_id=self.id, ipynb=rq.ipynb_bytes(data), replace=replace,
+            omit_outputs=not outputs)))
 
     async def run_cell(self, cell_id: str, *, timeout: Optional[float] = None,
                        on_timeout: str = "interrupt", cascade: str = "none") -> ExecutionResult:

@@ -218,20 +218,24 @@ class Kernel:
         return Cell.from_proto(self._call(
             "GetCell", gw.GetCellRequest(kernel_id=self.id, cell_id=cell_id)))
 
-    def notebook(self) -> Notebook:
-        """Every cell in order with stored outputs, and the ``last_seq`` the snapshot includes."""
+    def notebook(self, *, outputs: bool = True) -> Notebook:
+        """Every cell in order with stored outputs, and the ``last_seq`` the snapshot includes.
+        ``outputs=False``: the cells without their outputs (ids, sources, states, analyses)."""
         return Notebook.from_proto(self._call(
-            "GetNotebook", gw.GetNotebookRequest(kernel_id=self.id)))
+            "GetNotebook", gw.GetNotebookRequest(kernel_id=self.id, omit_outputs=not outputs)))
 
     def export_ipynb(self) -> bytes:
         """The notebook as nbformat 4.5 JSON bytes."""
         return self._call("ExportNotebook", gw.ExportNotebookRequest(kernel_id=self.id)).ipynb
 
-    def import_ipynb(self, data: rq.IpynbArg, replace: bool = False) -> Notebook:
+    def import_ipynb(self, data: rq.IpynbArg, replace: bool = False, *,
+                     outputs: bool = True) -> Notebook:
         """Imports .ipynb cells (bytes, JSON text, a dict/NotebookNode or a path); appended, or
-        replacing the notebook with ``replace=True``. Nothing is run."""
+        replacing the notebook with ``replace=True``. Nothing is run. Returns the notebook;
+        ``outputs=False``: its cells without the outputs (which are imported all the same)."""
         return Notebook.from_proto(self._call("ImportNotebook", gw.ImportNotebookRequest(
-            kernel_id=self.id, ipynb=rq.ipynb_bytes(data), replace=replace)))
+            kernel_id=self.id, ipynb=rq.ipynb_bytes(data), replace=replace,
+            omit_outputs=not outputs)))
 
     # -- execution --------------------------------------------------------------------------
 

@@ -1,6 +1,7 @@
 """Every method of the synchronous client against a real server."""
 from __future__ import annotations
 
+import base64
 import json
 import re
 import threading
@@ -181,6 +182,36 @@ def test_export_and_import(kernel: cellgate.Kernel, tmp_path: Path) -> None:
     assert [c.cell_id for c in replaced] == ["exp", "md"]
     with pytest.raises(cellgate.InvalidArgument, match="ipynb"):
         kernel.import_ipynb(b"not json")
+
+
+def test_a_notebook_without_outputs(kernel: cellgate.Kernel) -> None:
+    # The import's reply and GetNotebook can leave the outputs out; the outputs are imported,
+    # stored and exported all the same.
+    png = base64.b64encode(b"\x89PNG not really").decode()
+    outputs = [nbformat.v4.new_output("stream", name="stdout", text="one\n"),
+               nbformat.v4.new_output("display_data", data={"image/png": png})]
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("print('one')", id="with-outputs", execution_count=1,
+                                  outputs=outputs),
+        nbformat.v4.new_markdown_cell("# title", id="md")])
+    reply = kernel.import_ipynb(nbformat.writes(nb), replace=True, outputs=False)
+    assert [(c.cell_id, c.state, c.execution_count) for c in reply] == [
+        ("with-outputs", CellState.STALE, 1), ("md", CellState.NEW, 0)]
+    assert [list(c.outputs) for c in reply] == [[], []]
+
+    full = kernel.notebook()
+    assert [o.WhichOneof("output") for o in full.cells[0].outputs] == ["stream", "display_data"]
+    assert full.cells[0].outputs[0].stream.text == "one\n"
+    assert full.cells[0].outputs[1].display_data.data["image/png"] == png
+    lean = kernel.notebook(outputs=False)
+    assert [c.cell_id for c in lean] == ["with-outputs", "md"] and lean.last_seq == full.last_seq
+    assert all(not c.outputs for c in lean)
+    assert kernel.cell("with-outputs").outputs == full.cells[0].outputs
+    exported = nbformat.reads(kernel.export_ipynb().decode(), as_version=4)
+    assert exported.cells[0].outputs[1].data["image/png"] == png
+
+    # The default reply carries them.
+    assert len(kernel.import_ipynb(nbformat.writes(nb), replace=True).cells[0].outputs) == 2
 
 
 def test_large_result_over_4_mib(kernel: cellgate.Kernel) -> None:

@@ -96,24 +96,28 @@ class GetKernelRequest(_message.Message):
     def __init__(self, kernel_id: _Optional[str] = ...) -> None: ...
 
 class GetNotebookRequest(_message.Message):
-    __slots__ = ["kernel_id"]
+    __slots__ = ["kernel_id", "omit_outputs"]
     KERNEL_ID_FIELD_NUMBER: _ClassVar[int]
+    OMIT_OUTPUTS_FIELD_NUMBER: _ClassVar[int]
     kernel_id: str
-    def __init__(self, kernel_id: _Optional[str] = ...) -> None: ...
+    omit_outputs: bool
+    def __init__(self, kernel_id: _Optional[str] = ..., omit_outputs: bool = ...) -> None: ...
 
 class GetServerInfoRequest(_message.Message):
     __slots__ = []
     def __init__(self) -> None: ...
 
 class ImportNotebookRequest(_message.Message):
-    __slots__ = ["ipynb", "kernel_id", "replace"]
+    __slots__ = ["ipynb", "kernel_id", "omit_outputs", "replace"]
     IPYNB_FIELD_NUMBER: _ClassVar[int]
     KERNEL_ID_FIELD_NUMBER: _ClassVar[int]
+    OMIT_OUTPUTS_FIELD_NUMBER: _ClassVar[int]
     REPLACE_FIELD_NUMBER: _ClassVar[int]
     ipynb: bytes
     kernel_id: str
+    omit_outputs: bool
     replace: bool
-    def __init__(self, kernel_id: _Optional[str] = ..., ipynb: _Optional[bytes] = ..., replace: bool = ...) -> None: ...
+    def __init__(self, kernel_id: _Optional[str] = ..., ipynb: _Optional[bytes] = ..., replace: bool = ..., omit_outputs: bool = ...) -> None: ...
 
 class InterruptKernelRequest(_message.Message):
     __slots__ = ["kernel_id"]

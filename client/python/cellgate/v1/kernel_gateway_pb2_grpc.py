@@ -318,7 +318,7 @@ class KernelGatewayServicer(object):
         raise NotImplementedError('Method not implemented!')
 
     def GetNotebook(self, request, context):
-        """Returns the whole notebook: every cell in order, with outputs.
+        """Returns the whole notebook: every cell in order, with outputs (unless `omit_outputs`).
         Errors: NOT_FOUND (unknown kernel).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
