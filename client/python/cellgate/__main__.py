@@ -68,7 +68,7 @@ def _print_result(result: ExecutionResult, out: TextIO, header: Optional[str]) -
 
 def _run(kernel: Kernel, args: argparse.Namespace, out: TextIO) -> int:
     data = args.notebook.read_bytes()
-    nb = kernel.import_ipynb(data, replace=True)
+    nb = kernel.import_ipynb(data, replace=True, outputs=False)  # only where each cell is
     positions = {c.cell_id: c for c in nb.cells}
     run = kernel.run_all(stop_on_error=not args.keep_going, timeout=args.timeout)
     for r in run.results:
