@@ -5,8 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 
-// jemalloc's control interface, present when the process is linked with jemalloc (the server
-// is; its unit tests may not be).
+// jemalloc's control interface, present when the process is linked with jemalloc.
 extern "C" int mallctl(const char* name, void* oldp, size_t* oldlenp, void* newp, size_t newlen)
     __attribute__((weak));
 
@@ -36,8 +35,10 @@ int64_t JemallocFreedBytes() {
 
 }  // namespace
 
+bool JemallocInUse() { return mallctl != nullptr; }
+
 int64_t ReleaseFreeHeapAbove(int64_t threshold_bytes) {
-  if (mallctl != nullptr) {
+  if (JemallocInUse()) {
     const int64_t freed = JemallocFreedBytes();
     if (freed <= threshold_bytes) return 0;
     mallctl("arena.4096.purge", nullptr, nullptr, nullptr, 0);

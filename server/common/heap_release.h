@@ -18,4 +18,8 @@ namespace cellgate::common {
 // release, 0 if nothing was done.
 int64_t ReleaseFreeHeapAbove(int64_t threshold_bytes);
 
+// Whether the process's malloc is jemalloc (the server is linked with it; its unit tests may not
+// be).
+bool JemallocInUse();
+
 }  // namespace cellgate::common

@@ -711,14 +711,10 @@ absl::StatusOr<v1::Notebook> KernelSession::ImportNotebook(const std::string& ip
     MarkChangedLocked(/*urgent=*/true);
     RequestAnalysesLocked();
   }
-  // The reply is copied under a shared lock, while the state writer serializes the import under
-  // another (SaveState) and then writes it: the two copies run side by side. A change made in
-  // between by another call shows in the reply, as it would in a GetNotebook right after.
-  absl::ReaderMutexLock lock(&mutex_);
-  v1::Notebook notebook = notebook_.Snapshot(/*with_graph=*/true, reply_with_outputs);
-  notebook.set_kernel_id(params_.kernel_id);
-  notebook.set_last_seq(event_log_->last_seq());
-  return notebook;
+  // The reply is a GetNotebook, copied under the shared lock while the state writer serializes
+  // the import under another (SaveState) and then writes it: the two copies run side by side.
+  // A change made in between by another call shows in the reply.
+  return GetNotebook(reply_with_outputs);
 }
 
 // ---- Execution ----

@@ -2,7 +2,6 @@
 
 #include <unistd.h>
 
-#include <cstddef>
 #include <cstdint>
 #include <fstream>
 #include <memory>
@@ -21,15 +20,11 @@ int64_t ResidentBytes() {
 }
 
 // Built twice: with glibc's malloc and linked with jemalloc, as the server is.
-extern "C" int mallctl(const char* name, void* oldp, size_t* oldlenp, void* newp, size_t newlen)
-    __attribute__((weak));
-
 TEST(HeapReleaseTest, TheAllocatorIsTheOneThisTestWasBuiltFor) {
-  const bool jemalloc = mallctl != nullptr;
 #ifdef HEAP_RELEASE_TEST_WITH_JEMALLOC
-  EXPECT_TRUE(jemalloc) << "linked with jemalloc, but glibc's malloc is in use";
+  EXPECT_TRUE(JemallocInUse()) << "linked with jemalloc, but glibc's malloc is in use";
 #else
-  EXPECT_FALSE(jemalloc) << "jemalloc is in use";
+  EXPECT_FALSE(JemallocInUse()) << "jemalloc is in use";
 #endif
 }
 
