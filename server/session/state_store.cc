@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -142,13 +143,13 @@ void StateStore::SyncWritten(Pass& pass) {
     RetryFailedLocked(failed);
   }
   if (!directory_synced) return;  // no journal starts: their next writes rewrite the files
-  for (const auto& [kernel_id, epoch] : pass.journals_to_start) {
-    if (failed.contains(kernel_id)) continue;
+  for (const Pass::JournalToStart& journal : pass.journals_to_start) {
+    if (failed.contains(journal.kernel_id)) continue;
     {
       absl::MutexLock lock(&mu_);
-      if (!snapshots_.contains(kernel_id)) continue;  // removed meanwhile
+      if (!snapshots_.contains(journal.kernel_id)) continue;  // removed meanwhile
     }
-    StartJournalLocked(kernel_id, epoch);
+    StartJournalLocked(journal.kernel_id, journal.epoch, journal.max_bytes);
   }
 }
 
@@ -446,7 +447,7 @@ absl::Status StateStore::WriteKernelLocked(const std::string& kernel_id, KernelS
     snapshot.state.set_journal_epoch(journal->second.epoch);
     // A fixed64: the size is the same whatever epoch the state gets below.
     const size_t record_bytes = kJournalRecordOverhead + SerializedSize(snapshot);
-    if (journal->second.offset + record_bytes <= options_.max_journal_bytes) {
+    if (journal->second.offset + record_bytes <= journal->second.max_bytes) {
       absl::Status appended = AppendToJournalLocked(kernel_id, Serialized(snapshot), pass);
       if (appended.ok()) return appended;
       obs::Log(obs::LogLevel::kWarning, "state_journal_failed",
@@ -487,10 +488,11 @@ absl::Status StateStore::RewriteStateFileLocked(const std::string& kernel_id,
   internal::KernelState& state = snapshot.state;
   state.set_journal_epoch(NewJournalEpoch());
   const std::string bytes = Serialized(snapshot);
+  const size_t max_journal_bytes = MaxJournalBytesFor(bytes.size());
   // A journal only for a state whose like could be appended next time: one this big would
   // rewrite the state file again, and the journal's restart would be for nothing.
-  const bool journaled = kJournalHeaderBytes + kJournalRecordOverhead + bytes.size() <=
-                         options_.max_journal_bytes;
+  const bool journaled =
+      kJournalHeaderBytes + kJournalRecordOverhead + bytes.size() <= max_journal_bytes;
   const uint64_t epoch = state.journal_epoch();
   // The state file is on disk before its journal is emptied: the other way round, a crash in
   // between would lose the states in the journal.
@@ -498,17 +500,25 @@ absl::Status StateStore::RewriteStateFileLocked(const std::string& kernel_id,
     if (absl::Status status = WriteAtomically(PathFor(kernel_id), bytes); !status.ok()) {
       return status;
     }
-    if (journaled) StartJournalLocked(kernel_id, epoch);
+    if (journaled) StartJournalLocked(kernel_id, epoch, max_journal_bytes);
     return absl::OkStatus();
   }
   absl::StatusOr<int> fd = WriteAndRename(PathFor(kernel_id), bytes);
   if (!fd.ok()) return fd.status();
   pass.unsynced.emplace_back(kernel_id, *fd);
-  if (journaled) pass.journals_to_start.emplace_back(kernel_id, epoch);
+  if (journaled) pass.journals_to_start.push_back({kernel_id, epoch, max_journal_bytes});
   return absl::OkStatus();
 }
 
-void StateStore::StartJournalLocked(const std::string& kernel_id, uint64_t epoch) {
+size_t StateStore::MaxJournalBytesFor(size_t state_bytes) const {
+  if (options_.max_journal_bytes == 0) return 0;
+  return std::max(
+      options_.max_journal_bytes,
+      kJournalHeaderBytes + options_.journal_states * (kJournalRecordOverhead + state_bytes));
+}
+
+void StateStore::StartJournalLocked(const std::string& kernel_id, uint64_t epoch,
+                                    size_t max_bytes) {
   const std::string path = JournalPathFor(kernel_id);
   absl::Status status = absl::OkStatus();
   bool created = false;
@@ -533,7 +543,7 @@ void StateStore::StartJournalLocked(const std::string& kernel_id, uint64_t epoch
               {"then", "the state file is rewritten at each write"}});
     return;
   }
-  journals_[kernel_id] = {epoch, kJournalHeaderBytes};
+  journals_[kernel_id] = {epoch, kJournalHeaderBytes, max_bytes};
 }
 
 }  // namespace cellgate::session

@@ -24,14 +24,14 @@ namespace cellgate::session {
 // kernel (`<dir>/kernels/<kernel_id>.state`) and its journal beside it (`<kernel_id>.journal`,
 // state_journal.h), so that a gateway started later on the same directory can restore them.
 //
-// A state that fits in the kernel's journal (`max_journal_bytes`) is appended to it and
-// fdatasynced; one that doesn't replaces the state file atomically (write to a temporary file,
-// fsync, rename, fsync the directory), and the journal starts afresh. Either way a crash at any
-// moment leaves the old state or the new one, never a torn one. Writes are coalesced: a kernel
-// marked changed many times is written once per `write_interval`; a change marked `urgent` (a
-// cell edited, an execution finished) is written as soon as the writer thread gets to it. One
-// writer thread serves every kernel; it takes a kernel's snapshot when it writes, not when the
-// change is marked. Thread-safe.
+// A state that fits in the kernel's journal is appended to it and fdatasynced; one that doesn't
+// replaces the state file atomically (write to a temporary file, fsync, rename, fsync the
+// directory), and the journal starts afresh, with room for a few more states of its size. Either
+// way a crash at any moment leaves the old state or the new one, never a torn one. Writes are
+// coalesced: a kernel marked changed many times is written once per `write_interval`; a change
+// marked `urgent` (a cell edited, an execution finished) is written as soon as the writer thread
+// gets to it. One writer thread serves every kernel; it takes a kernel's snapshot when it writes,
+// not when the change is marked. Thread-safe.
 //
 // A kernel numbers its changes; a reply that must report what is on disk waits for a write
 // whose snapshot includes its change (AfterWritten), which may be the write already under way.
@@ -57,9 +57,13 @@ class StateStore {
     // (a state file renamed into place, safe from a crash of the gateway), with the fsyncs
     // right after, batched per pass.
     bool fsync_before_reply = true;
-    // A kernel's journal grows to at most this; a state that would not fit is written as the
-    // state file instead, and the journal starts afresh. 0: no journal.
+    // A kernel's journal grows to at most this, or to room for `journal_states` states of the
+    // size its state file was last written with when that is more: a kernel with large
+    // outputs saves by appending too (one fdatasync, not a new file's two fsyncs), and its
+    // journal stays within that many times its state. A state that would not fit is written
+    // as the state file instead, and the journal starts afresh. 0: no journal.
     size_t max_journal_bytes = 1 << 20;
+    size_t journal_states = 4;
   };
 
   // Creates `<dir>/kernels` (mode 0700) if needed and checks it can be written.
@@ -121,9 +125,14 @@ class StateStore {
   struct Pass {
     std::map<std::string, uint64_t> snapshot_change;
     std::vector<std::pair<std::string, int>> unsynced;
-    // Kernels whose state file was rewritten but not yet fsynced, with its journal epoch: their
-    // journals start once it is (SyncWritten).
-    std::vector<std::pair<std::string, uint64_t>> journals_to_start;
+    // Kernels whose state file was rewritten but not yet fsynced: their journals start once it
+    // is (SyncWritten).
+    struct JournalToStart {
+      std::string kernel_id;
+      uint64_t epoch;  // the one the state file names
+      size_t max_bytes;
+    };
+    std::vector<JournalToStart> journals_to_start;
     // Kernels whose write failed: written again after the interval (RetryFailedLocked).
     std::set<std::string> failed;
   };
@@ -137,10 +146,12 @@ class StateStore {
                                      Pass& pass) ABSL_EXCLUSIVE_LOCKS_REQUIRED(io_mu_);
   absl::Status RewriteStateFileLocked(const std::string& kernel_id, KernelSnapshot& snapshot,
                                       Pass& pass) ABSL_EXCLUSIVE_LOCKS_REQUIRED(io_mu_);
+  // How big the journal of a state file holding `state_bytes` may grow (0: none).
+  size_t MaxJournalBytesFor(size_t state_bytes) const;
   // Empties the kernel's journal (creating it if needed) and heads it with `epoch`, the one its
-  // state file, on disk, names. Logs a failure: without a journal the next write rewrites the
-  // state file.
-  void StartJournalLocked(const std::string& kernel_id, uint64_t epoch)
+  // state file, on disk, names; it takes records up to `max_bytes` in all. Logs a failure:
+  // without a journal the next write rewrites the state file.
+  void StartJournalLocked(const std::string& kernel_id, uint64_t epoch, size_t max_bytes)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(io_mu_);
   // Marks the pass's failed kernels (still registered) changed, not urgently: the next pass,
   // once the interval is over, writes them again, and so on until a write works. What waited
@@ -162,10 +173,12 @@ class StateStore {
   // Held while a kernel's file is written or removed, so the two never interleave. Taken
   // before `mu_` when both are needed; snapshots are taken without either.
   absl::Mutex io_mu_;
-  // Per kernel with a journal started by this store: its epoch and where the next record goes.
+  // Per kernel with a journal started by this store: its epoch, where the next record goes and
+  // how far records may go.
   struct JournalEnd {
     uint64_t epoch;
     uint64_t offset;
+    uint64_t max_bytes;
   };
   std::map<std::string, JournalEnd> journals_ ABSL_GUARDED_BY(io_mu_);
   mutable absl::Mutex mu_;

@@ -334,13 +334,40 @@ TEST_F(StateStoreTest, AStateTooBigForTheJournalIsWrittenAsTheStateFile) {
   Change(*store, kernel, big);
   EXPECT_EQ(SourceInStateFile("k1"), big);
   EXPECT_EQ(LoadedSource(), big) << "the journal before it does not count";
-  // A small state after it: the state file again, and the journal starts afresh.
-  Change(*store, kernel, "small again");
-  EXPECT_EQ(SourceInStateFile("k1"), "small again");
+  // The journal starts afresh, with room for states of that size: what follows is appended.
   EXPECT_EQ(fs::file_size(JournalFile("k1")), kJournalHeaderBytes);
-  Change(*store, kernel, "appended");
-  EXPECT_EQ(SourceInStateFile("k1"), "small again");
-  EXPECT_EQ(LoadedSource(), "appended");
+  Change(*store, kernel, "small again");
+  EXPECT_EQ(SourceInStateFile("k1"), big);
+  EXPECT_EQ(LoadedSource(), "small again");
+}
+
+TEST_F(StateStoreTest, AKernelWithAStateBiggerThanTheJournalLimitSavesByAppendingToo) {
+  // Each state is about twice the limit: the journal makes room for four of them
+  // (Options::journal_states), so the state file is rewritten once in four or five writes.
+  std::unique_ptr<StateStore> store = OpenStoreWithJournalLimit(4096);
+  FakeKernel kernel;
+  RegisterAndWrite(*store, kernel);
+  const std::string first(8000, 'a');
+  Change(*store, kernel, first);
+  ASSERT_EQ(SourceInStateFile("k1"), first);
+  const uintmax_t state_file_bytes = fs::file_size(KernelFile("k1"));
+  int rewritten_at = 0;
+  for (int i = 1; i <= 6 && rewritten_at == 0; ++i) {
+    const std::string source(8000, static_cast<char>('a' + i));
+    Change(*store, kernel, source);
+    EXPECT_EQ(LoadedSource(), source);
+    if (SourceInStateFile("k1") == source) {
+      rewritten_at = i;
+    } else {
+      EXPECT_LE(fs::file_size(JournalFile("k1")),
+                kJournalHeaderBytes + 4 * (kJournalRecordOverhead + state_file_bytes + 8))
+          << "the journal stays within four states of the file's size";
+    }
+  }
+  // Three appends fit whatever a state's timestamp adds to its size; the fourth fits when it
+  // is no bigger than the state in the file.
+  EXPECT_GE(rewritten_at, 4) << "the writes after the state file's went to the journal";
+  EXPECT_LE(rewritten_at, 5) << "a full journal is not written past";
 }
 
 TEST_F(StateStoreTest, AJournalOlderThanItsStateFileIsIgnored) {
