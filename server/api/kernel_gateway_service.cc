@@ -6,11 +6,12 @@
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/util/time_util.h"
 #include "server/api/file_reactors.h"
+#include "server/api/raw_message.h"
 #include "server/api/request_validation.h"
 #include "server/api/status_mapping.h"
 #include "server/api/stream_outputs_reactor.h"
-#include "server/session/variable_transfer.h"
 #include "server/obs/metrics.h"
+#include "server/session/variable_transfer.h"
 
 namespace cellgate::api {
 namespace {
@@ -484,16 +485,27 @@ grpc::ServerUnaryReactor* KernelGatewayService::Execute(grpc::CallbackServerCont
   return reactor;
 }
 
-grpc::ServerWriteReactor<v1::OutputEvent>* KernelGatewayService::StreamOutputs(
-    grpc::CallbackServerContext* context, const v1::StreamOutputsRequest* request) {
-  auto session = Authorize(context, request->kernel_id());
-  absl::Status status = session.status();
-  if (status.ok()) status = ValidateStreamOutputs(*request, config_);
-  auto* reactor = new StreamOutputsReactor(status.ok() ? (*session)->event_log() : nullptr,
-                                           request->after_seq(), request->follow(),
-                                           request->cell_id(), request->execution_id(),
-      config_.stream_max_lag_bytes > 0 ? config_.stream_max_lag_bytes
-                                       : config_.event_log_max_bytes / 2);
+grpc::ServerWriteReactor<grpc::ByteBuffer>* KernelGatewayService::StreamOutputs(
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* raw_request) {
+  v1::StreamOutputsRequest request;
+  absl::Status status;
+  absl::StatusOr<std::shared_ptr<session::KernelSession>> session;
+  if (ParseByteBuffer(*raw_request, request)) {
+    session = Authorize(context, request.kernel_id());
+    status = session.status();
+  } else {
+    status = CheckAuth(context);
+    if (status.ok()) {
+      status = absl::InvalidArgumentError(
+          "request: not a cellgate.v1.StreamOutputsRequest (its bytes do not parse)");
+    }
+  }
+  if (status.ok()) status = ValidateStreamOutputs(request, config_);
+  auto* reactor =
+      new StreamOutputsReactor(status.ok() ? (*session)->event_log() : nullptr, request.after_seq(),
+                               request.follow(), request.cell_id(), request.execution_id(),
+                               config_.stream_max_lag_bytes > 0 ? config_.stream_max_lag_bytes
+                                                                : config_.event_log_max_bytes / 2);
   if (!status.ok()) {
     reactor->FinishWithError(ToGrpcStatus(status));
   } else {

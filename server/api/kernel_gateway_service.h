@@ -23,8 +23,10 @@ struct ServerIdentity {
 
 // The cellgate.v1.KernelGateway service on gRPC's callback API: no thread waits per pending
 // RunCell or per stream. Validates every request, checks the bearer token, maps absl::Status
-// to gRPC codes in one place (status_mapping.h).
-class KernelGatewayService final : public v1::KernelGateway::CallbackService {
+// to gRPC codes in one place (status_mapping.h). StreamOutputs is served raw: its request is
+// parsed here and its events are written as byte buffers that share the log's strings.
+class KernelGatewayService final : public v1::KernelGateway::WithRawCallbackMethod_StreamOutputs<
+                                       v1::KernelGateway::CallbackService> {
  public:
   KernelGatewayService(session::SessionRegistry& registry, const session::GatewayConfig& config,
                        const kernel::KernelSpecRegistry& specs, const TokenAuthenticator& auth,
@@ -88,8 +90,8 @@ class KernelGatewayService final : public v1::KernelGateway::CallbackService {
   grpc::ServerUnaryReactor* Execute(grpc::CallbackServerContext* context,
                                     const v1::ExecuteRequest* request,
                                     v1::ExecutionResult* response) override;
-  grpc::ServerWriteReactor<v1::OutputEvent>* StreamOutputs(
-      grpc::CallbackServerContext* context, const v1::StreamOutputsRequest* request) override;
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* StreamOutputs(
+      grpc::CallbackServerContext* context, const grpc::ByteBuffer* request) override;
   grpc::ServerReadReactor<v1::UploadFileRequest>* UploadFile(
       grpc::CallbackServerContext* context, v1::FileInfo* response) override;
   grpc::ServerWriteReactor<v1::FileChunk>* DownloadFile(

@@ -7,6 +7,8 @@
 #include <string>
 
 #include "absl/strings/match.h"
+#include "cellgate/v1/kernel_gateway.pb.h"
+#include "server/api/raw_message.h"
 #include "server/api/status_mapping.h"
 #include "server/obs/log.h"
 #include "server/obs/metrics.h"
@@ -33,7 +35,9 @@ class RequestObserver : public grpc::experimental::Interceptor {
       : method_(method != nullptr ? method : ""),
         // Only the gateway's own methods are sure to carry protobuf messages here; others (the
         // health service) may hand interceptors raw byte buffers.
-        reads_messages_(absl::StartsWith(method_, "/cellgate.v1.KernelGateway/")) {}
+        reads_messages_(absl::StartsWith(method_, "/cellgate.v1.KernelGateway/")),
+        // The gateway serves this one raw: its request arrives as a grpc::ByteBuffer.
+        raw_stream_outputs_(method_ == "/cellgate.v1.KernelGateway/StreamOutputs") {}
 
   void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
     if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::POST_RECV_INITIAL_METADATA)) {
@@ -46,7 +50,12 @@ class RequestObserver : public grpc::experimental::Interceptor {
     if (reads_messages_ && !seen_message_ &&
         methods->QueryInterceptionHookPoint(InterceptionHookPoints::POST_RECV_MESSAGE)) {
       seen_message_ = true;
-      if (void* message = methods->GetRecvMessage()) {
+      if (void* message = methods->GetRecvMessage(); message != nullptr && raw_stream_outputs_) {
+        v1::StreamOutputsRequest request;
+        if (ParseByteBuffer(*static_cast<const grpc::ByteBuffer*>(message), request)) {
+          kernel_id_ = request.kernel_id();
+        }
+      } else if (message != nullptr) {
         kernel_id_ = KernelIdOf(*static_cast<const google::protobuf::Message*>(message));
       }
     }
@@ -69,6 +78,7 @@ class RequestObserver : public grpc::experimental::Interceptor {
  private:
   const std::string method_;
   const bool reads_messages_;
+  const bool raw_stream_outputs_;
   std::string kernel_id_;
   std::string request_id_;
   bool seen_message_ = false;

@@ -1,6 +1,7 @@
 #include "server/api/stream_outputs_reactor.h"
 
 #include "absl/strings/str_cat.h"
+#include "server/api/raw_message.h"
 #include "server/api/status_mapping.h"
 #include "server/obs/metrics.h"
 
@@ -60,10 +61,11 @@ void StreamOutputsReactor::Pump() {
 void StreamOutputsReactor::PumpLocked() {
   while (!finished_ && !writing_ && !waiting_) {
     if (!pending_.empty()) {
-      in_flight_ = std::move(pending_.front());
+      in_flight_seq_ = pending_.front()->seq();
+      in_flight_ = ByteBufferSharingStrings(std::move(pending_.front()));
       pending_.pop_front();
       writing_ = true;
-      StartWrite(in_flight_.get());
+      StartWrite(&in_flight_);
       return;
     }
     absl::StatusOr<std::vector<session::EventLog::EventPtr>> batch =
@@ -114,8 +116,8 @@ void StreamOutputsReactor::OnWriteDone(bool ok) {
   {
     absl::MutexLock lock(&mutex_);
     writing_ = false;
-    if (in_flight_ != nullptr) delivered_seq_ = in_flight_->seq();
-    in_flight_.reset();
+    delivered_seq_ = in_flight_seq_;
+    in_flight_.Clear();
     if (!ok) {
       // The client is gone; OnCancel / OnDone follow.
       FinishLocked(grpc::Status(grpc::StatusCode::CANCELLED, "stream write failed"));

@@ -17,8 +17,9 @@ namespace cellgate::api {
 // `follow`) live events until the client cancels, the log closes (kernel shut down) or the
 // server drains. One write in flight; no thread waits while there is nothing to send (the
 // reactor parks a waiter on the EventLog). A reader that falls too far behind is ended with
-// RESOURCE_EXHAUSTED naming the seq to resume from.
-class StreamOutputsReactor : public grpc::ServerWriteReactor<v1::OutputEvent> {
+// RESOURCE_EXHAUSTED naming the seq to resume from. Events go out as byte buffers that share
+// their long strings with the log (shared_byte_buffer.h): the method is served raw.
+class StreamOutputsReactor : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
   // `max_lag_bytes` > 0: a live follower (one that has caught up with the log once) whose
   // delivered events trail the newest by more than that is ended with RESOURCE_EXHAUSTED while
@@ -55,7 +56,8 @@ class StreamOutputsReactor : public grpc::ServerWriteReactor<v1::OutputEvent> {
   int64_t last_seq_ ABSL_GUARDED_BY(mutex_);  // last event read from the log
   int64_t delivered_seq_ ABSL_GUARDED_BY(mutex_);  // last event whose write completed
   std::deque<session::EventLog::EventPtr> pending_ ABSL_GUARDED_BY(mutex_);
-  session::EventLog::EventPtr in_flight_ ABSL_GUARDED_BY(mutex_);  // alive until written
+  int64_t in_flight_seq_ ABSL_GUARDED_BY(mutex_) = 0;
+  grpc::ByteBuffer in_flight_ ABSL_GUARDED_BY(mutex_);  // alive until written
   bool writing_ ABSL_GUARDED_BY(mutex_) = false;
   bool finished_ ABSL_GUARDED_BY(mutex_) = false;
   session::EventLog::WaitId wait_id_ ABSL_GUARDED_BY(mutex_) = 0;

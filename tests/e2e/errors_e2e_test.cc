@@ -35,6 +35,24 @@ struct NoRestartFlags {
 };
 class ErrorTest : public ServerSuite<NoRestartFlags> {};
 
+TEST_F(ErrorTest, AStreamOutputsRequestWhoseBytesDoNotParseIsInvalidArgument) {
+  // StreamOutputs is served raw; a client that sends what is not a StreamOutputsRequest gets
+  // the same kind of answer as from the methods gRPC parses itself.
+  const grpc::internal::RpcMethod method("/cellgate.v1.KernelGateway/StreamOutputs",
+                                         grpc::internal::RpcMethod::SERVER_STREAMING);
+  grpc::Slice garbage(std::string("\xff\xff\xff\xff", 4));
+  const grpc::ByteBuffer request(&garbage, 1);
+  std::unique_ptr<grpc::ClientContext> context = client().Context();
+  std::unique_ptr<grpc::ClientReader<grpc::ByteBuffer>> reader(
+      grpc::internal::ClientReaderFactory<grpc::ByteBuffer>::Create(
+          client().channel().get(), method, context.get(), request));
+  grpc::ByteBuffer event;
+  EXPECT_FALSE(reader->Read(&event));
+  const grpc::Status status = reader->Finish();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("StreamOutputsRequest"));
+}
+
 TEST_F(ErrorTest, UnknownKernelAndCellAreNotFound) {
   v1::GetKernelRequest get;
   get.set_kernel_id("0123456789abcdef0123456789abcdef");
