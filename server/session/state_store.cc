@@ -271,6 +271,7 @@ StateStore::Loaded StateStore::LoadAll() const {
 void StateStore::Register(const std::string& kernel_id, Snapshot snapshot) {
   absl::MutexLock lock(&mu_);
   snapshots_[kernel_id] = std::make_shared<Snapshot>(std::move(snapshot));
+  written_change_.erase(kernel_id);  // a kernel numbers its changes from its start
   changed_.insert(kernel_id);
   urgent_ = true;
 }
@@ -286,7 +287,11 @@ void StateStore::AfterWritten(const std::string& kernel_id, uint64_t change,
                               absl::AnyInvocable<void()> then) {
   {
     absl::MutexLock lock(&mu_);
-    if (snapshots_.contains(kernel_id)) {
+    auto written = written_change_.find(kernel_id);
+    // A write that included the change may have ended before the reply asks (an import's
+    // reply is copied while its state is written): then it is answered without another.
+    const bool written_already = written != written_change_.end() && written->second >= change;
+    if (snapshots_.contains(kernel_id) && !written_already) {
       waiting_[kernel_id].push_back({change, std::move(then)});
       // A kernel being written is looked at again when the pass ends (TakeServedLocked).
       if (!writing_.contains(kernel_id)) {
@@ -307,6 +312,7 @@ void StateStore::Remove(const std::string& kernel_id) {
       absl::MutexLock lock(&mu_);
       snapshots_.erase(kernel_id);
       changed_.erase(kernel_id);
+      written_change_.erase(kernel_id);
       if (auto it = waiting_.find(kernel_id); it != waiting_.end()) {
         waiting = std::move(it->second);
         waiting_.erase(it);
@@ -383,9 +389,16 @@ std::vector<absl::AnyInvocable<void()>> StateStore::TakeServedLocked(
     const std::set<std::string>& batch, const Pass& pass) {
   std::vector<absl::AnyInvocable<void()>> served;
   for (const std::string& kernel_id : batch) {
+    auto written = pass.snapshot_change.find(kernel_id);
+    auto registration = snapshots_.find(kernel_id);
+    if (written != pass.snapshot_change.end() && !pass.failed.contains(kernel_id) &&
+        registration != snapshots_.end() &&
+        registration->second == pass.snapshot_source.at(kernel_id)) {
+      uint64_t& through = written_change_[kernel_id];
+      through = std::max(through, written->second);
+    }
     auto waiting = waiting_.find(kernel_id);
     if (waiting == waiting_.end()) continue;
-    auto written = pass.snapshot_change.find(kernel_id);
     std::vector<Waiter> later;
     for (Waiter& waiter : waiting->second) {
       if (written == pass.snapshot_change.end() || waiter.change <= written->second) {
@@ -431,6 +444,7 @@ StateStore::Pass StateStore::WriteKernels(const std::set<std::string>& kernel_id
     }
     // Written or failed (logged): either way what waited for this change is answered.
     pass.snapshot_change[kernel_id] = taken->change;
+    pass.snapshot_source[kernel_id] = snapshot;
     if (absl::Status status = WriteKernelLocked(kernel_id, *taken, pass); !status.ok()) {
       obs::Log(obs::LogLevel::kError, "state_write_failed",
                {{"kernel_id", kernel_id}, {"error", std::string(status.message())},

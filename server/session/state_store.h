@@ -124,6 +124,9 @@ class StateStore {
   // `fsync_before_reply`), with their kernels, for SyncWritten.
   struct Pass {
     std::map<std::string, uint64_t> snapshot_change;
+    // The registration each snapshot came from: a kernel removed and registered again under
+    // the same id during the pass numbers its changes afresh.
+    std::map<std::string, std::shared_ptr<Snapshot>> snapshot_source;
     std::vector<std::pair<std::string, int>> unsynced;
     // Kernels whose state file was rewritten but not yet fsynced: their journals start once it
     // is (SyncWritten).
@@ -192,6 +195,9 @@ class StateStore {
     absl::AnyInvocable<void()> then;
   };
   std::map<std::string, std::vector<Waiter>> waiting_ ABSL_GUARDED_BY(mu_);
+  // Per kernel, the last change a write included (whether its fsync is done or follows, as
+  // for what waits): a reply asking after the write is answered at once.
+  std::map<std::string, uint64_t> written_change_ ABSL_GUARDED_BY(mu_);
   bool urgent_ ABSL_GUARDED_BY(mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   // Bumped when a writer pass finishes: Flush waits for a pass that started after it was called.

@@ -238,6 +238,40 @@ TEST_F(StateStoreTest, TheWriteUnderWayAnswersAReplyItsSnapshotIncludes) {
   EXPECT_EQ(kernel.snapshots, 2) << "the reply made no second write";
 }
 
+// A reply that asks once the write including its change is over (an import's reply is copied
+// while the state is written) is answered at once, not by another write.
+TEST_F(StateStoreTest, AReplyAskingAfterItsChangeWasWrittenIsAnsweredWithoutAnotherWrite) {
+  std::unique_ptr<StateStore> store = OpenStore();
+  FakeKernel kernel;
+  RegisterAndWrite(*store, kernel);
+  Change(*store, kernel, "edited");
+  ASSERT_EQ(kernel.snapshots, 2);
+  bool replied = false;
+  store->AfterWritten("k1", kernel.change, [&] { replied = true; });
+  EXPECT_TRUE(replied) << "the write that included the change answers it";
+  store->Flush();
+  EXPECT_EQ(kernel.snapshots, 2) << "no second write";
+
+  // A change not written yet still waits for its write.
+  ++kernel.change;
+  absl::Notification written;
+  store->AfterWritten("k1", kernel.change, [&] { written.Notify(); });
+  ASSERT_TRUE(written.WaitForNotificationWithTimeout(absl::Seconds(30)));
+  EXPECT_EQ(kernel.snapshots, 3);
+
+  // A kernel registered again under the id numbers its changes afresh: what was written for
+  // the one before answers none of its replies.
+  store->Remove("k1");
+  FakeKernel again;
+  RegisterAndWrite(*store, again);
+  ASSERT_EQ(again.snapshots, 1);
+  again.change = 1;
+  absl::Notification again_written;
+  store->AfterWritten("k1", 1, [&] { again_written.Notify(); });
+  ASSERT_TRUE(again_written.WaitForNotificationWithTimeout(absl::Seconds(30)));
+  EXPECT_EQ(again.snapshots, 2) << "its change 1 was written for it";
+}
+
 // A reply for a change made after the snapshot under way was taken waits for the next write.
 TEST_F(StateStoreTest, AChangeTheWriteUnderWayMissedIsWrittenNextBeforeItsReply) {
   std::unique_ptr<StateStore> store = OpenStore();
