@@ -391,9 +391,13 @@ std::vector<absl::AnyInvocable<void()>> StateStore::TakeServedLocked(
   for (const std::string& kernel_id : batch) {
     auto written = pass.snapshot_change.find(kernel_id);
     auto registration = snapshots_.find(kernel_id);
+    // Removed and registered again under the same id while the pass wrote the one before: what
+    // was written is not the kernel now registered, and answers none of its waiters.
+    const bool other_registration = written != pass.snapshot_change.end() &&
+                                    registration != snapshots_.end() &&
+                                    registration->second != pass.snapshot_source.at(kernel_id);
     if (written != pass.snapshot_change.end() && !pass.failed.contains(kernel_id) &&
-        registration != snapshots_.end() &&
-        registration->second == pass.snapshot_source.at(kernel_id)) {
+        registration != snapshots_.end() && !other_registration) {
       uint64_t& through = written_change_[kernel_id];
       through = std::max(through, written->second);
     }
@@ -401,7 +405,8 @@ std::vector<absl::AnyInvocable<void()>> StateStore::TakeServedLocked(
     if (waiting == waiting_.end()) continue;
     std::vector<Waiter> later;
     for (Waiter& waiter : waiting->second) {
-      if (written == pass.snapshot_change.end() || waiter.change <= written->second) {
+      if (!other_registration &&
+          (written == pass.snapshot_change.end() || waiter.change <= written->second)) {
         served.push_back(std::move(waiter.then));
       } else {
         later.push_back(std::move(waiter));

@@ -272,6 +272,33 @@ TEST_F(StateStoreTest, AReplyAskingAfterItsChangeWasWrittenIsAnsweredWithoutAnot
   EXPECT_EQ(again.snapshots, 2) << "its change 1 was written for it";
 }
 
+// A kernel shut down and another started under its id while the writer takes the first one's
+// snapshot: the write of the first answers no reply of the second.
+TEST_F(StateStoreTest, AWriteOfAKernelRemovedMeanwhileAnswersNoReplyOfTheOneRegisteredAfter) {
+  std::unique_ptr<StateStore> store = OpenStore();
+  FakeKernel old_kernel;
+  RegisterAndWrite(*store, old_kernel);
+  old_kernel.change = 5;
+  FakeKernel new_kernel;
+  new_kernel.source = "the new kernel";
+  new_kernel.change = 1;
+  absl::Notification replied;
+  int new_snapshots_when_replied = -1;
+  old_kernel.while_taken = [&] {
+    store->Remove("k1");
+    store->Register("k1", SnapshotOf("k1", new_kernel));
+    store->AfterWritten("k1", 1, [&] {
+      new_snapshots_when_replied = new_kernel.snapshots;
+      replied.Notify();
+    });
+  };
+  store->MarkChanged("k1", /*urgent=*/true);
+  ASSERT_TRUE(replied.WaitForNotificationWithTimeout(absl::Seconds(30)));
+  EXPECT_GE(new_snapshots_when_replied, 1) << "answered before the new kernel was written";
+  store->Flush();
+  EXPECT_EQ(LoadedSource(), "the new kernel");
+}
+
 // A reply for a change made after the snapshot under way was taken waits for the next write.
 TEST_F(StateStoreTest, AChangeTheWriteUnderWayMissedIsWrittenNextBeforeItsReply) {
   std::unique_ptr<StateStore> store = OpenStore();
