@@ -19,6 +19,8 @@ using Owner = std::shared_ptr<const google::protobuf::MessageLite>;
 // string longer than a block's rest is aliased rather than copied.
 constexpr size_t kMinBlockBytes = 256;
 constexpr size_t kMaxBlockBytes = 64 * 1024;
+// A message this small is copied whole into one slice: sharing would save next to nothing.
+constexpr size_t kWholeCopyBytes = 4 * 1024;
 
 void ReleaseOwner(void* owner) { delete static_cast<Owner*>(owner); }
 
@@ -95,6 +97,13 @@ class SliceSink final : public google::protobuf::io::ZeroCopyOutputStream {
 
 grpc::ByteBuffer ByteBufferSharingStrings(Owner message) {
   const size_t total_bytes = message->ByteSizeLong();
+  if (total_bytes <= kWholeCopyBytes) {
+    // Most events (a printed line, a status) are small: one slice, as gRPC itself makes.
+    grpc_slice slice = grpc_slice_malloc(total_bytes);
+    message->SerializeWithCachedSizesToArray(GRPC_SLICE_START_PTR(slice));
+    grpc::Slice whole(slice, grpc::Slice::STEAL_REF);
+    return grpc::ByteBuffer(&whole, 1);
+  }
   SliceSink sink(message, total_bytes);
   {
     google::protobuf::io::CodedOutputStream coded(&sink);

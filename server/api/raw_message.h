@@ -13,8 +13,8 @@ namespace cellgate::api {
 // bytes field too long for the block being written (a stream's text) becomes a slice of the
 // buffer that points into the message itself, and such slices hold a reference to `message`
 // until gRPC is done with them. The rest (tags, lengths, short fields, map entries, repeated
-// strings: protobuf copies those) is written into blocks of its own. The bytes are those of
-// `message->SerializeAsString()`.
+// strings: protobuf copies those) is written into blocks of its own; a message of at most
+// 4 KiB is copied whole into one slice. The bytes are those of `message->SerializeAsString()`.
 //
 // A StreamOutputs follower writes every event this way: a 50 MB output goes to the socket from
 // where the session stored it, and a thousand followers of one kernel share its text instead of

@@ -52,6 +52,7 @@ std::shared_ptr<v1::OutputEvent> StreamEvent(std::string text) {
 TEST(ByteBufferSharingStringsTest, HoldsTheSameBytesAsTheMessageSerialized) {
   auto big = StreamEvent(std::string(1 << 20, 'x') + "\nlast line ✓\n");
   auto small = StreamEvent("1\n");
+  auto medium = StreamEvent(std::string(5000, 'm'));
   auto display = std::make_shared<v1::OutputEvent>();
   display->set_seq(7);
   v1::DisplayData* data = display->mutable_output()->mutable_display_data();
@@ -64,7 +65,7 @@ TEST(ByteBufferSharingStringsTest, HoldsTheSameBytesAsTheMessageSerialized) {
   raised->set_evalue(std::string(100000, 'v'));
   for (int i = 0; i < 50; ++i) raised->add_traceback(std::string(5000, 't'));
 
-  for (const auto& event : {big, small, display, error}) {
+  for (const auto& event : {big, small, medium, display, error}) {
     const std::string expected = event->SerializeAsString();
     const grpc::ByteBuffer buffer = ByteBufferSharingStrings(event);
     EXPECT_EQ(buffer.Length(), expected.size());
