@@ -389,24 +389,24 @@ std::vector<absl::AnyInvocable<void()>> StateStore::TakeServedLocked(
     const std::set<std::string>& batch, const Pass& pass) {
   std::vector<absl::AnyInvocable<void()>> served;
   for (const std::string& kernel_id : batch) {
-    auto written = pass.snapshot_change.find(kernel_id);
+    auto taken = pass.snapshot_taken.find(kernel_id);
     auto registration = snapshots_.find(kernel_id);
     // Removed and registered again under the same id while the pass wrote the one before: what
     // was written is not the kernel now registered, and answers none of its waiters.
-    const bool other_registration = written != pass.snapshot_change.end() &&
+    const bool other_registration = taken != pass.snapshot_taken.end() &&
                                     registration != snapshots_.end() &&
-                                    registration->second != pass.snapshot_source.at(kernel_id);
-    if (written != pass.snapshot_change.end() && !pass.failed.contains(kernel_id) &&
+                                    registration->second != taken->second.source;
+    if (taken != pass.snapshot_taken.end() && !pass.failed.contains(kernel_id) &&
         registration != snapshots_.end() && !other_registration) {
       uint64_t& through = written_change_[kernel_id];
-      through = std::max(through, written->second);
+      through = std::max(through, taken->second.change);
     }
     auto waiting = waiting_.find(kernel_id);
     if (waiting == waiting_.end()) continue;
     std::vector<Waiter> later;
     for (Waiter& waiter : waiting->second) {
       if (!other_registration &&
-          (written == pass.snapshot_change.end() || waiter.change <= written->second)) {
+          (taken == pass.snapshot_taken.end() || waiter.change <= taken->second.change)) {
         served.push_back(std::move(waiter.then));
       } else {
         later.push_back(std::move(waiter));
@@ -448,8 +448,7 @@ StateStore::Pass StateStore::WriteKernels(const std::set<std::string>& kernel_id
       if (!snapshots_.contains(kernel_id)) continue;  // removed meanwhile: stays removed
     }
     // Written or failed (logged): either way what waited for this change is answered.
-    pass.snapshot_change[kernel_id] = taken->change;
-    pass.snapshot_source[kernel_id] = snapshot;
+    pass.snapshot_taken[kernel_id] = {taken->change, snapshot};
     if (absl::Status status = WriteKernelLocked(kernel_id, *taken, pass); !status.ok()) {
       obs::Log(obs::LogLevel::kError, "state_write_failed",
                {{"kernel_id", kernel_id}, {"error", std::string(status.message())},

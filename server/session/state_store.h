@@ -123,10 +123,13 @@ class StateStore {
   // kernel with nothing to write); the open fds of files written but not yet fsynced (without
   // `fsync_before_reply`), with their kernels, for SyncWritten.
   struct Pass {
-    std::map<std::string, uint64_t> snapshot_change;
-    // The registration each snapshot came from: a kernel removed and registered again under
-    // the same id during the pass numbers its changes afresh.
-    std::map<std::string, std::shared_ptr<Snapshot>> snapshot_source;
+    struct Taken {
+      uint64_t change;
+      // The registration it came from: a kernel removed and registered again under the same
+      // id during the pass numbers its changes afresh.
+      std::shared_ptr<Snapshot> source;
+    };
+    std::map<std::string, Taken> snapshot_taken;
     std::vector<std::pair<std::string, int>> unsynced;
     // Kernels whose state file was rewritten but not yet fsynced: their journals start once it
     // is (SyncWritten).
