@@ -51,10 +51,8 @@ class RequestObserver : public grpc::experimental::Interceptor {
         methods->QueryInterceptionHookPoint(InterceptionHookPoints::POST_RECV_MESSAGE)) {
       seen_message_ = true;
       if (void* message = methods->GetRecvMessage(); message != nullptr && raw_stream_outputs_) {
-        v1::StreamOutputsRequest request;
-        if (ParseByteBuffer(*static_cast<const grpc::ByteBuffer*>(message), request)) {
-          kernel_id_ = request.kernel_id();
-        }
+        // Shares its slices; parsed only if the call fails (the service parses it anyway).
+        raw_request_ = *static_cast<const grpc::ByteBuffer*>(message);
       } else if (message != nullptr) {
         kernel_id_ = KernelIdOf(*static_cast<const google::protobuf::Message*>(message));
       }
@@ -64,6 +62,10 @@ class RequestObserver : public grpc::experimental::Interceptor {
       const std::string code(GrpcCodeName(status.error_code()));
       obs::Metrics::Get().RequestFinished(method_, code);
       if (!status.ok()) {
+        if (raw_stream_outputs_ && raw_request_.Valid()) {
+          v1::StreamOutputsRequest request;
+          if (ParseByteBuffer(raw_request_, request)) kernel_id_ = request.kernel_id();
+        }
         obs::Log(obs::LogLevel::kWarning, "request_failed",
                  {{"method", method_},
                   {"code", code},
@@ -79,6 +81,7 @@ class RequestObserver : public grpc::experimental::Interceptor {
   const std::string method_;
   const bool reads_messages_;
   const bool raw_stream_outputs_;
+  grpc::ByteBuffer raw_request_;  // of StreamOutputs, until the call's status is known
   std::string kernel_id_;
   std::string request_id_;
   bool seen_message_ = false;

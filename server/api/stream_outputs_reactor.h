@@ -18,7 +18,7 @@ namespace cellgate::api {
 // server drains. One write in flight; no thread waits while there is nothing to send (the
 // reactor parks a waiter on the EventLog). A reader that falls too far behind is ended with
 // RESOURCE_EXHAUSTED naming the seq to resume from. Events go out as byte buffers that share
-// their long strings with the log (shared_byte_buffer.h): the method is served raw.
+// their long strings with the log (raw_message.h): the method is served raw.
 class StreamOutputsReactor : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
   // `max_lag_bytes` > 0: a live follower (one that has caught up with the log once) whose
