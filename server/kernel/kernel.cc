@@ -16,6 +16,7 @@
 #include <zmq_addon.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "server/common/huge_pages.h"
 #include "server/kernel/cgroup.h"
 #include "server/kernel/launch_plan.h"
 #include "server/obs/metrics.h"
@@ -525,7 +526,12 @@ class KernelCore : public PollSource, public std::enable_shared_from_this<Kernel
       for (zmq::message_t& part : parts) {
         message_bytes += part.size();
         std::string& frame = frames.emplace_back();
+        // A big part's pages cost more to fault in than to fill. The copy's are advised before
+        // it is made; libzmq's buffer is filled before the gateway sees it, but the next big
+        // part is likely received at the same addresses, which keep the advice.
+        common::AdviseHugePages(part.data(), part.size());
         frame.reserve(part.size() + protocol::kFrameTailroom);
+        common::AdviseHugePages(frame.data(), frame.capacity());
         frame.append(part.data<char>(), part.size());
       }
       bytes += message_bytes;

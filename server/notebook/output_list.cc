@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "server/common/huge_pages.h"
 
 namespace cellgate::notebook {
 namespace {
@@ -132,12 +133,15 @@ bool OutputList::Append(const v1::Output& output) {
   if (truncated_) return false;
   if (output.has_stream()) {
     // Only the part within the cap is copied: a 50 MB write to a list capped at 1 MB copies
-    // 1 MB.
+    // 1 MB, into huge pages when that is megabytes (server/common/huge_pages.h).
     const std::string& text = output.stream().text();
     const size_t kept = KeptStreamBytes(text);
     v1::Output copy;
     copy.mutable_stream()->set_name(output.stream().name());
-    copy.mutable_stream()->set_text(text.data(), kept);
+    std::string* kept_text = copy.mutable_stream()->mutable_text();
+    kept_text->reserve(kept);
+    common::AdviseHugePages(kept_text->data(), kept_text->capacity());
+    kept_text->append(text.data(), kept);
     return AppendStream(std::move(copy), kept == text.size());
   }
   if (OutputBytes(output) > remaining_bytes()) {
