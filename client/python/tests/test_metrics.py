@@ -87,6 +87,12 @@ def test_a_workload_moves_the_counters_it_should(server: MetricsServer) -> None:
                            metadata=(("authorization", f"Bearer {TOKEN}"),
                                      ("x-request-id", "req-42")), timeout=10)
         assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+        # StreamOutputs is served raw: its kernel id is read for the log only when it fails.
+        with pytest.raises(grpc.RpcError) as missing_stream:
+            list(stub.StreamOutputs(gw.StreamOutputsRequest(kernel_id="beefbeefbeefbeef"),
+                                    metadata=(("authorization", f"Bearer {TOKEN}"),
+                                              ("x-request-id", "req-43")), timeout=10))
+        assert missing_stream.value.code() == grpc.StatusCode.NOT_FOUND
         channel.close()
 
         # One follower open: the gauge counts it; closed: it does not.
@@ -126,6 +132,8 @@ def test_a_workload_moves_the_counters_it_should(server: MetricsServer) -> None:
                      code="NOT_FOUND") == 1
         assert delta("cellgate_grpc_requests_total", method=method + "GetKernel",
                      code="UNAUTHENTICATED") == 1
+        assert delta("cellgate_grpc_requests_total", method=method + "StreamOutputs",
+                     code="NOT_FOUND") == 1
         assert delta("cellgate_grpc_requests_total", method=method + "Execute", code="OK") == 3
         assert delta("cellgate_grpc_requests_total", method=method + "StartKernel",
                      code="OK") == 2
@@ -144,6 +152,8 @@ def test_a_workload_moves_the_counters_it_should(server: MetricsServer) -> None:
     assert f"event=kernel_started kernel_id={pooled.id} from_pool=true" in log
     assert (f"event=request_failed method={method}GetKernel code=NOT_FOUND" in log
             and "kernel_id=feedfeedfeedfeed request_id=req-42" in log)
+    assert (f"event=request_failed method={method}StreamOutputs code=NOT_FOUND" in log
+            and "kernel_id=beefbeefbeefbeef request_id=req-43" in log)
     assert f"event=kernel_restarting kernel_id={cold.id} trigger=requested" in log
     assert f"event=kernel_died kernel_id={pooled.id}" in log
     assert f"event=kernel_shutdown kernel_id={cold.id}" in log
