@@ -11,6 +11,11 @@
 
 #include "gtest/gtest.h"
 
+#ifdef HUGE_PAGES_TEST_WITH_JEMALLOC
+extern "C" int mallctl(const char* name, void* oldp, size_t* oldlenp, void* newp, size_t newlen)
+    __attribute__((weak));
+#endif
+
 namespace cellgate::common {
 namespace {
 
@@ -108,6 +113,20 @@ TEST_F(HugePagesTest, TheAdvisedBufferKeepsItsBytes) {
     ASSERT_EQ(data[i], static_cast<char>(i / 4096)) << "at " << i;
   }
 }
+
+#ifdef HUGE_PAGES_TEST_WITH_JEMALLOC
+// The threshold's reason: jemalloc serves buffers that big from an arena of their own, so the
+// advice never lands on memory later cut into small blocks. A jemalloc whose threshold is
+// higher, or whose oversize arena is off (0), would make that untrue.
+TEST(HugePagesWithJemallocTest, AdvisedBuffersComeFromJemallocsOversizeArena) {
+  ASSERT_NE(mallctl, nullptr) << "not linked with jemalloc";
+  size_t threshold = 0;
+  size_t size = sizeof(threshold);
+  ASSERT_EQ(mallctl("opt.oversize_threshold", &threshold, &size, nullptr, 0), 0);
+  EXPECT_GT(threshold, 0u);
+  EXPECT_LE(threshold, kHugePageAdviceMinBytes);
+}
+#endif
 
 }  // namespace
 }  // namespace cellgate::common
