@@ -17,4 +17,9 @@ void AdviseHugePages(void* data, size_t bytes) {
   ::madvise(reinterpret_cast<void*>(first), end - first, MADV_HUGEPAGE);
 }
 
+void ReserveInHugePages(std::string& buffer, size_t capacity) {
+  buffer.reserve(capacity);
+  AdviseHugePages(buffer.data(), buffer.capacity());
+}
+
 }  // namespace cellgate::common

@@ -11,6 +11,7 @@
 // changes nothing.
 
 #include <cstddef>
+#include <string>
 
 namespace cellgate::common {
 
@@ -25,5 +26,9 @@ inline constexpr size_t kHugePageAdviceMinBytes = size_t{8} << 20;
 // kHugePageAdviceMinBytes. Only advice: a system without transparent huge pages ignores it,
 // and so does this function.
 void AdviseHugePages(void* data, size_t bytes);
+
+// Reserves `capacity` bytes in a buffer about to be filled and advises its pages as above, in
+// that order: the advice must come after the memory is allocated and before it is touched.
+void ReserveInHugePages(std::string& buffer, size_t capacity);
 
 }  // namespace cellgate::common

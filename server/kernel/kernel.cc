@@ -530,8 +530,7 @@ class KernelCore : public PollSource, public std::enable_shared_from_this<Kernel
         // it is made; libzmq's buffer is filled before the gateway sees it, but the next big
         // part is likely received at the same addresses, which keep the advice.
         common::AdviseHugePages(part.data(), part.size());
-        frame.reserve(part.size() + protocol::kFrameTailroom);
-        common::AdviseHugePages(frame.data(), frame.capacity());
+        common::ReserveInHugePages(frame, part.size() + protocol::kFrameTailroom);
         frame.append(part.data<char>(), part.size());
       }
       bytes += message_bytes;

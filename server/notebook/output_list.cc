@@ -139,8 +139,7 @@ bool OutputList::Append(const v1::Output& output) {
     v1::Output copy;
     copy.mutable_stream()->set_name(output.stream().name());
     std::string* kept_text = copy.mutable_stream()->mutable_text();
-    kept_text->reserve(kept);
-    common::AdviseHugePages(kept_text->data(), kept_text->capacity());
+    common::ReserveInHugePages(*kept_text, kept);
     kept_text->append(text.data(), kept);
     return AppendStream(std::move(copy), kept == text.size());
   }

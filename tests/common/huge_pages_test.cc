@@ -114,6 +114,25 @@ TEST_F(HugePagesTest, TheAdvisedBufferKeepsItsBytes) {
   }
 }
 
+TEST_F(HugePagesTest, AReservedBufferIsAdvisedBeforeItIsFilled) {
+  std::string buffer;
+  ReserveInHugePages(buffer, size_t{12} << 20);
+  ASSERT_GE(buffer.capacity(), size_t{12} << 20);
+  EXPECT_TRUE(buffer.empty());
+  const uintptr_t start = reinterpret_cast<uintptr_t>(buffer.data());
+  const uintptr_t first = (start + kHugePage - 1) & ~(kHugePage - 1);
+  const uintptr_t end = (start + buffer.capacity()) & ~(kHugePage - 1);
+  const std::vector<Mapping> advised = MappingsWithin(first, end);
+  ASSERT_EQ(advised.size(), 1u);
+  EXPECT_TRUE(advised[0].huge_page_advised);
+  EXPECT_EQ(advised[0].start, first);
+  EXPECT_EQ(advised[0].end, end);
+
+  std::string small;
+  ReserveInHugePages(small, 4096);
+  EXPECT_GE(small.capacity(), 4096u);
+}
+
 #ifdef HUGE_PAGES_TEST_WITH_JEMALLOC
 // The threshold's reason: jemalloc serves buffers that big from an arena of their own, so the
 // advice never lands on memory later cut into small blocks. A jemalloc whose threshold is
