@@ -7,7 +7,9 @@ steps up to each level (default 10, 50, 200); at each level it measures the gate
 (throughput, p50/p99 latency, the gateway's CPU per execution and its threads under load).
 RSS per kernel is the growth over the gateway's RSS before the first kernel. Last, N followers
 (default 1000) open `StreamOutputs` on one kernel that prints a line every 20 ms; each must get
-every line, and the delay from the server's event time to each follower is reported.
+every line, and the delay from the server's event time to each follower is reported, as is
+the latency of GetKernel calls to that kernel made one after another meanwhile (a call that
+needs the kernel's session while its events are fanned out).
 
 The kernels are driven through the asyncio client (`cellgate.aio`), the followers are threads
 of the blocking client, all from this one process, which shares the machine's cores with the
@@ -166,6 +168,33 @@ def go_followers(binary: Path, server: GatewayServer, kernel_id: str, after: int
     return summary
 
 
+class SessionProbe:
+    """GetKernel of one kernel, one call after another on a client of its own, in a thread,
+    from `start()` to `stop()`: the latency of a call that needs the kernel's session."""
+
+    def __init__(self, server: GatewayServer, kernel_id: str) -> None:
+        self.client = cellgate.Client(server.target, server.token)
+        self.kernel = self.client.kernel(kernel_id, check=False)
+        self.latencies_ms: List[float] = []
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="session-probe", daemon=True)
+
+    def _run(self) -> None:
+        while not self.done.is_set():
+            t0 = time.perf_counter()
+            self.kernel.info()
+            self.latencies_ms.append((time.perf_counter() - t0) * 1000)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> Dict[str, float]:
+        self.done.set()
+        self.thread.join(CALL_DEADLINE_S)
+        self.client.close()
+        return latency_stats(self.latencies_ms)
+
+
 def followers(server: GatewayServer, kernel_id: str, count: int, lines: int,
               go_binary: Optional[Path] = None) -> Dict[str, Any]:
     """`count` followers, each a thread with a blocking StreamOutputs, a channel (HTTP/2
@@ -208,8 +237,11 @@ def followers(server: GatewayServer, kernel_id: str, count: int, lines: int,
     def start_output() -> None:
         measured["cpu_before"] = gateway_cpu_ns(server.pid)
         measured["threads"] = process_status(server.pid)["threads"]
+        probe = SessionProbe(server, kernel_id)
+        probe.start()
         measured["t0"] = time.time()
         result = kernel.execute(code, timeout=CALL_DEADLINE_S)
+        measured["get_kernel_ms"] = probe.stop()
         if not result.ok:
             raise BenchFailure(f"the followed kernel's execution ended {result.status}")
 
@@ -224,6 +256,7 @@ def followers(server: GatewayServer, kernel_id: str, count: int, lines: int,
                 "last_follower_done_after_s":
                     round(summary["last_done_unix_ms"] / 1000 - measured["t0"], 2),
                 "event_to_follower_delay_ms": {"n": int(summary["delay_ms"]["n"]), **delay},
+                "get_kernel_meanwhile_ms": measured["get_kernel_ms"],
                 "gateway_cpu_ms": round((gateway_cpu_ns(server.pid) - measured["cpu_before"])
                                         / 1e6, 1),
                 "threads_with_followers": measured["threads"],
@@ -250,6 +283,7 @@ def followers(server: GatewayServer, kernel_id: str, count: int, lines: int,
             "all_got_every_line": True,
             "last_follower_done_after_s": round(max(finished) - measured["t0"], 2),
             "event_to_follower_delay_ms": latency_stats(delays),
+            "get_kernel_meanwhile_ms": measured["get_kernel_ms"],
             "gateway_cpu_ms": round((gateway_cpu_ns(server.pid) - cpu_before) / 1e6, 1),
             "threads_with_followers": gateway_threads,
             "threads_after": process_status(server.pid)["threads"]}
@@ -325,7 +359,11 @@ def main() -> int:
             print(f"{row['followers']} followers ({row['client']}) of one kernel printing "
                   f"{row['lines']} lines: "
                   f"every follower got every line; event to follower p50 {delay['p50']} ms, "
-                  f"p99 {delay['p99']} ms; gateway threads {row['threads_with_followers']}; "
+                  f"p99 {delay['p99']} ms; GetKernel of that kernel meanwhile p50 "
+                  f"{row['get_kernel_meanwhile_ms']['p50']} ms, p99 "
+                  f"{row['get_kernel_meanwhile_ms']['p99']} ms, max "
+                  f"{row['get_kernel_meanwhile_ms']['max']} ms; gateway threads "
+                  f"{row['threads_with_followers']}; "
                   f"gateway CPU {row['gateway_cpu_ms']} ms", flush=True)
     except (BenchFailure, CellgateError, asyncio.TimeoutError) as e:
         print(f"FAILED: {type(e).__name__}: {e}", file=sys.stderr)

@@ -27,6 +27,43 @@ EventLog::EventLog(Options options)
 
 EventLog::~EventLog() = default;
 
+EventLog::WakeupsDeferred::WakeupsDeferred(EventLog& log) : log_(log) {
+  const std::thread::id self = std::this_thread::get_id();
+  absl::MutexLock lock(&log_.mu_);
+  for (Deferral& deferral : log_.deferrals_) {
+    if (deferral.thread == self) {
+      ++deferral.depth;
+      return;
+    }
+  }
+  log_.deferrals_.push_back(Deferral{self, 1, {}});
+}
+
+EventLog::WakeupsDeferred::~WakeupsDeferred() {
+  const std::thread::id self = std::this_thread::get_id();
+  std::vector<WaitId> held;
+  {
+    absl::MutexLock lock(&log_.mu_);
+    auto it = std::find_if(log_.deferrals_.begin(), log_.deferrals_.end(),
+                           [self](const Deferral& deferral) { return deferral.thread == self; });
+    if (--it->depth > 0) return;
+    held = std::move(it->ids);
+    log_.deferrals_.erase(it);
+  }
+  log_.RunWakeups(held);
+}
+
+void EventLog::DeferIfAskedLocked(std::vector<WaitId>& ids) {
+  if (ids.empty() || deferrals_.empty()) return;
+  const std::thread::id self = std::this_thread::get_id();
+  for (Deferral& deferral : deferrals_) {
+    if (deferral.thread != self) continue;
+    deferral.ids.insert(deferral.ids.end(), ids.begin(), ids.end());
+    ids.clear();
+    return;
+  }
+}
+
 EventLog::EventPtr EventLog::Append(v1::OutputEvent event) {
   std::vector<WaitId> wakeups;
   EventPtr stored;
@@ -45,6 +82,7 @@ EventLog::EventPtr EventLog::Append(v1::OutputEvent event) {
       events_.pop_front();
     }
     wakeups = TakeWaiters([seq](const Waiter& w) { return w.after_seq < seq; });
+    DeferIfAskedLocked(wakeups);
   }
   RunWakeups(wakeups);
   return stored;
@@ -156,6 +194,7 @@ void EventLog::Close() {
     if (closed_) return;
     closed_ = true;
     wakeups = TakeWaiters([](const Waiter&) { return true; });
+    DeferIfAskedLocked(wakeups);
   }
   RunWakeups(wakeups);
 }

@@ -31,8 +31,8 @@ namespace cellgate::session {
 //
 // Thread-safe. Wake callbacks run without the log's lock held, on the thread that appends (or
 // closes, or calls `WaitForEvents` when events are already there), so they may call back into
-// the log; they should be short (e.g. schedule a gRPC write), since `Append` runs them before
-// returning.
+// the log; they should be short (e.g. start a gRPC write), since `Append` runs them before
+// returning — or, while that thread holds a `WakeupsDeferred`, when the outermost one ends.
 class EventLog {
  public:
   using EventPtr = std::shared_ptr<const v1::OutputEvent>;
@@ -43,6 +43,21 @@ class EventLog {
     int64_t max_bytes = 64 << 20;
     // The seq of the first event appended: > 1 lets a restored kernel continue its numbering.
     int64_t first_seq = 1;
+  };
+
+  // While one exists on a thread, the wakeups that thread's `Append`s and `Close` would run
+  // are held, and run when it is destroyed (the outermost one, when nested). An owner that
+  // appends under a lock of its own declares one before taking that lock: readers are woken,
+  // and write to their clients' streams, after the lock is released rather than under it.
+  class WakeupsDeferred {
+   public:
+    explicit WakeupsDeferred(EventLog& log) ABSL_LOCKS_EXCLUDED(log.mu_);
+    ~WakeupsDeferred() ABSL_LOCKS_EXCLUDED(log_.mu_);
+    WakeupsDeferred(const WakeupsDeferred&) = delete;
+    WakeupsDeferred& operator=(const WakeupsDeferred&) = delete;
+
+   private:
+    EventLog& log_;
   };
 
   explicit EventLog(Options options);
@@ -113,6 +128,12 @@ class EventLog {
     bool started = false;             // `wake` was moved out and is running (or just ran)
     absl::AnyInvocable<void()> wake;  // until started
   };
+  // The wakeups held for a thread inside a `WakeupsDeferred`.
+  struct Deferral {
+    std::thread::id thread;
+    int depth = 0;  // nested WakeupsDeferred of that thread
+    std::vector<WaitId> ids;
+  };
   struct Entry {
     EventPtr event;
     int64_t bytes;       // ByteSizeLong
@@ -123,6 +144,8 @@ class EventLog {
   // returns their ids.
   template <typename Pred>
   std::vector<WaitId> TakeWaiters(Pred pred) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Keeps `ids` for this thread's `WakeupsDeferred`, if it is inside one, and clears them.
+  void DeferIfAskedLocked(std::vector<WaitId>& ids) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Runs the taken callbacks not cancelled meanwhile, one at a time, without holding `mu_`.
   void RunWakeups(const std::vector<WaitId>& ids) ABSL_LOCKS_EXCLUDED(mu_);
   int64_t FirstRetainedSeq() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -136,6 +159,7 @@ class EventLog {
   // Retained events; their seqs are consecutive, so the one with seq s is at s - front's seq.
   std::deque<Entry> events_ ABSL_GUARDED_BY(mu_);
   int64_t next_seq_ ABSL_GUARDED_BY(mu_);
+  std::vector<Deferral> deferrals_ ABSL_GUARDED_BY(mu_);  // one per thread inside one
   int64_t retained_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t appended_bytes_ ABSL_GUARDED_BY(mu_) = 0;  // ever appended
   bool closed_ ABSL_GUARDED_BY(mu_) = false;

@@ -166,7 +166,7 @@ void KernelSession::RunDeferred(Deferred& deferred) {
 void KernelSession::Start(DoneCallback done) {
   Deferred deferred;
   {
-    absl::MutexLock lock(&mutex_);
+    Locked lock(*this);
     LaunchKernelLocked(std::move(done));
   }
   RunDeferred(deferred);
@@ -207,7 +207,7 @@ void KernelSession::LaunchKernelLocked(DoneCallback done) {
     if (!self) return;
     Deferred deferred;
     {
-      absl::MutexLock lock(&self->mutex_);
+      Locked lock(*self);
       if (generation == self->generation_ && !self->closed_ && attaching && !status.ok()) {
         // Gone, or not answering: a fresh kernel takes its place, as without re-attaching.
         self->notebook_.MarkAllStale("kernel restarted: the process that outlived the gateway "
@@ -275,7 +275,7 @@ void KernelSession::MarkChangedLocked(bool urgent) {
 void KernelSession::AfterSaved(absl::AnyInvocable<void()> then) const {
   uint64_t change = 0;
   {
-    absl::MutexLock lock(&mutex_);
+    Locked lock(*this);
     change = changes_;
   }
   AfterSavedThrough(change, std::move(then));
@@ -299,7 +299,7 @@ kernel::Workspace KernelSession::workspace() const {
 
 void KernelSession::WhenAnalyzed(absl::AnyInvocable<void()> then) {
   {
-    absl::MutexLock lock(&mutex_);
+    Locked lock(*this);
     if (analyses_unanswered_ > 0) {
       analysis_waiters_.push_back(std::move(then));
       return;
@@ -350,7 +350,7 @@ void KernelSession::OnAnalysis(const std::string& cell_id, const std::string& so
                                absl::StatusOr<kernel::CellAnalysis> analysis) {
   std::vector<absl::AnyInvocable<void()>> waiters;
   {
-    absl::MutexLock lock(&mutex_);
+    Locked lock(*this);
     if (ApplyAnalysisLocked(cell_id, source, std::move(analysis))) {
       MarkChangedLocked(/*urgent=*/false);
     }
@@ -429,7 +429,7 @@ absl::Status KernelSession::Restore(const internal::KernelState& state) {
         break;
     }
   }
-  absl::MutexLock lock(&mutex_);
+  Locked lock(*this);
   if (absl::Status status = LoadSavedNotebookLocked(state, std::move(cells)); !status.ok()) {
     return status;
   }
@@ -463,7 +463,7 @@ absl::Status KernelSession::RestoreAttached(const internal::KernelState& state,
       cell.mutable_last_run()->set_status(v1::EXECUTION_STATUS_CANCELLED);
     }
   }
-  absl::MutexLock lock(&mutex_);
+  Locked lock(*this);
   if (absl::Status status = LoadSavedNotebookLocked(state, std::move(cells)); !status.ok()) {
     return status;
   }
@@ -487,7 +487,7 @@ void KernelSession::Detach() {
   bool left_running = false;
   absl::AnyInvocable<void(bool)> on_closed;
   {
-    absl::MutexLock lock(&mutex_);
+    Locked lock(*this);
     if (closed_ || state_ == v1::KERNEL_STATE_SHUTTING_DOWN) return;
     ++generation_;  // nothing of the process reaches this session any more
     const std::string why =
@@ -512,7 +512,7 @@ void KernelSession::Detach() {
 }
 
 bool KernelSession::Claim(const v1::StartKernelRequest& request, int idle_timeout_seconds) {
-  absl::MutexLock lock(&mutex_);
+  Locked lock(*this);
   if (closed_ || state_ != v1::KERNEL_STATE_IDLE) return false;
   params_.labels = {request.labels().begin(), request.labels().end()};
   params_.idle_timeout_seconds = idle_timeout_seconds;
@@ -527,22 +527,22 @@ bool KernelSession::Claim(const v1::StartKernelRequest& request, int idle_timeou
 void KernelSession::TouchLocked() { last_activity_at_ = absl::Now(); }
 
 v1::KernelState KernelSession::state() const {
-  absl::MutexLock lock(&mutex_);
+  Locked lock(*this);
   return state_;
 }
 
 bool KernelSession::has_running_execution() const {
-  absl::MutexLock lock(&mutex_);
+  Locked lock(*this);
   return running_ != nullptr || !queue_.empty();
 }
 
 size_t KernelSession::queued_executions() const {
-  absl::MutexLock lock(&mutex_);
+  Locked lock(*this);
   return queue_.size();
 }
 
 v1::Kernel KernelSession::Describe() const {
-  absl::MutexLock lock(&mutex_);
+  Locked lock(*this);
   v1::Kernel kernel;
   kernel.set_kernel_id(params_.kernel_id);
   kernel.set_kernel_spec(params_.launch.spec.name);
@@ -590,7 +590,7 @@ absl::StatusOr<v1::Cell> KernelSession::AddCell(const std::string& source, v1::C
                                                 std::optional<int> index,
                                                 const std::string& cell_id,
                                                 const std::string& metadata) {
-  absl::MutexLock lock(&mutex_);
+  Locked lock(*this);
   TouchLocked();
   auto cell = notebook_.AddCell(source, type, index, cell_id, metadata);
   if (cell.ok()) {
@@ -604,7 +604,7 @@ absl::StatusOr<v1::Cell> KernelSession::EditCell(const std::string& cell_id,
                                                  std::optional<std::string> source,
                                                  v1::CellType type,
                                                  std::optional<std::string> metadata) {
-  absl::MutexLock lock(&mutex_);
+  Locked lock(*this);
   TouchLocked();
   auto cell = notebook_.EditCell(cell_id, std::move(source), type, std::move(metadata));
   if (cell.ok()) {
@@ -615,7 +615,7 @@ absl::StatusOr<v1::Cell> KernelSession::EditCell(const std::string& cell_id,
 }
 
 absl::Status KernelSession::DeleteCell(const std::string& cell_id) {
-  absl::MutexLock lock(&mutex_);
+  Locked lock(*this);
   TouchLocked();
   absl::Status status = notebook_.DeleteCell(cell_id);
   if (status.ok()) {
@@ -626,7 +626,7 @@ absl::Status KernelSession::DeleteCell(const std::string& cell_id) {
 }
 
 absl::StatusOr<v1::Cell> KernelSession::MoveCell(const std::string& cell_id, int index) {
-  absl::MutexLock lock(&mutex_);
+  Locked lock(*this);
   TouchLocked();
   auto cell = notebook_.MoveCell(cell_id, index);
   if (cell.ok()) MarkChangedLocked(/*urgent=*/true);
@@ -634,7 +634,7 @@ absl::StatusOr<v1::Cell> KernelSession::MoveCell(const std::string& cell_id, int
 }
 
 absl::StatusOr<v1::Cell> KernelSession::GetCell(const std::string& cell_id) const {
-  absl::MutexLock lock(&mutex_);
+  Locked lock(*this);
   return notebook_.GetCell(cell_id);
 }
 
@@ -671,7 +671,7 @@ std::string KernelSession::MetadataForExportLocked() const {
 }
 
 std::string KernelSession::ExportNotebook() const {
-  absl::MutexLock lock(&mutex_);
+  Locked lock(*this);
   notebook::IpynbNotebook file;
   file.metadata_json = MetadataForExportLocked();
   v1::Notebook snapshot = notebook_.Snapshot(/*with_graph=*/false);
@@ -690,7 +690,7 @@ absl::StatusOr<v1::Notebook> KernelSession::ImportNotebook(const std::string& ip
   if (!file.ok()) return file.status();
   notebook::Notebook::RemovedCells replaced;  // freed after the lock is released
   {
-    absl::MutexLock lock(&mutex_);
+    Locked lock(*this);
     TouchLocked();
     const size_t loaded = file->cells.size();
     if (absl::Status status = notebook_.LoadCells(std::move(file->cells), replace, &replaced);
@@ -750,7 +750,7 @@ std::shared_ptr<KernelSession::Execution> KernelSession::NewExecutionLocked(
 absl::Status KernelSession::RunCell(const std::string& cell_id, ExecutionOptions options,
                                     ResultCallback done) {
   {
-    absl::MutexLock lock(&mutex_);
+    Locked lock(*this);
     if (absl::Status status = CheckCanExecuteLocked(); !status.ok()) return status;
     absl::StatusOr<std::string> source = RunnableSourceLocked(cell_id);
     if (!source.ok()) return source.status();
@@ -780,7 +780,7 @@ absl::Status KernelSession::RunCellCascade(const std::string& cell_id, v1::Casca
                                            absl::Duration per_cell_timeout, ResultCallback done) {
   Deferred deferred;
   {
-    absl::MutexLock lock(&mutex_);
+    Locked lock(*this);
     if (absl::Status status = CheckCanExecuteLocked(); !status.ok()) return status;
     if (absl::StatusOr<std::string> source = RunnableSourceLocked(cell_id); !source.ok()) {
       return source.status();
@@ -828,7 +828,7 @@ absl::Status KernelSession::RunStale(bool stop_on_error, absl::Duration per_cell
                                      RunAllCallback done) {
   Deferred deferred;
   {
-    absl::MutexLock lock(&mutex_);
+    Locked lock(*this);
     if (absl::Status status = CheckCanExecuteLocked(); !status.ok()) return status;
     TouchLocked();
     std::vector<GroupCell> cells;
@@ -849,7 +849,7 @@ absl::Status KernelSession::RunStale(bool stop_on_error, absl::Duration per_cell
 absl::Status KernelSession::Execute(const std::string& code, ExecutionOptions options,
                                     ResultCallback done) {
   {
-    absl::MutexLock lock(&mutex_);
+    Locked lock(*this);
     if (absl::Status status = CheckCanExecuteLocked(); !status.ok()) return status;
     TouchLocked();
     auto execution = NewExecutionLocked("", code, options);
@@ -863,7 +863,7 @@ absl::Status KernelSession::RunAll(bool stop_on_error, absl::Duration per_cell_t
                                    RunAllCallback done) {
   Deferred deferred;
   {
-    absl::MutexLock lock(&mutex_);
+    Locked lock(*this);
     if (absl::Status status = CheckCanExecuteLocked(); !status.ok()) return status;
     TouchLocked();
     std::vector<GroupCell> cells;
@@ -992,7 +992,7 @@ void KernelSession::OnIopub(uint64_t generation, const std::string& execution_id
                             protocol::Message message) {
   absl::StatusOr<notebook::IopubEffect> effect = ReadIopubEffect(message);
   if (!effect.ok()) return;
-  absl::MutexLock lock(&mutex_);
+  Locked lock(*this);
   if (generation != generation_ || running_ == nullptr ||
       running_->execution_id != execution_id) {
     return;
@@ -1021,7 +1021,7 @@ int64_t KernelSession::OutputHardCap() const {
 }
 
 void KernelSession::OnOutputFlood(uint64_t generation, const std::string& execution_id) {
-  absl::MutexLock lock(&mutex_);
+  Locked lock(*this);
   if (generation != generation_ || running_ == nullptr ||
       running_->execution_id != execution_id || running_->flooded) {
     return;
@@ -1068,7 +1068,7 @@ void KernelSession::ApplyOutputLocked(const std::string& cell_id,
 void KernelSession::OnLateIopub(uint64_t generation, protocol::Message message) {
   absl::StatusOr<notebook::IopubEffect> effect = ReadIopubEffect(message);
   if (!effect.ok() || std::holds_alternative<std::monostate>(*effect)) return;
-  absl::MutexLock lock(&mutex_);
+  Locked lock(*this);
   if (generation != generation_) return;
   const std::string parent = message.parent_msg_id();
   for (const FinishedRequest& finished : recently_finished_) {
@@ -1090,7 +1090,7 @@ void KernelSession::OnLateIopub(uint64_t generation, protocol::Message message) 
 void KernelSession::OnTimeout(uint64_t generation, const std::string& execution_id) {
   Deferred deferred;
   {
-    absl::MutexLock lock(&mutex_);
+    Locked lock(*this);
     if (generation != generation_ || running_ == nullptr ||
         running_->execution_id != execution_id || running_->reported) {
       return;
@@ -1127,7 +1127,7 @@ void KernelSession::InterruptRunningLocked() {
 }
 
 void KernelSession::OnInterruptIgnored(uint64_t generation, const std::string& execution_id) {
-  absl::MutexLock lock(&mutex_);
+  Locked lock(*this);
   if (generation != generation_ || running_ == nullptr ||
       running_->execution_id != execution_id || kernel_ == nullptr) {
     return;  // it stopped (or the kernel was replaced) in time
@@ -1139,7 +1139,7 @@ void KernelSession::OnInterruptIgnored(uint64_t generation, const std::string& e
 }
 
 void KernelSession::OnHeartbeat(uint64_t generation, bool responsive) {
-  absl::MutexLock lock(&mutex_);
+  Locked lock(*this);
   if (generation != generation_ || closed_ || responsive == responsive_) return;
   responsive_ = responsive;
   if (responsive) {
@@ -1160,7 +1160,7 @@ void KernelSession::OnHeartbeat(uint64_t generation, bool responsive) {
 }
 
 void KernelSession::OnSilentTooLong(uint64_t generation, uint64_t silence) {
-  absl::MutexLock lock(&mutex_);
+  Locked lock(*this);
   if (generation != generation_ || silence != silences_ || responsive_ || kernel_ == nullptr ||
       closed_ || state_ == v1::KERNEL_STATE_SHUTTING_DOWN ||
       state_ == v1::KERNEL_STATE_RESTARTING) {
@@ -1183,7 +1183,7 @@ void KernelSession::ReportEarlyLocked(Execution& execution, const std::string& d
 void KernelSession::OnRespondBy(const std::string& execution_id) {
   Deferred deferred;
   {
-    absl::MutexLock lock(&mutex_);
+    Locked lock(*this);
     const bool interrupt = [&] {
       if (running_ != nullptr && running_->execution_id == execution_id) {
         return running_->options.on_timeout == v1::ON_TIMEOUT_INTERRUPT;
@@ -1230,7 +1230,7 @@ void KernelSession::OnExecutionDone(uint64_t generation, const std::string& exec
                                     kernel::RequestCompletion completion) {
   Deferred deferred;
   {
-    absl::MutexLock lock(&mutex_);
+    Locked lock(*this);
     if (generation != generation_ || running_ == nullptr ||
         running_->execution_id != execution_id) {
       return;
@@ -1485,7 +1485,7 @@ void KernelSession::CancelQueuedLocked(v1::ExecutionStatus status, const std::st
 absl::Status KernelSession::Interrupt() {
   Deferred deferred;
   {
-    absl::MutexLock lock(&mutex_);
+    Locked lock(*this);
     if (absl::Status status = CheckCanExecuteLocked(); !status.ok()) return status;
     TouchLocked();
     CancelQueuedLocked(v1::EXECUTION_STATUS_CANCELLED, "kernel interrupted", deferred);
@@ -1504,7 +1504,7 @@ absl::Status KernelSession::Interrupt() {
 void KernelSession::OnKernelExit(uint64_t generation, const std::string& reason) {
   Deferred deferred;
   {
-    absl::MutexLock lock(&mutex_);
+    Locked lock(*this);
     if (generation != generation_ || closed_) return;
     if (state_ == v1::KERNEL_STATE_SHUTTING_DOWN || state_ == v1::KERNEL_STATE_RESTARTING) return;
     OnDeathLocked(reason, deferred);
@@ -1556,7 +1556,7 @@ void KernelSession::OnDeathLocked(const std::string& reason, Deferred& deferred)
     auto self = weak.lock();
     if (self == nullptr) return;
     {
-      absl::MutexLock lock(&self->mutex_);
+      Locked lock(*self);
       // Someone restarted or shut it down meanwhile.
       if (self->generation_ != dead_generation || self->state_ != v1::KERNEL_STATE_DEAD) return;
     }
@@ -1572,7 +1572,7 @@ absl::Status KernelSession::RestartFor(const std::string& reason, DoneCallback d
   Deferred deferred;
   std::unique_ptr<kernel::Kernel> old_kernel;
   {
-    absl::MutexLock lock(&mutex_);
+    Locked lock(*this);
     if (closed_ || state_ == v1::KERNEL_STATE_SHUTTING_DOWN) {
       return absl::FailedPreconditionError(
           absl::StrCat("kernel ", params_.kernel_id, " is shutting down"));
@@ -1604,7 +1604,7 @@ absl::Status KernelSession::RestartFor(const std::string& reason, DoneCallback d
   // Processes that left the group (setsid) still run as the kernel's uid: end them too.
   if (params_.launch.policy.uid >= 0) kernel::KillAllProcessesOfUid(params_.launch.policy.uid);
   {
-    absl::MutexLock lock(&mutex_);
+    Locked lock(*this);
     if (closed_ || state_ != v1::KERNEL_STATE_RESTARTING) {
       if (done) done(absl::FailedPreconditionError("kernel was shut down during restart"));
       return absl::OkStatus();
@@ -1616,13 +1616,13 @@ absl::Status KernelSession::RestartFor(const std::string& reason, DoneCallback d
 }
 
 void KernelSession::Touch() {
-  absl::MutexLock lock(&mutex_);
+  Locked lock(*this);
   TouchLocked();
 }
 
 std::optional<std::string> KernelSession::CullReason(absl::Time now,
                                                      absl::Duration max_lifetime) const {
-  absl::MutexLock lock(&mutex_);
+  Locked lock(*this);
   if (closed_ || state_ == v1::KERNEL_STATE_SHUTTING_DOWN) return std::nullopt;
   if (max_lifetime > absl::ZeroDuration() && now - created_at_ > max_lifetime) {
     return absl::StrCat("max lifetime of ", absl::FormatDuration(max_lifetime), " reached");
@@ -1642,7 +1642,7 @@ void KernelSession::Shutdown(absl::AnyInvocable<void()> done, const std::string&
   std::shared_ptr<kernel::Kernel> kernel;
   bool already = false;
   {
-    absl::MutexLock lock(&mutex_);
+    Locked lock(*this);
     already = closed_ || state_ == v1::KERNEL_STATE_SHUTTING_DOWN;
     if (!already) {
       SetStateLocked(v1::KERNEL_STATE_SHUTTING_DOWN, reason);
@@ -1666,7 +1666,7 @@ void KernelSession::Shutdown(absl::AnyInvocable<void()> done, const std::string&
   auto finalize = [self = shared_from_this(), done = std::move(done)]() mutable {
     absl::AnyInvocable<void(bool)> on_closed;
     {
-      absl::MutexLock lock(&self->mutex_);
+      Locked lock(*self);
       self->closed_ = true;
       on_closed = std::move(self->params_.on_closed);
     }

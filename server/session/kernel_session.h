@@ -303,6 +303,22 @@ class KernelSession : public std::enable_shared_from_this<KernelSession> {
   void ReplyWhenSavedLocked(absl::AnyInvocable<void()> reply, Deferred& deferred) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
 
+  // The session's lock, with the event log's wakeups held until after it is released: a reader
+  // woken by an event writes to its client's stream, which never happens under the lock (nor
+  // before an execute_request, sent under it, is on its way to the kernel).
+  class ABSL_SCOPED_LOCKABLE Locked {
+   public:
+    explicit Locked(const KernelSession& session) ABSL_EXCLUSIVE_LOCK_FUNCTION(session.mutex_)
+        : wakeups_(*session.event_log_), lock_(&session.mutex_) {}
+    ~Locked() ABSL_UNLOCK_FUNCTION() {}
+    Locked(const Locked&) = delete;
+    Locked& operator=(const Locked&) = delete;
+
+   private:
+    EventLog::WakeupsDeferred wakeups_;  // destroyed after `lock_`, so run after the release
+    absl::MutexLock lock_;
+  };
+
   Params params_;
   const GatewayConfig& config_;
   kernel::KernelIoLoop& loop_;

@@ -366,6 +366,79 @@ TEST(EventLogTest, CancelWaitOfATakenButNotStartedWakeSkipsIt) {
   EXPECT_EQ(second_wakes, 0);
 }
 
+TEST(EventLogTest, WakeupsDeferredRunWhenItEndsOnTheAppendingThread) {
+  // An owner appending under its own lock wakes its readers after releasing it.
+  EventLog log(Unbounded());
+  absl::Mutex owner_lock;
+  int wakes = 0;
+  bool lock_held_at_wake = true;
+  std::thread::id wake_thread;
+  log.WaitForEvents(0, [&] {
+    ++wakes;
+    wake_thread = std::this_thread::get_id();
+    lock_held_at_wake = !owner_lock.TryLock();
+    if (!lock_held_at_wake) owner_lock.Unlock();
+  });
+  {
+    EventLog::WakeupsDeferred deferred(log);
+    absl::MutexLock lock(&owner_lock);
+    log.Append(StreamEvent("x"));
+    EXPECT_EQ(wakes, 0);
+    EXPECT_EQ(log.last_seq(), 1);  // the event itself is there at once
+  }
+  EXPECT_EQ(wakes, 1);
+  EXPECT_FALSE(lock_held_at_wake);
+  EXPECT_EQ(wake_thread, std::this_thread::get_id());
+}
+
+TEST(EventLogTest, NestedWakeupsDeferredRunAtTheOutermostEnd) {
+  EventLog log(Unbounded());
+  int first = 0;
+  int second = 0;
+  log.WaitForEvents(0, [&] { ++first; });
+  {
+    EventLog::WakeupsDeferred outer(log);
+    {
+      EventLog::WakeupsDeferred inner(log);
+      log.Append(StreamEvent("x"));
+    }
+    EXPECT_EQ(first, 0);
+    log.WaitForEvents(1, [&] { ++second; });
+    log.Close();
+    EXPECT_EQ(second, 0);
+  }
+  EXPECT_EQ(first, 1);
+  EXPECT_EQ(second, 1);
+}
+
+TEST(EventLogTest, WakeupsDeferredHoldsOnlyItsOwnThreadsWakeups) {
+  EventLog log(Unbounded());
+  absl::Notification woken;
+  log.WaitForEvents(0, [&] { woken.Notify(); });
+  EventLog::WakeupsDeferred deferred(log);
+  std::thread appender([&] { log.Append(StreamEvent("x")); });
+  EXPECT_TRUE(woken.WaitForNotificationWithTimeout(kDeadline));
+  appender.join();
+}
+
+TEST(EventLogTest, CancelWaitOfADeferredWakeDropsItWithoutWaiting) {
+  EventLog log(Unbounded());
+  int wakes = 0;
+  const EventLog::WaitId id = log.WaitForEvents(0, [&] { ++wakes; });
+  {
+    EventLog::WakeupsDeferred deferred(log);
+    log.Append(StreamEvent("x"));
+    absl::Notification cancelled;
+    std::thread canceller([&] {
+      log.CancelWait(id);
+      cancelled.Notify();
+    });
+    EXPECT_TRUE(cancelled.WaitForNotificationWithTimeout(kDeadline));
+    canceller.join();
+  }
+  EXPECT_EQ(wakes, 0);
+}
+
 TEST(EventLogTest, ConcurrentAppendersAndReadersSeeAGapFreeSequence) {
   constexpr int kAppenders = 4;
   constexpr int kPerAppender = 2000;
