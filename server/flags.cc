@@ -139,6 +139,10 @@ ABSL_FLAG(int, pool_size, 0,
           "Kernels of the default kernelspec kept started ahead (the warm pool): a StartKernel "
           "with default settings takes one at once and the pool refills in the background; "
           "requests with their own env, limits or kernelspec start a kernel as usual");
+ABSL_FLAG(int, pool_refill_delay_ms, 500,
+          "How long after a StartKernel takes a pooled kernel the pool starts its replacement, "
+          "in ms (0: at once): a kernel's start takes a core for about half a second, which the "
+          "taken kernel's first executions would otherwise share");
 ABSL_FLAG(bool, kernels_outlive_gateway, false,
           "Kernel processes go on running when the gateway stops or dies (no parent-death "
           "signal; on SIGTERM they are left running), and the next gateway on the same "

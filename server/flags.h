@@ -66,4 +66,5 @@ ABSL_DECLARE_FLAG(int64_t, output_hard_cap_bytes);
 ABSL_DECLARE_FLAG(int, kernel_uid_base);
 ABSL_DECLARE_FLAG(int, drain_seconds);
 ABSL_DECLARE_FLAG(int, pool_size);
+ABSL_DECLARE_FLAG(int, pool_refill_delay_ms);
 ABSL_DECLARE_FLAG(bool, kernels_outlive_gateway);

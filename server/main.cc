@@ -141,6 +141,8 @@ session::GatewayConfig ConfigFromFlags(kernel::SandboxMode mode) {
   config.max_kernels = absl::GetFlag(FLAGS_max_kernels);
   config.kernels_outlive_gateway = absl::GetFlag(FLAGS_kernels_outlive_gateway);
   config.pool_size = std::max(0, absl::GetFlag(FLAGS_pool_size));
+  config.pool_refill_delay =
+      absl::Milliseconds(std::max(0, absl::GetFlag(FLAGS_pool_refill_delay_ms)));
   config.default_kernel_spec = absl::GetFlag(FLAGS_default_kernel_spec);
   config.kernel_id_prefix = absl::GetFlag(FLAGS_kernel_id_prefix);
   config.sandbox_mode = mode;
@@ -333,6 +335,10 @@ int Serve() {
   }
   if (absl::GetFlag(FLAGS_pool_size) < 0) {
     return Fail(absl::InvalidArgumentError("--pool-size: must be 0 (no pool) or more"));
+  }
+  if (absl::GetFlag(FLAGS_pool_refill_delay_ms) < 0) {
+    return Fail(
+        absl::InvalidArgumentError("--pool-refill-delay-ms: must be 0 (refill at once) or more"));
   }
   const std::string cgroup_mode = absl::GetFlag(FLAGS_cgroup);
   if (cgroup_mode != "auto" && cgroup_mode != "off") {

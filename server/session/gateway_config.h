@@ -34,6 +34,10 @@ struct GatewayConfig {
   // Kernels of the default kernelspec, started ahead: a StartKernel with default settings takes
   // one (and the pool refills in the background) instead of waiting for a kernel to start.
   int pool_size = 0;
+  // How long after a StartKernel takes a pooled kernel its replacement is started: a kernel's
+  // start takes a core for about half a second, which the taken kernel's first executions would
+  // otherwise share.
+  absl::Duration pool_refill_delay = absl::Milliseconds(500);
   std::string default_kernel_spec = "python3";
   // Kernel ids are "<prefix>-<32 hex digits>" when set (the replica's name, so a client can
   // route a call to the replica that holds the kernel); 32 hex digits alone when empty.

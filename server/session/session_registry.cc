@@ -338,11 +338,22 @@ absl::Status SessionRegistry::StartPooled(std::shared_ptr<KernelSession> session
   obs::Log(obs::LogLevel::kInfo, "kernel_started",
            {{"kernel_id", session->kernel_id()}, {"from_pool", "true"},
             {"pid", absl::StrCat(session->Describe().pid())}});
-  FillPool();
+  RefillPoolLater();
   // Its file is written now (a pooled kernel has changed nothing since it was ready): once on
   // disk, the client hears of it.
   session->AfterSaved([session, done = std::move(done)]() mutable { done(session->Describe()); });
   return absl::OkStatus();
+}
+
+void SessionRegistry::RefillPoolLater() {
+  const absl::Duration delay = deps_.config->pool_refill_delay;
+  if (delay <= absl::ZeroDuration()) {
+    FillPool();
+    return;
+  }
+  deps_.loop->PostAfter(delay, [alive = std::weak_ptr<SessionRegistry*>(alive_)]() {
+    if (std::shared_ptr<SessionRegistry*> registry = alive.lock()) (*registry)->FillPool();
+  });
 }
 
 void SessionRegistry::FillPool() {

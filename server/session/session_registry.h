@@ -138,6 +138,8 @@ class SessionRegistry {
   absl::Status StartPooled(std::shared_ptr<KernelSession> session,
                            const v1::StartKernelRequest& request, StartCallback& done)
       ABSL_LOCKS_EXCLUDED(mutex_);
+  // FillPool after GatewayConfig::pool_refill_delay (at once when it is zero), on the I/O loop.
+  void RefillPoolLater() ABSL_LOCKS_EXCLUDED(mutex_);
   // For Shutdown of a pooled kernel: counts it closed.
   absl::AnyInvocable<void()> PoolKernelClosed();
   // Shuts the pooled kernels down and waits (up to `deadline`) until they are reaped.

@@ -3,8 +3,11 @@
 // as a kernel started on request.
 
 #include <signal.h>
+#include <time.h>
 #include <unistd.h>
 
+#include <fstream>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -13,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/e2e/gateway_client.h"
@@ -40,6 +44,39 @@ std::vector<int> PooledPids(const std::string& log) {
   return pids;
 }
 
+// Waits until `server` has logged `count` pooled kernels in all (the log is the only outside
+// sign of the pool), and returns their pids.
+std::vector<int> WaitForPooledIn(const ServerProcess& server, size_t count) {
+  const absl::Time deadline = absl::Now() + absl::Seconds(90);
+  std::vector<int> pids = PooledPids(server.log());
+  while (pids.size() < count && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(20));  // polling the log file, with a deadline
+    pids = PooledPids(server.log());
+  }
+  EXPECT_GE(pids.size(), count) << "the pool did not fill";
+  return pids;
+}
+
+// Time since boot, as /proc's process start times count it.
+absl::Duration SinceBoot() {
+  timespec now{};
+  ::clock_gettime(CLOCK_BOOTTIME, &now);
+  return absl::DurationFromTimespec(now);
+}
+
+// When process `pid` started, since boot (field 22 of /proc/<pid>/stat, in clock ticks).
+std::optional<absl::Duration> ProcessStartSinceBoot(int pid) {
+  std::ifstream file(absl::StrCat("/proc/", pid, "/stat"));
+  std::string stat((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+  const size_t comm_end = stat.rfind(')');  // the command name may hold spaces
+  if (comm_end == std::string::npos) return std::nullopt;
+  const std::vector<std::string> fields =
+      absl::StrSplit(stat.substr(comm_end + 2), ' ', absl::SkipEmpty());
+  int64_t ticks = 0;  // fields[0] is field 3 (state), so field 22 is fields[19]
+  if (fields.size() < 20 || !absl::SimpleAtoi(fields[19], &ticks)) return std::nullopt;
+  return absl::Seconds(static_cast<double>(ticks) / static_cast<double>(::sysconf(_SC_CLK_TCK)));
+}
+
 class WarmPoolTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -52,18 +89,7 @@ class WarmPoolTest : public ::testing::Test {
     if (HasFailure()) std::cerr << "server log:\n" << server_->log() << "\n";
   }
 
-  // Waits until the server has logged `count` pooled kernels in all (the log is the only
-  // outside sign of the pool), and returns their pids.
-  std::vector<int> WaitForPooled(size_t count) {
-    const absl::Time deadline = absl::Now() + absl::Seconds(90);
-    std::vector<int> pids = PooledPids(server_->log());
-    while (pids.size() < count && absl::Now() < deadline) {
-      absl::SleepFor(absl::Milliseconds(20));  // polling the log file, with a deadline
-      pids = PooledPids(server_->log());
-    }
-    EXPECT_GE(pids.size(), count) << "the pool did not fill";
-    return pids;
-  }
+  std::vector<int> WaitForPooled(size_t count) { return WaitForPooledIn(*server_, count); }
 
   v1::Kernel Start(const v1::StartKernelRequest& request) {
     v1::Kernel kernel;
@@ -174,6 +200,32 @@ TEST_F(WarmPoolTest, RequestsWithSettingsOfTheirOwnStartAKernelOfTheirOwn) {
   EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_THAT(status.error_message(), HasSubstr("notebook_ipynb"));
   EXPECT_TRUE(pooled_pids.contains(Start(v1::StartKernelRequest()).pid()));
+}
+
+TEST(WarmPoolRefillTest, ThePoolStartsTheReplacementOfATakenKernelAfterTheRefillDelay) {
+  // Its start would take a core from the first executions of the kernel just handed out.
+  constexpr int kDelayMs = 2000;
+  ServerProcess server({"--pool-size=1", absl::StrCat("--pool-refill-delay-ms=", kDelayMs),
+                        "--max-kernels=2", "--drain-seconds=1"});
+  ASSERT_GT(server.WaitForPort(absl::Seconds(60)), 0) << server.log();
+  GatewayClient client(server.Target());
+  const std::vector<int> pooled = WaitForPooledIn(server, 1);
+  ASSERT_EQ(pooled.size(), 1u);
+
+  const absl::Duration taken_at = SinceBoot();
+  v1::Kernel taken;
+  const grpc::Status status = client.StartKernel(v1::StartKernelRequest(), &taken);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(taken.pid(), pooled[0]);
+  EXPECT_EQ(client.MustExecute(taken.kernel_id(), "print(1 + 1)").text(), "2\n");
+
+  const std::vector<int> refilled = WaitForPooledIn(server, 2);
+  ASSERT_EQ(refilled.size(), 2u) << server.log();
+  const std::optional<absl::Duration> started = ProcessStartSinceBoot(refilled[1]);
+  ASSERT_TRUE(started.has_value()) << "no start time for pid " << refilled[1];
+  // /proc counts in clock ticks (10 ms), rounded down.
+  EXPECT_GE(*started - taken_at, absl::Milliseconds(kDelayMs - 20))
+      << "the replacement started " << *started - taken_at << " after the take";
 }
 
 }  // namespace

@@ -120,6 +120,11 @@ TEST(ServerBinaryTest, AKernelIdPrefixOutsideTheIdAlphabetFailsStart) {
   ExpectStartFails(server, "--kernel-id-prefix: 'pod/0' must be 1-31 characters");
 }
 
+TEST(ServerBinaryTest, ANegativePoolRefillDelayFailsStart) {
+  ServerProcess server({"--pool-size=1", "--pool-refill-delay-ms=-1"});
+  ExpectStartFails(server, "--pool-refill-delay-ms: must be 0 (refill at once) or more");
+}
+
 TEST(ServerBinaryTest, ServesOnAUnixSocketWithTheModeAsked) {
   ScratchDir dir;
   const std::string socket = dir.path() + "/gw.sock";
