@@ -14,8 +14,10 @@ In one run, against ipykernel processes of the same kernelspec (`python3`, /usr/
   the same execute_request over /api/kernels/<id>/channels, read to the same end.
 
 Each sample runs `1+1` (an execute_result) or `print('x')` (a stream); every sample checks the
-output it got. The modes are interleaved in rotating order (warm-up rounds first), so a noisy
-machine slows them alike. It reports p50/p90/p99 in ms, ratios to the floor and to
+output it got. Each round runs every mode with every snippet once, in an order shuffled per
+round (warm-up rounds first, `--seed` fixes the orders), so a noisy machine slows them alike and
+no call always comes right after the same other one: a kernel may still be busy after its reply
+(a peer's leftover work slowed whichever call followed it when the order only rotated). It reports p50/p90/p99 in ms, ratios to the floor and to
 jupyter_server, and the gateway's CPU per call.
 
     /usr/bin/python3 bench/roundtrip_bench.py [--rounds 300] [--warmup 30] [--json FILE]
@@ -33,6 +35,7 @@ import asyncio
 import importlib.util
 import json
 import os
+import random
 import secrets
 import shutil
 import signal
@@ -289,6 +292,10 @@ class JupyterServerKernel:
 # ---- cellgate -------------------------------------------------------------------------------
 
 class CellgateKernel:
+    """One cellgate server with a kernel per way of calling it: every kernel of the benchmark,
+    the floor's and jupyter_server's included, then gets the same share of the calls (a kernel
+    that has just run something answers sooner than one that has waited)."""
+
     def __init__(self, binary: str, cpp_client: str, workdir: Path, save: bool,
                  flags: List[str]) -> None:
         gateway_dir = workdir / "cellgate"
@@ -301,21 +308,26 @@ class CellgateKernel:
                                      *(state or ["--state-dir="]), *flags])
         self.server.wait_until_serving(START_DEADLINE_S)
         self.client = cellgate.Client(self.server.target, self.server.token)
-        self.kernel = self.client.start_kernel(timeout=START_DEADLINE_S)
-        self.cells = {code: self.kernel.add_cell(code).cell_id for code in CODES}
+        self.kernels = {way: self.client.start_kernel(timeout=START_DEADLINE_S)
+                        for way in ("python", "raw", "cpp", "execute")}
+        for kernel in self.kernels.values():
+            kernel.execute(NO_OUTPUT_CACHE)  # see main()
+        self.cells = {way: {code: self.kernels[way].add_cell(code).cell_id for code in CODES}
+                      for way in ("python", "raw", "cpp")}
         self.channel = grpc.insecure_channel(self.server.target, options=rq.channel_options(None))
         call = self.channel.unary_unary(SERVICE + "RunCell")
         metadata = (("authorization", f"Bearer {self.server.token}"),)
-        self.raw_requests = {code: gw.RunCellRequest(kernel_id=self.kernel.id, cell_id=cell_id)
-                             .SerializeToString() for code, cell_id in self.cells.items()}
+        self.raw_requests = {code: gw.RunCellRequest(kernel_id=self.kernels["raw"].id,
+                                                     cell_id=cell_id).SerializeToString()
+                             for code, cell_id in self.cells["raw"].items()}
         self.raw_call = lambda request: call(request, metadata=metadata, timeout=CALL_DEADLINE_S)
         self.cpp = subprocess.Popen(
-            [cpp_client, self.server.target, str(gateway_dir / "tokens"), self.kernel.id],
+            [cpp_client, self.server.target, str(gateway_dir / "tokens"), self.kernels["cpp"].id],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         self.cpp_elapsed_ms = 0.0
 
     def run_cell(self, code: str) -> str:
-        return self.kernel.run_cell(self.cells[code]).text
+        return self.kernels["python"].run_cell(self.cells["python"][code]).text
 
     def run_cell_raw(self, code: str) -> str:
         result = execution_pb2.ExecutionResult.FromString(self.raw_call(self.raw_requests[code]))
@@ -324,7 +336,7 @@ class CellgateKernel:
     def run_cell_cpp(self, code: str) -> str:
         """RunCell by the C++ client; the time is the one it measured (cpp_elapsed_ms)."""
         assert self.cpp.stdin is not None and self.cpp.stdout is not None
-        self.cpp.stdin.write(self.cells[code] + "\n")
+        self.cpp.stdin.write(self.cells["cpp"][code] + "\n")
         self.cpp.stdin.flush()
         kind, value, text = (self.cpp.stdout.readline().rstrip("\n").split(" ", 2) + ["", ""])[:3]
         if kind != "ok":
@@ -333,7 +345,7 @@ class CellgateKernel:
         return text.encode("latin-1").decode("unicode_escape").encode("latin-1").decode()
 
     def execute(self, code: str) -> str:
-        return self.kernel.execute(code).text
+        return self.kernels["execute"].execute(code).text
 
     def close(self) -> Optional[int]:
         if self.cpp.stdin is not None:
@@ -376,6 +388,7 @@ def main() -> int:
                         "dir, as cellgate does by default; none: nothing saved")
     parser.add_argument("--server-arg", action="append", default=[],
                         help="an extra cellgate flag (repeatable), e.g. --server-arg=--sandbox=none")
+    parser.add_argument("--seed", type=int, default=7, help="seeds the per-round orders")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
     if args.cpp_client is None:
@@ -415,29 +428,30 @@ def main() -> int:
         names = list(modes)
         # Thousands of `1+1` results would fill IPython's output cache (1000 entries), whose
         # flush warns on stderr: the same setting in every kernel.
-        for execute in (direct.execute, gate.execute, peer.execute):
+        for execute in (direct.execute, peer.execute):  # cellgate's kernels: when started
             execute(NO_OUTPUT_CACHE)
         print(f"{args.warmup} warm-up + {args.rounds} measured rounds of {len(names)} modes x "
               f"{len(CODES)} codes", flush=True)
         started = time.monotonic()
+        order = random.Random(args.seed)
+        calls = [(name, snippet) for name in names for snippet in CODES]
         for round_index in range(args.warmup + args.rounds):
             record = round_index >= args.warmup
-            shift = round_index % len(names)
-            for name in names[shift:] + names[:shift]:
-                for snippet in CODES:
-                    cpu_before = gateway_cpu_ns(gate.server.pid) if name.startswith("cellgate") else 0
-                    t0 = time.perf_counter()
-                    text = modes[name](snippet)
-                    elapsed_ms = (time.perf_counter() - t0) * 1000
-                    if name == "cellgate RunCell, C++ client":
-                        elapsed_ms = gate.cpp_elapsed_ms  # without the pipe to this process
-                    if name.startswith("cellgate") and record:
-                        gateway_ns += gateway_cpu_ns(gate.server.pid) - cpu_before
-                        gateway_calls += 1
-                    if text != expected_text(name, snippet):
-                        raise BenchFailure(f"{name}: {snippet!r} gave {text!r}")
-                    if record:
-                        samples.setdefault((name, snippet), []).append(elapsed_ms)
+            order.shuffle(calls)
+            for name, snippet in calls:
+                cpu_before = gateway_cpu_ns(gate.server.pid) if name.startswith("cellgate") else 0
+                t0 = time.perf_counter()
+                text = modes[name](snippet)
+                elapsed_ms = (time.perf_counter() - t0) * 1000
+                if name == "cellgate RunCell, C++ client":
+                    elapsed_ms = gate.cpp_elapsed_ms  # without the pipe to this process
+                if name.startswith("cellgate") and record:
+                    gateway_ns += gateway_cpu_ns(gate.server.pid) - cpu_before
+                    gateway_calls += 1
+                if text != expected_text(name, snippet):
+                    raise BenchFailure(f"{name}: {snippet!r} gave {text!r}")
+                if record:
+                    samples.setdefault((name, snippet), []).append(elapsed_ms)
             if (round_index + 1) % 50 == 0:
                 print(f"  round {round_index + 1}/{args.warmup + args.rounds} "
                       f"({time.monotonic() - started:.0f} s)", flush=True)
@@ -474,7 +488,7 @@ def main() -> int:
     print(f"gateway CPU per cellgate call (all threads): {cpu_per_call_ms:.3f} ms")
     if args.json:
         Path(args.json).write_text(json.dumps(
-            {"command": sys.argv, "rounds": args.rounds, "warmup": args.warmup,
+            {"command": sys.argv, "rounds": args.rounds, "warmup": args.warmup, "seed": args.seed,
              "state_dir": args.state_dir, "results": results, "ratios": ratios,
              "gateway_cpu_ms_per_call": round(cpu_per_call_ms, 4),
              "load_average": os.getloadavg()}, indent=1))
