@@ -20,7 +20,7 @@ no call always comes right after the same other one: a kernel may still be busy 
 (a peer's leftover work slowed whichever call followed it when the order only rotated). It reports p50/p90/p99 in ms, ratios to the floor and to
 jupyter_server, and the gateway's CPU per call.
 
-    /usr/bin/python3 bench/roundtrip_bench.py [--rounds 300] [--warmup 30] [--json FILE]
+    /usr/bin/python3 bench/roundtrip_bench.py [--rounds 300] [--warmup 30] [--seed 7] [--json FILE]
 
 Needs Debian's python3-grpcio, python3-zmq, python3-jupyter-client and python3-tornado
 (scripts/install-deps.sh installs them), python3-jupyter-server for the peer (`apt-get install
