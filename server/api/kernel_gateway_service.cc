@@ -131,6 +131,18 @@ absl::StatusOr<std::shared_ptr<session::KernelSession>> KernelGatewayService::Au
   return session;
 }
 
+template <typename Request>
+absl::StatusOr<std::shared_ptr<session::KernelSession>> KernelGatewayService::ParseAndAuthorize(
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer& raw_request,
+    Request& request) const {
+  if (!ParseByteBuffer(raw_request, request)) {
+    if (absl::Status status = CheckAuth(context); !status.ok()) return status;
+    return absl::InvalidArgumentError(absl::StrCat(
+        "request: not a ", Request::descriptor()->full_name(), " (its bytes do not parse)"));
+  }
+  return Authorize(context, request.kernel_id());
+}
+
 session::ExecutionOptions KernelGatewayService::ExecutionOptionsFor(
     grpc::CallbackServerContext* context, int64_t timeout_ms, v1::OnTimeout on_timeout) const {
   session::ExecutionOptions options;
@@ -363,11 +375,13 @@ grpc::ServerUnaryReactor* KernelGatewayService::MoveCell(grpc::CallbackServerCon
 }
 
 grpc::ServerUnaryReactor* KernelGatewayService::GetNotebook(grpc::CallbackServerContext* context,
-                                                            const v1::GetNotebookRequest* request,
-                                                            v1::Notebook* response) {
-  auto session = Authorize(context, request->kernel_id());
+                                                            const grpc::ByteBuffer* raw_request,
+                                                            grpc::ByteBuffer* raw_response) {
+  v1::GetNotebookRequest request;
+  auto session = ParseAndAuthorize(context, *raw_request, request);
   if (!session.ok()) return Reply(context, session.status());
-  *response = (*session)->GetNotebook(/*with_outputs=*/!request->omit_outputs());
+  *raw_response =
+      ByteBufferOwning((*session)->SerializedNotebook(/*with_outputs=*/!request.omit_outputs()));
   return Reply(context, absl::OkStatus());
 }
 
@@ -390,17 +404,21 @@ grpc::ServerUnaryReactor* KernelGatewayService::ExportNotebook(
   return Reply(context, absl::OkStatus());
 }
 
-grpc::ServerUnaryReactor* KernelGatewayService::ImportNotebook(
-    grpc::CallbackServerContext* context, const v1::ImportNotebookRequest* request,
-    v1::Notebook* response) {
-  auto session = Authorize(context, request->kernel_id());
+grpc::ServerUnaryReactor* KernelGatewayService::ImportNotebook(grpc::CallbackServerContext* context,
+                                                               const grpc::ByteBuffer* raw_request,
+                                                               grpc::ByteBuffer* raw_response) {
+  v1::ImportNotebookRequest request;
+  auto session = ParseAndAuthorize(context, *raw_request, request);
   absl::Status status = session.status();
-  if (status.ok()) status = ValidateImportNotebook(*request, config_);
+  if (status.ok()) status = ValidateImportNotebook(request, config_);
+  if (status.ok()) status = (*session)->ImportNotebook(request.ipynb(), request.replace());
   if (!status.ok()) return Reply(context, status);
-  return ReplyWhenSaved(context, **session,
-                        (*session)->ImportNotebook(request->ipynb(), request->replace(),
-                                                   /*reply_with_outputs=*/!request->omit_outputs()),
-                        response);
+  // The reply is the notebook after the import, written under the session's shared lock while
+  // the state writer serializes the import under another and then writes it: the two run side
+  // by side. A change made in between by another call shows in the reply.
+  *raw_response =
+      ByteBufferOwning((*session)->SerializedNotebook(/*with_outputs=*/!request.omit_outputs()));
+  return ReplyWhenSaved(context, **session, absl::OkStatus());
 }
 
 // ---- Execution ----
@@ -488,18 +506,9 @@ grpc::ServerUnaryReactor* KernelGatewayService::Execute(grpc::CallbackServerCont
 grpc::ServerWriteReactor<grpc::ByteBuffer>* KernelGatewayService::StreamOutputs(
     grpc::CallbackServerContext* context, const grpc::ByteBuffer* raw_request) {
   v1::StreamOutputsRequest request;
-  absl::Status status;
-  absl::StatusOr<std::shared_ptr<session::KernelSession>> session;
-  if (ParseByteBuffer(*raw_request, request)) {
-    session = Authorize(context, request.kernel_id());
-    status = session.status();
-  } else {
-    status = CheckAuth(context);
-    if (status.ok()) {
-      status = absl::InvalidArgumentError(
-          "request: not a cellgate.v1.StreamOutputsRequest (its bytes do not parse)");
-    }
-  }
+  absl::StatusOr<std::shared_ptr<session::KernelSession>> session =
+      ParseAndAuthorize(context, *raw_request, request);
+  absl::Status status = session.status();
   if (status.ok()) status = ValidateStreamOutputs(request, config_);
   auto* reactor =
       new StreamOutputsReactor(status.ok() ? (*session)->event_log() : nullptr, request.after_seq(),

@@ -24,9 +24,13 @@ struct ServerIdentity {
 // The cellgate.v1.KernelGateway service on gRPC's callback API: no thread waits per pending
 // RunCell or per stream. Validates every request, checks the bearer token, maps absl::Status
 // to gRPC codes in one place (status_mapping.h). StreamOutputs is served raw: its request is
-// parsed here and its events are written as byte buffers that share the log's strings.
+// parsed here and its events are written as byte buffers that share the log's strings. So are
+// GetNotebook and ImportNotebook, whose reply (a whole notebook) is written straight from the
+// session's cells instead of from a copy of them.
 class KernelGatewayService final : public v1::KernelGateway::WithRawCallbackMethod_StreamOutputs<
-                                       v1::KernelGateway::CallbackService> {
+                                       v1::KernelGateway::WithRawCallbackMethod_GetNotebook<
+                                           v1::KernelGateway::WithRawCallbackMethod_ImportNotebook<
+                                               v1::KernelGateway::CallbackService>>> {
  public:
   KernelGatewayService(session::SessionRegistry& registry, const session::GatewayConfig& config,
                        const kernel::KernelSpecRegistry& specs, const TokenAuthenticator& auth,
@@ -67,17 +71,19 @@ class KernelGatewayService final : public v1::KernelGateway::WithRawCallbackMeth
   grpc::ServerUnaryReactor* MoveCell(grpc::CallbackServerContext* context,
                                      const v1::MoveCellRequest* request,
                                      v1::Cell* response) override;
+  // Raw: a v1::GetNotebookRequest in, a v1::Notebook out.
   grpc::ServerUnaryReactor* GetNotebook(grpc::CallbackServerContext* context,
-                                        const v1::GetNotebookRequest* request,
-                                        v1::Notebook* response) override;
+                                        const grpc::ByteBuffer* raw_request,
+                                        grpc::ByteBuffer* raw_response) override;
   grpc::ServerUnaryReactor* GetCell(grpc::CallbackServerContext* context,
                                     const v1::GetCellRequest* request, v1::Cell* response) override;
   grpc::ServerUnaryReactor* ExportNotebook(grpc::CallbackServerContext* context,
                                            const v1::ExportNotebookRequest* request,
                                            v1::ExportNotebookResponse* response) override;
+  // Raw: a v1::ImportNotebookRequest in, a v1::Notebook out.
   grpc::ServerUnaryReactor* ImportNotebook(grpc::CallbackServerContext* context,
-                                           const v1::ImportNotebookRequest* request,
-                                           v1::Notebook* response) override;
+                                           const grpc::ByteBuffer* raw_request,
+                                           grpc::ByteBuffer* raw_response) override;
   grpc::ServerUnaryReactor* RunCell(grpc::CallbackServerContext* context,
                                     const v1::RunCellRequest* request,
                                     v1::ExecutionResult* response) override;
@@ -110,6 +116,12 @@ class KernelGatewayService final : public v1::KernelGateway::WithRawCallbackMeth
   // Auth, then the kernel id's shape, then the lookup.
   absl::StatusOr<std::shared_ptr<session::KernelSession>> Authorize(
       grpc::CallbackServerContext* context, const std::string& kernel_id) const;
+  // For a method served raw: parses its request into `request`, then Authorize. Bytes that are
+  // not a `request` are INVALID_ARGUMENT, once the caller is authenticated.
+  template <typename Request>
+  absl::StatusOr<std::shared_ptr<session::KernelSession>> ParseAndAuthorize(
+      grpc::CallbackServerContext* context, const grpc::ByteBuffer& raw_request,
+      Request& request) const;
   absl::Status CheckAuth(grpc::CallbackServerContext* context) const;
   absl::Status CheckNotDraining() const;
   // The request's timeout (else the server default) and the call's gRPC deadline.

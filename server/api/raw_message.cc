@@ -113,6 +113,14 @@ grpc::ByteBuffer ByteBufferSharingStrings(Owner message) {
   return sink.Finish();
 }
 
+grpc::ByteBuffer ByteBufferOwning(std::string bytes) {
+  auto* owned = new std::string(std::move(bytes));
+  grpc::Slice slice(
+      owned->data(), owned->size(), [](void* string) { delete static_cast<std::string*>(string); },
+      owned);
+  return grpc::ByteBuffer(&slice, 1);
+}
+
 bool ParseByteBuffer(const grpc::ByteBuffer& buffer, google::protobuf::MessageLite& message) {
   grpc::ByteBuffer readable(buffer);  // shares the slices; the reader consumes its own copy
   grpc::ProtoBufferReader reader(&readable);

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <memory>
+#include <string>
 
 #include <google/protobuf/message_lite.h>
 #include <grpcpp/support/byte_buffer.h>
@@ -21,6 +22,9 @@ namespace cellgate::api {
 // each serializing a copy.
 grpc::ByteBuffer ByteBufferSharingStrings(
     std::shared_ptr<const google::protobuf::MessageLite> message);
+
+// `bytes` as a byte buffer, without a copy: its one slice owns them.
+grpc::ByteBuffer ByteBufferOwning(std::string bytes);
 
 // Parses a request a raw method received into `message`; false if the bytes are not one.
 bool ParseByteBuffer(const grpc::ByteBuffer& buffer, google::protobuf::MessageLite& message);

@@ -365,39 +365,59 @@ v1::Notebook Notebook::Snapshot(bool with_graph, bool with_outputs) const {
   return notebook;
 }
 
-std::string Notebook::SerializedSnapshot() const {
+std::string Notebook::SerializedSnapshot(bool with_graph, bool with_outputs) const {
   // Each cell is its entry's cell followed by the fields CellAt sets on its copy (a parser
-  // reads fields in any order, the last value of a field winning) and by the outputs, written
-  // straight from the OutputList as repeated `outputs` fields (appended in order).
+  // reads fields in any order, the last value of a field winning), by the outputs, written
+  // straight from the OutputList as repeated `outputs` fields (appended in order), and by its
+  // `depends_on` ids.
   using Lite = google::protobuf::internal::WireFormatLite;
   using common::LengthDelimitedHeaderSize;
   using common::WriteLengthDelimitedHeader;
+  // Like protobuf's own serialization, fields at their default (index 0, not truncated) are
+  // left out.
   auto index_size = [](size_t i) {
-    return Lite::TagSize(v1::Cell::kIndexFieldNumber, Lite::TYPE_INT32) +
-           Lite::Int32Size(static_cast<int32_t>(i));
+    return i == 0 ? 0
+                  : Lite::TagSize(v1::Cell::kIndexFieldNumber, Lite::TYPE_INT32) +
+                        Lite::Int32Size(static_cast<int32_t>(i));
   };
-  const size_t truncated_size =
-      Lite::TagSize(v1::Cell::kOutputsTruncatedFieldNumber, Lite::TYPE_BOOL) + Lite::kBoolSize;
+  auto truncated_size = [](const OutputList& outputs) {
+    return outputs.truncated()
+               ? Lite::TagSize(v1::Cell::kOutputsTruncatedFieldNumber, Lite::TYPE_BOOL) +
+                     Lite::kBoolSize
+               : 0;
+  };
   auto clears_stale_reason = [](const v1::Cell& cell) {
     return cell.state() != v1::CELL_STATE_STALE && !cell.stale_reason().empty();
   };
   const size_t empty_stale_reason_size =
       LengthDelimitedHeaderSize(v1::Cell::kStaleReasonFieldNumber, 0);
+  const bool with_depends_on = with_graph && tracking_.enabled;
   std::vector<size_t> cell_sizes(cells_.size());
+  std::vector<std::vector<std::string>> depends_on(with_depends_on ? cells_.size() : 0);
   size_t total = 0;
   for (size_t i = 0; i < cells_.size(); ++i) {
     const Entry& entry = *cells_[i];
-    size_t size = entry.cell.ByteSizeLong() + index_size(i) + truncated_size;  // caches sizes
+    size_t size = entry.cell.ByteSizeLong() + index_size(i) +  // caches sizes
+                  truncated_size(*entry.outputs);
     if (clears_stale_reason(entry.cell)) size += empty_stale_reason_size;
-    for (const v1::Output& output : entry.outputs->outputs()) {
-      const size_t output_size = output.ByteSizeLong();
-      size += LengthDelimitedHeaderSize(v1::Cell::kOutputsFieldNumber, output_size) + output_size;
+    if (with_outputs) {
+      for (const v1::Output& output : entry.outputs->outputs()) {
+        const size_t output_size = output.ByteSizeLong();
+        size += LengthDelimitedHeaderSize(v1::Cell::kOutputsFieldNumber, output_size) + output_size;
+      }
+    }
+    if (with_depends_on && entry.cell.cell_type() == v1::CELL_TYPE_CODE) {
+      depends_on[i] = Graph().DependsOn(entry.cell.cell_id());
+      for (const std::string& id : depends_on[i]) {
+        size += LengthDelimitedHeaderSize(v1::Cell::kDependsOnFieldNumber, id.size()) + id.size();
+      }
     }
     cell_sizes[i] = size;
     total += LengthDelimitedHeaderSize(v1::Notebook::kCellsFieldNumber, size) + size;
   }
   v1::Notebook rest;
   rest.set_metadata(metadata_json_);
+  if (with_graph) *rest.mutable_graph() = GraphProto();
   const size_t rest_size = rest.ByteSizeLong();
 
   std::string bytes(total + rest_size, '\0');
@@ -406,15 +426,25 @@ std::string Notebook::SerializedSnapshot() const {
     const Entry& entry = *cells_[i];
     at = WriteLengthDelimitedHeader(v1::Notebook::kCellsFieldNumber, cell_sizes[i], at);
     at = entry.cell.SerializeWithCachedSizesToArray(at);
-    at = Lite::WriteInt32ToArray(v1::Cell::kIndexFieldNumber, static_cast<int32_t>(i), at);
-    at = Lite::WriteBoolToArray(v1::Cell::kOutputsTruncatedFieldNumber, entry.outputs->truncated(),
-                                at);
+    if (i != 0) {
+      at = Lite::WriteInt32ToArray(v1::Cell::kIndexFieldNumber, static_cast<int32_t>(i), at);
+    }
+    if (entry.outputs->truncated()) {
+      at = Lite::WriteBoolToArray(v1::Cell::kOutputsTruncatedFieldNumber, true, at);
+    }
     if (clears_stale_reason(entry.cell)) {
       at = WriteLengthDelimitedHeader(v1::Cell::kStaleReasonFieldNumber, 0, at);
     }
-    for (const v1::Output& output : entry.outputs->outputs()) {
-      at = WriteLengthDelimitedHeader(v1::Cell::kOutputsFieldNumber, output.GetCachedSize(), at);
-      at = output.SerializeWithCachedSizesToArray(at);
+    if (with_outputs) {
+      for (const v1::Output& output : entry.outputs->outputs()) {
+        at = WriteLengthDelimitedHeader(v1::Cell::kOutputsFieldNumber, output.GetCachedSize(), at);
+        at = output.SerializeWithCachedSizesToArray(at);
+      }
+    }
+    if (with_depends_on) {
+      for (const std::string& id : depends_on[i]) {
+        at = Lite::WriteStringToArray(v1::Cell::kDependsOnFieldNumber, id, at);
+      }
     }
   }
   rest.SerializeWithCachedSizesToArray(at);

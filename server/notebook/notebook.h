@@ -120,9 +120,10 @@ class Notebook {
   // `depends_on` (derived: not needed to save and restore the notebook). `with_outputs` false:
   // the cells' `outputs` are left empty (outputs_truncated still says whether they were cut).
   v1::Notebook Snapshot(bool with_graph = true, bool with_outputs = true) const;
-  // The wire bytes of Snapshot(/*with_graph=*/false), written from the cells as they are: no
-  // copy of their outputs is made (what a save needs, under the session's lock).
-  std::string SerializedSnapshot() const;
+  // The wire bytes of Snapshot(with_graph, with_outputs), written from the cells as they are:
+  // no copy of them or their outputs is made (what a save needs under the session's lock, and
+  // a reply of the whole notebook).
+  std::string SerializedSnapshot(bool with_graph = false, bool with_outputs = true) const;
 
   int size() const { return static_cast<int>(cells_.size()); }
   std::vector<std::string> cell_ids() const;

@@ -638,13 +638,15 @@ absl::StatusOr<v1::Cell> KernelSession::GetCell(const std::string& cell_id) cons
   return notebook_.GetCell(cell_id);
 }
 
-v1::Notebook KernelSession::GetNotebook(bool with_outputs) const {
+std::string KernelSession::SerializedNotebook(bool with_outputs) const {
   absl::ReaderMutexLock lock(&mutex_);
-  v1::Notebook notebook = notebook_.Snapshot(/*with_graph=*/true, with_outputs);
-  notebook.set_kernel_id(params_.kernel_id);
+  std::string bytes = notebook_.SerializedSnapshot(/*with_graph=*/true, with_outputs);
+  v1::Notebook rest;  // appended: a parser takes a message's fields in any order
+  rest.set_kernel_id(params_.kernel_id);
   // Taken under the same lock that appends events: the snapshot reflects every event so far.
-  notebook.set_last_seq(event_log_->last_seq());
-  return notebook;
+  rest.set_last_seq(event_log_->last_seq());
+  rest.AppendToString(&bytes);
+  return bytes;
 }
 
 std::string KernelSession::MetadataForExportLocked() const {
@@ -683,8 +685,7 @@ std::string KernelSession::ExportNotebook() const {
   return notebook::ExportIpynb(file);
 }
 
-absl::StatusOr<v1::Notebook> KernelSession::ImportNotebook(const std::string& ipynb, bool replace,
-                                                           bool reply_with_outputs) {
+absl::Status KernelSession::ImportNotebook(const std::string& ipynb, bool replace) {
   absl::StatusOr<notebook::IpynbNotebook> file =
       notebook::ParseIpynb(ipynb, config_.max_ipynb_bytes);
   if (!file.ok()) return file.status();
@@ -711,10 +712,7 @@ absl::StatusOr<v1::Notebook> KernelSession::ImportNotebook(const std::string& ip
     MarkChangedLocked(/*urgent=*/true);
     RequestAnalysesLocked();
   }
-  // The reply is a GetNotebook, copied under the shared lock while the state writer serializes
-  // the import under another (SaveState) and then writes it: the two copies run side by side.
-  // A change made in between by another call shows in the reply.
-  return GetNotebook(reply_with_outputs);
+  return absl::OkStatus();
 }
 
 // ---- Execution ----

@@ -151,16 +151,15 @@ class KernelSession : public std::enable_shared_from_this<KernelSession> {
   absl::StatusOr<v1::Cell> MoveCell(const std::string& cell_id, int index)
       ABSL_LOCKS_EXCLUDED(mutex_);
   absl::StatusOr<v1::Cell> GetCell(const std::string& cell_id) const ABSL_LOCKS_EXCLUDED(mutex_);
-  // `with_outputs` false: the cells come without their outputs (Notebook::Snapshot).
-  v1::Notebook GetNotebook(bool with_outputs = true) const ABSL_LOCKS_EXCLUDED(mutex_);
+  // GetNotebook's reply, a v1::Notebook, as wire bytes written from the notebook as it is (no
+  // copy of its cells is made). `with_outputs` false: the cells come without their outputs
+  // (Notebook::Snapshot).
+  std::string SerializedNotebook(bool with_outputs = true) const ABSL_LOCKS_EXCLUDED(mutex_);
   // The notebook as .ipynb (nbformat 4.5), outputs included.
   std::string ExportNotebook() const ABSL_LOCKS_EXCLUDED(mutex_);
   // Loads cells from .ipynb bytes: appended, or replacing every cell (`replace`). All or
-  // nothing: INVALID_ARGUMENT naming what and where for bad input. Returns the notebook after
-  // it, its cells without outputs unless `reply_with_outputs`.
-  absl::StatusOr<v1::Notebook> ImportNotebook(const std::string& ipynb, bool replace,
-                                              bool reply_with_outputs = true)
-      ABSL_LOCKS_EXCLUDED(mutex_);
+  // nothing: INVALID_ARGUMENT naming what and where for bad input.
+  absl::Status ImportNotebook(const std::string& ipynb, bool replace) ABSL_LOCKS_EXCLUDED(mutex_);
 
   // Execution. The returned status is for requests that can't be queued (unknown cell,
   // markdown cell, empty source, dead kernel); otherwise `done` is called exactly once.

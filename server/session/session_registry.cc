@@ -224,12 +224,11 @@ absl::StatusOr<SessionRegistry::NewSessionResult> SessionRegistry::NewSession(
     }
   }
   if (!request.notebook_ipynb().empty()) {
-    absl::StatusOr<v1::Notebook> imported = session->ImportNotebook(request.notebook_ipynb(),
-                                                                    /*replace=*/true);
-    if (!imported.ok()) {
+    if (absl::Status imported = session->ImportNotebook(request.notebook_ipynb(),
+                                                        /*replace=*/true);
+        !imported.ok()) {
       if (uid >= 0) deps_.uid_pool->Release(uid);
-      return absl::InvalidArgumentError(
-          absl::StrCat("notebook_ipynb: ", imported.status().message()));
+      return absl::InvalidArgumentError(absl::StrCat("notebook_ipynb: ", imported.message()));
     }
   }
   return NewSessionResult{std::move(session), uid};
@@ -312,12 +311,11 @@ absl::Status SessionRegistry::StartPooled(std::shared_ptr<KernelSession> session
   absl::Status status;
   bool has_cells = false;
   if (!request.notebook_ipynb().empty()) {
-    absl::StatusOr<v1::Notebook> imported =
+    const absl::Status imported =
         session->ImportNotebook(request.notebook_ipynb(), /*replace=*/true);
     has_cells = imported.ok();
     if (!imported.ok()) {
-      status = absl::InvalidArgumentError(
-          absl::StrCat("notebook_ipynb: ", imported.status().message()));
+      status = absl::InvalidArgumentError(absl::StrCat("notebook_ipynb: ", imported.message()));
     }
   }
   if (status.ok()) status = AddSession(session);

@@ -8,6 +8,8 @@
 #include <chrono>
 #include <future>
 
+#include <grpcpp/impl/client_unary_call.h>
+
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -51,6 +53,23 @@ TEST_F(ErrorTest, AStreamOutputsRequestWhoseBytesDoNotParseIsInvalidArgument) {
   const grpc::Status status = reader->Finish();
   EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_THAT(status.error_message(), HasSubstr("StreamOutputsRequest"));
+}
+
+TEST_F(ErrorTest, GetNotebookAndImportNotebookRequestsWhoseBytesDoNotParseAreInvalidArgument) {
+  // Both are served raw too (their reply is written from the session's cells).
+  for (const std::string name : {"GetNotebook", "ImportNotebook"}) {
+    const std::string path = "/cellgate.v1.KernelGateway/" + name;
+    const grpc::internal::RpcMethod method(path.c_str(), grpc::internal::RpcMethod::NORMAL_RPC);
+    grpc::Slice garbage(std::string("\xff\xff\xff\xff", 4));
+    const grpc::ByteBuffer request(&garbage, 1);
+    grpc::ByteBuffer reply;
+    std::unique_ptr<grpc::ClientContext> context = client().Context();
+    const grpc::Status status =
+        grpc::internal::BlockingUnaryCall<grpc::ByteBuffer, grpc::ByteBuffer>(
+            client().channel().get(), method, context.get(), request, &reply);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << name;
+    EXPECT_THAT(status.error_message(), HasSubstr(name + "Request")) << name;
+  }
 }
 
 TEST_F(ErrorTest, UnknownKernelAndCellAreNotFound) {

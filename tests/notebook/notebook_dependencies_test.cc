@@ -7,6 +7,8 @@
 #include <thread>
 #include <vector>
 
+#include <google/protobuf/util/message_differencer.h>
+
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -300,6 +302,35 @@ TEST_F(NotebookDependenciesTest, ReadersAtTheSameTimeSeeOneGraph) {
     for (int r = 0; r < kReaders; ++r) {
       ASSERT_EQ(seen[r].SerializeAsString(), expected.SerializeAsString())
           << "round " << round << ", reader " << r;
+    }
+  }
+}
+
+TEST_F(NotebookDependenciesTest, TheSerializedSnapshotIsTheSnapshotWithTheGraphAsAsked) {
+  // A reply of the whole notebook is written from the cells as they are; it must parse to what
+  // the copy would have been, graph and `depends_on` included.
+  AddPipeline();
+  notebook_.outputs("plot")->Append([] {
+    v1::Output output;
+    output.mutable_stream()->set_text("drawn\n");
+    return output;
+  }());
+  ASSERT_TRUE(notebook_.AddCell("# notes", v1::CELL_TYPE_MARKDOWN, 1, "md", "").ok());
+  Edit("load", "df = read(other_path)", Analyzed({"df"}, {"other_path", "read"}));
+  ASSERT_THAT(Stale(), ElementsAre("load", "clean", "plot"));  // with their stale reasons
+  for (const bool with_graph : {false, true}) {
+    for (const bool with_outputs : {false, true}) {
+      const std::string when =
+          absl::StrCat("with_graph ", with_graph, ", with_outputs ", with_outputs);
+      const v1::Notebook expected = notebook_.Snapshot(with_graph, with_outputs);
+      ASSERT_EQ(expected.has_graph(), with_graph) << when;
+      ASSERT_EQ(expected.cells(4).depends_on_size(), with_graph ? 1 : 0) << when;  // plot
+      ASSERT_EQ(expected.cells(4).outputs_size(), with_outputs ? 1 : 0) << when;
+      v1::Notebook parsed;
+      ASSERT_TRUE(parsed.ParseFromString(notebook_.SerializedSnapshot(with_graph, with_outputs)))
+          << when;
+      EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(parsed, expected))
+          << when << ": " << parsed.DebugString();
     }
   }
 }

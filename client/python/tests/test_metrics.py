@@ -93,6 +93,13 @@ def test_a_workload_moves_the_counters_it_should(server: MetricsServer) -> None:
                                     metadata=(("authorization", f"Bearer {TOKEN}"),
                                               ("x-request-id", "req-43")), timeout=10))
         assert missing_stream.value.code() == grpc.StatusCode.NOT_FOUND
+        # So are GetNotebook and ImportNotebook.
+        with pytest.raises(grpc.RpcError) as missing_notebook:
+            stub.ImportNotebook(gw.ImportNotebookRequest(kernel_id="cafecafecafecafe",
+                                                         ipynb=b"{}"),
+                                metadata=(("authorization", f"Bearer {TOKEN}"),
+                                          ("x-request-id", "req-44")), timeout=10)
+        assert missing_notebook.value.code() == grpc.StatusCode.NOT_FOUND
         channel.close()
 
         # One follower open: the gauge counts it; closed: it does not.
@@ -134,6 +141,8 @@ def test_a_workload_moves_the_counters_it_should(server: MetricsServer) -> None:
                      code="UNAUTHENTICATED") == 1
         assert delta("cellgate_grpc_requests_total", method=method + "StreamOutputs",
                      code="NOT_FOUND") == 1
+        assert delta("cellgate_grpc_requests_total", method=method + "ImportNotebook",
+                     code="NOT_FOUND") == 1
         assert delta("cellgate_grpc_requests_total", method=method + "Execute", code="OK") == 3
         assert delta("cellgate_grpc_requests_total", method=method + "StartKernel",
                      code="OK") == 2
@@ -154,6 +163,8 @@ def test_a_workload_moves_the_counters_it_should(server: MetricsServer) -> None:
             and "kernel_id=feedfeedfeedfeed request_id=req-42" in log)
     assert (f"event=request_failed method={method}StreamOutputs code=NOT_FOUND" in log
             and "kernel_id=beefbeefbeefbeef request_id=req-43" in log)
+    assert (f"event=request_failed method={method}ImportNotebook code=NOT_FOUND" in log
+            and "kernel_id=cafecafecafecafe request_id=req-44" in log)
     assert f"event=kernel_restarting kernel_id={cold.id} trigger=requested" in log
     assert f"event=kernel_died kernel_id={pooled.id}" in log
     assert f"event=kernel_shutdown kernel_id={cold.id}" in log
