@@ -11,6 +11,19 @@
 namespace cellgate::session {
 namespace {
 
+// What this thread's WakeupsDeferred of `log` hold: one entry per log it is inside one of.
+struct HeldWakeups {
+  const EventLog* log;
+  int depth;  // nested WakeupsDeferred of that log
+  std::vector<EventLog::WaitId> ids;
+};
+thread_local std::vector<HeldWakeups> held_wakeups;
+
+std::vector<HeldWakeups>::iterator HeldFor(const EventLog* log) {
+  return std::find_if(held_wakeups.begin(), held_wakeups.end(),
+                      [log](const HeldWakeups& held) { return held.log == log; });
+}
+
 void SetTimestamp(absl::Time time, google::protobuf::Timestamp* out) {
   const int64_t seconds = absl::ToUnixSeconds(time);
   out->set_seconds(seconds);
@@ -28,39 +41,26 @@ EventLog::EventLog(Options options)
 EventLog::~EventLog() = default;
 
 EventLog::WakeupsDeferred::WakeupsDeferred(EventLog& log) : log_(log) {
-  const std::thread::id self = std::this_thread::get_id();
-  absl::MutexLock lock(&log_.mu_);
-  for (Deferral& deferral : log_.deferrals_) {
-    if (deferral.thread == self) {
-      ++deferral.depth;
-      return;
-    }
+  if (auto it = HeldFor(&log_); it != held_wakeups.end()) {
+    ++it->depth;
+  } else {
+    held_wakeups.push_back(HeldWakeups{&log_, 1, {}});
   }
-  log_.deferrals_.push_back(Deferral{self, 1, {}});
 }
 
 EventLog::WakeupsDeferred::~WakeupsDeferred() {
-  const std::thread::id self = std::this_thread::get_id();
-  std::vector<WaitId> held;
-  {
-    absl::MutexLock lock(&log_.mu_);
-    auto it = std::find_if(log_.deferrals_.begin(), log_.deferrals_.end(),
-                           [self](const Deferral& deferral) { return deferral.thread == self; });
-    if (--it->depth > 0) return;
-    held = std::move(it->ids);
-    log_.deferrals_.erase(it);
-  }
-  log_.RunWakeups(held);
+  auto it = HeldFor(&log_);
+  if (--it->depth > 0) return;
+  const std::vector<WaitId> ids = std::move(it->ids);
+  held_wakeups.erase(it);  // before the wakeups run: they may defer their own
+  if (!ids.empty()) log_.RunWakeups(ids);
 }
 
 void EventLog::DeferIfAskedLocked(std::vector<WaitId>& ids) {
-  if (ids.empty() || deferrals_.empty()) return;
-  const std::thread::id self = std::this_thread::get_id();
-  for (Deferral& deferral : deferrals_) {
-    if (deferral.thread != self) continue;
-    deferral.ids.insert(deferral.ids.end(), ids.begin(), ids.end());
+  if (ids.empty() || held_wakeups.empty()) return;
+  if (auto it = HeldFor(this); it != held_wakeups.end()) {
+    it->ids.insert(it->ids.end(), ids.begin(), ids.end());
     ids.clear();
-    return;
   }
 }
 

@@ -51,7 +51,7 @@ class EventLog {
   // and write to their clients' streams, after the lock is released rather than under it.
   class WakeupsDeferred {
    public:
-    explicit WakeupsDeferred(EventLog& log) ABSL_LOCKS_EXCLUDED(log.mu_);
+    explicit WakeupsDeferred(EventLog& log);  // no lock: what it holds is the thread's own
     ~WakeupsDeferred() ABSL_LOCKS_EXCLUDED(log_.mu_);
     WakeupsDeferred(const WakeupsDeferred&) = delete;
     WakeupsDeferred& operator=(const WakeupsDeferred&) = delete;
@@ -128,12 +128,6 @@ class EventLog {
     bool started = false;             // `wake` was moved out and is running (or just ran)
     absl::AnyInvocable<void()> wake;  // until started
   };
-  // The wakeups held for a thread inside a `WakeupsDeferred`.
-  struct Deferral {
-    std::thread::id thread;
-    int depth = 0;  // nested WakeupsDeferred of that thread
-    std::vector<WaitId> ids;
-  };
   struct Entry {
     EventPtr event;
     int64_t bytes;       // ByteSizeLong
@@ -159,7 +153,6 @@ class EventLog {
   // Retained events; their seqs are consecutive, so the one with seq s is at s - front's seq.
   std::deque<Entry> events_ ABSL_GUARDED_BY(mu_);
   int64_t next_seq_ ABSL_GUARDED_BY(mu_);
-  std::vector<Deferral> deferrals_ ABSL_GUARDED_BY(mu_);  // one per thread inside one
   int64_t retained_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t appended_bytes_ ABSL_GUARDED_BY(mu_) = 0;  // ever appended
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
