@@ -107,6 +107,14 @@ bool SavedProcessRuns(const internal::KernelProcessState& process) {
   return process.uid() < 0 || kernel::ProcessUid(process.pid()) == process.uid();
 }
 
+// Loads a StartKernel's `notebook_ipynb` into the new kernel; what is wrong with it is named
+// under that field.
+absl::Status ImportRequestedNotebook(KernelSession& session, const std::string& ipynb) {
+  const absl::Status imported = session.ImportNotebook(ipynb, /*replace=*/true);
+  if (imported.ok()) return imported;
+  return absl::InvalidArgumentError(absl::StrCat("notebook_ipynb: ", imported.message()));
+}
+
 }  // namespace
 
 absl::StatusOr<SessionRegistry::NewSessionResult> SessionRegistry::NewSession(
@@ -224,11 +232,10 @@ absl::StatusOr<SessionRegistry::NewSessionResult> SessionRegistry::NewSession(
     }
   }
   if (!request.notebook_ipynb().empty()) {
-    if (absl::Status imported = session->ImportNotebook(request.notebook_ipynb(),
-                                                        /*replace=*/true);
+    if (absl::Status imported = ImportRequestedNotebook(*session, request.notebook_ipynb());
         !imported.ok()) {
       if (uid >= 0) deps_.uid_pool->Release(uid);
-      return absl::InvalidArgumentError(absl::StrCat("notebook_ipynb: ", imported.message()));
+      return imported;
     }
   }
   return NewSessionResult{std::move(session), uid};
@@ -311,12 +318,8 @@ absl::Status SessionRegistry::StartPooled(std::shared_ptr<KernelSession> session
   absl::Status status;
   bool has_cells = false;
   if (!request.notebook_ipynb().empty()) {
-    const absl::Status imported =
-        session->ImportNotebook(request.notebook_ipynb(), /*replace=*/true);
-    has_cells = imported.ok();
-    if (!imported.ok()) {
-      status = absl::InvalidArgumentError(absl::StrCat("notebook_ipynb: ", imported.message()));
-    }
+    status = ImportRequestedNotebook(*session, request.notebook_ipynb());
+    has_cells = status.ok();
   }
   if (status.ok()) status = AddSession(session);
   if (!status.ok()) {
